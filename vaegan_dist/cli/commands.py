@@ -1,0 +1,87 @@
+"""The CLI's commands: thin calls into the library, and the messages a user reads."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import yaml
+
+from vaegan_dist.config import ConfigError, build_config, config_to_dict
+from vaegan_dist.data.manifest import DataError
+
+USER_ERRORS = (ConfigError, DataError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+
+
+def prepare_synthetic(args: argparse.Namespace) -> int:
+    from vaegan_dist.data.synthetic import prepare_synthetic as write
+
+    manifest = write(Path(args.out), num=args.num, size=args.size, seed=args.seed, workers=args.workers,
+                     shard_samples=args.shard_samples)
+    counts = ", ".join(f"{split} {manifest.samples(split)}" for split in manifest.splits)
+    print(f"wrote {Path(args.out).resolve()}: {counts} images at {args.size}px")
+    return 0
+
+
+def train(args: argparse.Namespace) -> int:
+    cfg = build_config(args.preset, args.overrides)
+    if args.show_config:
+        print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end="")
+        return 0
+    from vaegan_dist.train.launcher import launch
+
+    run_dir = launch(cfg)
+    print(f"\nfinished. run directory: {run_dir}\n"
+          f"  TensorBoard:  tensorboard --logdir {run_dir / 'tensorboard'}   (then open http://localhost:6006)\n"
+          f"  sample grids: {run_dir / 'samples'}\n"
+          f"  new samples:  vaegan-dist sample --checkpoint {run_dir} --out samples.png\n"
+          f"  resume/extend: vaegan-dist train --preset {cfg.preset} train.name={run_dir.name} "
+          f"train.steps=<more> ...")
+    return 0
+
+
+def _write_grid(images, out: str, nrow: int = 8) -> None:
+    from torchvision.utils import make_grid, save_image
+
+    path = Path(out)
+    if path.parent and not path.parent.exists():
+        raise FileNotFoundError(f"{path.parent}: output directory does not exist")
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_image(make_grid(images.float().cpu(), nrow=nrow, normalize=True, value_range=(-1, 1)), tmp, format="png")
+    os.replace(tmp, path)
+    print(f"wrote {path.resolve()}")
+
+
+def _load(checkpoint: str):
+    from vaegan_dist.train.checkpoint import load_model
+
+    try:
+        return load_model(checkpoint)
+    except ValueError as err:  # unreadable or foreign checkpoint file
+        raise DataError(str(err)) from None
+
+
+def sample(args: argparse.Namespace) -> int:
+    import torch
+
+    model, _, step = _load(args.checkpoint)
+    _write_grid(model.sample(args.n, generator=torch.Generator().manual_seed(args.seed)), args.out)
+    return 0
+
+
+def reconstruct(args: argparse.Namespace) -> int:
+    from vaegan_dist.data.stream import check_image_size, first_images, shard_urls
+    from vaegan_dist.train.step import to_unit_range
+
+    model, cfg, _ = _load(args.checkpoint)
+    manifest, _ = shard_urls(args.data, args.split)
+    check_image_size(manifest, args.data, cfg.data.image_size)
+    images, _ = first_images(args.data, args.split, args.n)
+    x = to_unit_range(images, next(model.parameters()).device)
+    recon = model.reconstruct(x)
+    import torch
+
+    rows = [t for r in range(0, x.shape[0], 8) for t in (x[r : r + 8], recon[r : r + 8])]
+    _write_grid(torch.cat(rows), args.out)
+    return 0

@@ -1,0 +1,74 @@
+"""``vaegan-dist``: prepare data, train, and use a trained model.
+
+    vaegan-dist prepare synthetic --out ~/data/faces64 --num 20000 --size 64
+    vaegan-dist train --preset smoke                          # 2 Ray workers on the built-in faces
+    vaegan-dist train --preset celeba64 data.source=/data/celeba64 train.workers=8
+    vaegan-dist sample --checkpoint ~/vaegan-dist/runs/<run> --out samples.png
+    vaegan-dist reconstruct --checkpoint ~/vaegan-dist/runs/<run> --data ~/data/faces64 --out recon.png
+
+Errors in input (config keys and values, missing data or checkpoints) end with one line naming the key,
+value or file at fault and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from vaegan_dist.cli import commands
+from vaegan_dist.config import PRESETS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vaegan-dist", description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    prepare = sub.add_parser("prepare", help="write a data set as webdataset shards with a manifest")
+    kinds = prepare.add_subparsers(dest="kind", required=True, metavar="KIND")
+    syn = kinds.add_parser("synthetic", help="the built-in procedural faces with CelebA attribute names")
+    syn.add_argument("--out", required=True, help="directory to create (must not hold a data set yet)")
+    syn.add_argument("--num", type=int, default=20000, help="images in total (80/10/10 train/valid/test)")
+    syn.add_argument("--size", type=int, default=64, choices=(32, 64, 128), help="image side in pixels")
+    syn.add_argument("--seed", type=int, default=0)
+    syn.add_argument("--workers", type=int, default=None, help="rendering processes (default: CPU count, max 8)")
+    syn.add_argument("--shard-samples", type=int, default=1000, help="images per shard")
+    syn.set_defaults(func=commands.prepare_synthetic)
+
+    train = sub.add_parser("train", help="train a VAE/GAN (rerun with the same train.name to resume)",
+                           description="Train from a preset with key=value overrides, e.g. train.steps=500 "
+                                       "objective.gamma=1e-3. `--show-config` prints every key.")
+    train.add_argument("--preset", default="smoke", choices=sorted(PRESETS), help="starting config (default: smoke)")
+    train.add_argument("--show-config", action="store_true", help="print the resolved config as YAML and exit")
+    train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, applied in order")
+    train.set_defaults(func=commands.train)
+
+    sample = sub.add_parser("sample", help="decode random latent codes into an image grid")
+    sample.add_argument("--checkpoint", required=True, help="state.pt, a checkpoint directory or a run directory")
+    sample.add_argument("--out", required=True, help="PNG file to write")
+    sample.add_argument("--n", type=int, default=64, help="number of images")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.set_defaults(func=commands.sample)
+
+    recon = sub.add_parser("reconstruct", help="encode and decode images from shards; originals and "
+                                               "reconstructions in alternating rows")
+    recon.add_argument("--checkpoint", required=True, help="state.pt, a checkpoint directory or a run directory")
+    recon.add_argument("--data", required=True, help="shard directory or manifest.json")
+    recon.add_argument("--split", default="valid")
+    recon.add_argument("--out", required=True, help="PNG file to write")
+    recon.add_argument("--n", type=int, default=32, help="number of images")
+    recon.set_defaults(func=commands.reconstruct)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except commands.USER_ERRORS as err:
+        print(f"vaegan-dist {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

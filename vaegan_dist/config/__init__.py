@@ -1,0 +1,35 @@
+"""Typed configs, named presets and ``key=value`` overrides.
+
+    >>> from vaegan_dist.config import build_config
+    >>> cfg = build_config("smoke", ["train.steps=50", "objective.gamma=0.01"])
+    >>> cfg.train.steps, cfg.data.image_size
+    (50, 32)
+"""
+
+from __future__ import annotations
+
+from vaegan_dist.config.errors import ConfigError
+from vaegan_dist.config.io import load_config, save_config
+from vaegan_dist.config.parse import all_keys, apply_overrides, config_from_dict, config_to_dict
+from vaegan_dist.config.presets import PRESETS, preset
+from vaegan_dist.config.schema import (
+    Config,
+    DataConfig,
+    ModelConfig,
+    ObjectiveConfig,
+    OptimConfig,
+    TrainConfig,
+)
+from vaegan_dist.config.validate import validate
+
+
+def build_config(preset_name: str = "smoke", overrides: list[str] | None = None) -> Config:
+    """Preset, then overrides in order, then validation."""
+    return validate(apply_overrides(preset(preset_name), list(overrides or [])))
+
+
+__all__ = [
+    "Config", "DataConfig", "ModelConfig", "ObjectiveConfig", "OptimConfig", "TrainConfig",
+    "ConfigError", "PRESETS", "preset", "build_config", "apply_overrides", "config_from_dict",
+    "config_to_dict", "validate", "load_config", "save_config", "all_keys",
+]

@@ -1,0 +1,95 @@
+"""Typed configuration of a run: one small dataclass per component, grouped in :class:`Config`.
+
+Field names are the keys users override on the command line (``train.steps=500``). Units are in the
+comments; constraints live in :mod:`vaegan_dist.config.validate`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+SUPPORTED_IMAGE_SIZES: tuple[int, ...] = (32, 64, 128)
+
+
+@dataclass
+class DataConfig:
+    source: str = ""  # shard directory or its manifest.json; "" = the built-in procedural faces
+    split: str = "train"  # split of the manifest to train on
+    image_size: int = 64  # pixels, square; 32, 64 or 128
+    batch_size: int = 64  # images per worker per step
+    shuffle_buffer: int = 1000  # samples held in each DataLoader worker's shuffle buffer
+    loader_workers: int = 2  # DataLoader processes per training worker (0 = decode in the training process)
+    hflip: bool = True  # random horizontal flips
+    synthetic_samples: int = 20000  # size of the built-in data set when source is ""
+    cache_dir: str = "~/vaegan-dist/data"  # where the built-in data set is written once
+
+
+@dataclass
+class ModelConfig:
+    latent_dim: int = 128
+    encoder_fc: int = 2048  # paper: 2048, released code: 1024
+    discriminator_fc: int = 512
+    width: float = 1.0  # multiplies every convolution's channel count (the smoke preset narrows it)
+    sync_batchnorm: bool = False  # SyncBatchNorm across workers instead of per-replica statistics
+
+
+@dataclass
+class ObjectiveConfig:
+    gamma: float = 1e-6  # weight of L_llike against the GAN loss in the decoder's update
+    # Which decoder outputs the discriminator sees as fakes: the paper uses Dec(z_p) and Dec(Enc(x)),
+    # the released code only Dec(z_p).
+    fakes: Literal["prior_and_reconstruction", "prior"] = "prior_and_reconstruction"
+    # minimax: the decoder minimises -L_GAN (saturating, paper and code); non_saturating: -log D(fake).
+    generator_loss: Literal["minimax", "non_saturating"] = "minimax"
+    # Weight of the GAN term in the decoder's loss: 1 (paper) or 1 - gamma (released code).
+    decoder_gan_weight: Literal["one", "one_minus_gamma"] = "one"
+    # Discriminator loss: sum of the real and fake terms (paper) or 0.5 each (released code).
+    discriminator_weighting: Literal["sum", "half"] = "sum"
+    # Released code's balancing: skip Dis / Dec steps when either is far ahead.
+    equilibrium: bool = False
+    equilibrium_value: float = 0.68
+    equilibrium_margin: float = 0.35
+
+
+@dataclass
+class OptimConfig:
+    lr_encoder: float = 3e-4
+    lr_decoder: float = 3e-4
+    lr_discriminator: float = 3e-4
+    rms_decay: float = 0.9  # RMSProp's moving-average coefficient (torch's alpha)
+    eps: float = 1e-8
+    weight_decay: float = 1e-5  # L2 on conv/linear weights, except the mu/logvar heads
+    # constant (paper) or the released code's lr(t) = lr - (t/T)^power * (lr - lr * final_ratio)
+    schedule: Literal["constant", "power_anneal"] = "constant"
+    lr_final_ratio: float = 5e-4
+    anneal_power: float = 0.75
+    grad_clip: float = 0.0  # max global gradient norm per sub-network; 0 = off
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 62500  # optimiser steps (the paper: ~62,500 at batch 64)
+    workers: int = 2  # Ray Train workers; 0 = run in this process without Ray
+    cpus_per_worker: float = 1.0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int = 0
+    log_every: int = 50  # steps between scalar logs and progress lines
+    image_every: int = 500  # steps between sample / reconstruction grids
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    storage_path: str = "~/vaegan-dist/runs"  # runs live in storage_path/name
+    name: str = ""  # "" = <preset>-<date>-<time>; rerun with the same name to resume
+    max_failures: int = 0  # worker-group restarts from the last checkpoint
+    collective_timeout_s: int = 1800  # a hung collective becomes an error after this long
+    grid_size: int = 64  # images in each TensorBoard grid
+
+
+@dataclass
+class Config:
+    preset: str = "celeba64"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)

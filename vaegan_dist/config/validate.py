@@ -1,0 +1,54 @@
+"""Value constraints that types alone cannot express. Each failure names its key and value."""
+
+from __future__ import annotations
+
+from vaegan_dist.config.errors import ConfigError
+from vaegan_dist.config.schema import SUPPORTED_IMAGE_SIZES, Config
+
+
+def _require(ok: bool, key: str, value: object, why: str) -> None:
+    if not ok:
+        raise ConfigError(f"config key {key!r} {why}; got {value!r}")
+
+
+def validate(cfg: Config) -> Config:
+    d, m, o, p, t = cfg.data, cfg.model, cfg.objective, cfg.optim, cfg.train
+    _require(d.image_size in SUPPORTED_IMAGE_SIZES, "data.image_size", d.image_size,
+             f"must be one of {', '.join(map(str, SUPPORTED_IMAGE_SIZES))} (the model has no architecture for other sizes)")
+    _require(d.batch_size >= 2, "data.batch_size", d.batch_size, "must be at least 2 (batch normalisation needs a batch)")
+    _require(d.shuffle_buffer >= 0, "data.shuffle_buffer", d.shuffle_buffer, "must be >= 0")
+    _require(d.loader_workers >= 0, "data.loader_workers", d.loader_workers, "must be >= 0")
+    _require(d.synthetic_samples >= d.batch_size, "data.synthetic_samples", d.synthetic_samples,
+             f"must be at least data.batch_size ({d.batch_size})")
+    _require(bool(d.split), "data.split", d.split, "must name a split (train, valid or test)")
+
+    _require(m.latent_dim >= 1, "model.latent_dim", m.latent_dim, "must be >= 1")
+    _require(m.encoder_fc >= 1, "model.encoder_fc", m.encoder_fc, "must be >= 1")
+    _require(m.discriminator_fc >= 1, "model.discriminator_fc", m.discriminator_fc, "must be >= 1")
+    _require(0 < m.width <= 8, "model.width", m.width, "must be in (0, 8]")
+
+    _require(o.gamma >= 0, "objective.gamma", o.gamma, "must be >= 0")
+    _require(0 < o.equilibrium_value, "objective.equilibrium_value", o.equilibrium_value, "must be > 0")
+    _require(0 <= o.equilibrium_margin < o.equilibrium_value, "objective.equilibrium_margin",
+             o.equilibrium_margin, "must be in [0, objective.equilibrium_value)")
+
+    for key in ("lr_encoder", "lr_decoder", "lr_discriminator"):
+        _require(getattr(p, key) > 0, f"optim.{key}", getattr(p, key), "must be > 0")
+    _require(0 <= p.rms_decay < 1, "optim.rms_decay", p.rms_decay, "must be in [0, 1)")
+    _require(p.eps > 0, "optim.eps", p.eps, "must be > 0")
+    _require(p.weight_decay >= 0, "optim.weight_decay", p.weight_decay, "must be >= 0")
+    _require(0 < p.lr_final_ratio <= 1, "optim.lr_final_ratio", p.lr_final_ratio, "must be in (0, 1]")
+    _require(p.anneal_power > 0, "optim.anneal_power", p.anneal_power, "must be > 0")
+    _require(p.grad_clip >= 0, "optim.grad_clip", p.grad_clip, "must be >= 0 (0 = off)")
+
+    _require(t.steps >= 1, "train.steps", t.steps, "must be >= 1")
+    _require(t.workers >= 0, "train.workers", t.workers, "must be >= 0 (0 = in this process, without Ray)")
+    _require(t.cpus_per_worker > 0, "train.cpus_per_worker", t.cpus_per_worker, "must be > 0")
+    for key in ("log_every", "image_every", "checkpoint_every", "keep_checkpoints", "grid_size"):
+        _require(getattr(t, key) >= 1, f"train.{key}", getattr(t, key), "must be >= 1")
+    _require(t.max_failures >= -1, "train.max_failures", t.max_failures, "must be >= 0, or -1 for unlimited")
+    _require(t.collective_timeout_s >= 1, "train.collective_timeout_s", t.collective_timeout_s, "must be >= 1")
+    _require(t.storage_path != "", "train.storage_path", t.storage_path, "must not be empty")
+    _require("/" not in t.name and t.name not in (".", ".."), "train.name", t.name,
+             "must be a plain directory name (no '/')")
+    return cfg

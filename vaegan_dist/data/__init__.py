@@ -1,0 +1,5 @@
+"""Shard writers (procedural faces; CelebA and image folders in step 2) and the streaming reader.
+
+Submodules are imported directly (``from vaegan_dist.data.stream import ...``) so that the writers,
+which run in worker processes, do not pay for importing torch.
+"""

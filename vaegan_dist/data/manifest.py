@@ -1,0 +1,82 @@
+"""The manifest that travels with a set of shards: what is in them, and how to check they are whole.
+
+Every writer (CelebA converter, image folder, procedural faces) produces the same format, so the reader
+and the evaluation code never care where images came from.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vaegan_dist.config.io import atomic_write_text
+
+MANIFEST_NAME = "manifest.json"
+FORMAT = "vaegan-dist-shards/1"
+
+
+class DataError(ValueError):
+    """Bad or missing data; the message is one line naming the file or value at fault."""
+
+
+@dataclass
+class ShardInfo:
+    name: str  # file name relative to the manifest's directory
+    samples: int
+    sha256: str
+    bytes: int
+
+
+@dataclass
+class Manifest:
+    dataset: str  # "synthetic", "celeba", "folder"
+    image_size: int
+    image_encoding: str  # the extension of the image field in every sample: "png" or "jpg"
+    attributes: list[str]
+    splits: dict[str, list[ShardInfo]]
+    crop: str = ""
+    source: str = ""
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    format: str = FORMAT
+
+    def samples(self, split: str) -> int:
+        return sum(s.samples for s in self.shards(split))
+
+    def shards(self, split: str) -> list[ShardInfo]:
+        if split not in self.splits:
+            raise DataError(f"split {split!r} is not in the manifest (it has {', '.join(self.splits) or 'none'})")
+        return self.splits[split]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+
+def write_manifest(manifest: Manifest, directory: Path) -> Path:
+    path = Path(directory) / MANIFEST_NAME
+    atomic_write_text(path, manifest.to_json())
+    return path
+
+
+def manifest_path(source: str | Path) -> Path:
+    """A shard directory or its manifest file -> the manifest file."""
+    path = Path(source).expanduser()
+    return path / MANIFEST_NAME if path.is_dir() else path
+
+
+def read_manifest(source: str | Path) -> Manifest:
+    path = manifest_path(source)
+    if not path.exists():
+        raise DataError(f"{path}: no manifest here (create shards with `vaegan-dist prepare ...`)")
+    try:
+        raw: dict[str, Any] = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}: not valid JSON ({err})") from None
+    if raw.get("format") != FORMAT:
+        raise DataError(f"{path}: format {raw.get('format')!r} is not {FORMAT!r}")
+    try:
+        splits = {k: [ShardInfo(**s) for s in v] for k, v in raw.pop("splits").items()}
+        return Manifest(splits=splits, **raw)
+    except (KeyError, TypeError) as err:
+        raise DataError(f"{path}: malformed manifest ({err})") from None

@@ -1,0 +1,39 @@
+"""Dis: x -> (logit of "real", Dis_l features). Dis_l is the learned similarity metric of the paper."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vaegan_dist.model.architecture import KERNEL, Architecture
+from vaegan_dist.model.layers import PAD, conv_bn_relu, fc_bn_relu, paper_init
+
+
+class Discriminator(nn.Module):
+    """A 5x5 conv + ReLU without BN, stride-2 convs with BN + ReLU, FC with BN + ReLU, FC to one logit.
+
+    The forward pass returns the logit (the sigmoid lives in the loss, for numerical stability) and the
+    output of the Dis_l convolution before its BN, flattened: at 64 px that is the 4th conv, 256x8x8.
+    """
+
+    def __init__(self, arch: Architecture, fc: int):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, arch.discriminator_stem, KERNEL, padding=PAD), nn.ReLU(inplace=True))
+        channels = (arch.discriminator_stem, *arch.discriminator_channels)
+        self.blocks = nn.ModuleList(conv_bn_relu(a, b) for a, b in zip(channels, channels[1:]))
+        self.dis_l_block = arch.dis_l_block
+        self.fc = fc_bn_relu(channels[-1] * arch.bottom_side**2, fc)
+        self.logit = nn.Linear(fc, 1)
+        paper_init(self)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: [N, 3, S, S] -> logits [N], Dis_l features [N, dis_l_features]."""
+        h = self.stem(x)
+        features = None
+        for i, (conv, bn, relu) in enumerate(self.blocks):
+            h = conv(h)
+            if i == self.dis_l_block:
+                features = h.flatten(1)
+            h = relu(bn(h))
+        logits = self.logit(self.fc(h.flatten(1))).squeeze(1)
+        return logits, features

@@ -1,0 +1,57 @@
+"""Building blocks shared by the three networks, and the paper's initialisation."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from vaegan_dist.model.architecture import BN_MOMENTUM, CONV_BN_EPS, KERNEL
+
+PAD = KERNEL // 2  # "same" padding: stride 2 halves the side exactly
+
+
+def conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
+    """5x5 stride-2 conv (no bias: BN follows), BN, ReLU. Halves the side."""
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, KERNEL, stride=2, padding=PAD, bias=False),
+        nn.BatchNorm2d(c_out, eps=CONV_BN_EPS, momentum=BN_MOMENTUM),
+        nn.ReLU(inplace=True),
+    )
+
+
+def deconv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
+    """5x5 stride-2 transposed conv, BN, ReLU. Doubles the side (output_padding=1 makes it exact)."""
+    return nn.Sequential(
+        nn.ConvTranspose2d(c_in, c_out, KERNEL, stride=2, padding=PAD, output_padding=1, bias=False),
+        nn.BatchNorm2d(c_out, eps=CONV_BN_EPS, momentum=BN_MOMENTUM),
+        nn.ReLU(inplace=True),
+    )
+
+
+def fc_bn_relu(n_in: int, n_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(n_in, n_out, bias=False),
+        nn.BatchNorm1d(n_out, momentum=BN_MOMENTUM),
+        nn.ReLU(inplace=True),
+    )
+
+
+def fan_in(weight: torch.Tensor, transposed: bool) -> int:
+    """Inputs feeding one output unit. A transposed conv's weight is [in, out, k, k]."""
+    receptive = weight[0, 0].numel() if weight.dim() > 2 else 1
+    return (weight.shape[0] if transposed else weight.shape[1]) * receptive
+
+
+@torch.no_grad()
+def paper_init(module: nn.Module) -> None:
+    """Weights uniform in +-1/sqrt(3 * fan_in), biases 0, BN scale 1 and shift 0 (PAPER.md)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            bound = 1.0 / math.sqrt(3.0 * fan_in(m.weight, isinstance(m, nn.ConvTranspose2d)))
+            m.weight.uniform_(-bound, bound)
+            if m.bias is not None:
+                m.bias.zero_()
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_parameters()

@@ -1,0 +1,103 @@
+"""The paper's three losses from one forward pass, and the generator's side of the GAN game.
+
+Conventions (PAPER.md): L_GAN here is the discriminator's binary cross-entropy, the positive quantity
+Dis minimises; the decoder minimises gamma * L_llike - L_GAN (minimax) or its non-saturating variant.
+All losses are batch means of per-sample values, in fp32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+import kernels
+
+
+@dataclass
+class Forward:
+    """Everything one step computes before any gradient; B = images in the batch."""
+
+    mu: torch.Tensor  # [B, latent]
+    logvar: torch.Tensor  # [B, latent]
+    z: torch.Tensor  # [B, latent], sampled from q(z|x)
+    kl: torch.Tensor  # [B] fp32, per-sample KL from the prior
+    x_fake: torch.Tensor  # [2B, 3, S, S]: Dec(z) then Dec(z_p), one decoder pass
+    logits: torch.Tensor  # [3B]: Dis on [x, Dec(z), Dec(z_p)], one discriminator pass
+    features: torch.Tensor  # [3B, F]: Dis_l on the same
+
+    @property
+    def batch(self) -> int:
+        return self.mu.shape[0]
+
+    def parts(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Split a [3B, ...] discriminator output into (data, reconstructions, prior samples)."""
+        b = self.batch
+        return t[:b], t[b : 2 * b], t[2 * b :]
+
+
+def run_forward(encoder, decoder, discriminator, x: torch.Tensor, eps: torch.Tensor, z_p: torch.Tensor) -> Forward:
+    """x -> Enc -> z -> Dec -> x~ ; z_p -> Dec -> x_p ; Dis on [x, x~, x_p] in one pass each."""
+    mu, logvar = encoder(x)
+    z, kl = kernels.reparameterize_kl(mu, logvar, eps)
+    x_fake = decoder(torch.cat([z, z_p.to(z.dtype)]))
+    logits, features = discriminator(torch.cat([x.to(x_fake.dtype), x_fake]))
+    return Forward(mu, logvar, z, kl, x_fake, logits, features)
+
+
+@dataclass
+class Losses:
+    l_prior: torch.Tensor  # KL(q(z|x) || N(0, I))
+    l_llike: torch.Tensor  # 1/2 ||Dis_l(x~) - Dis_l(x)||^2
+    l_gan: torch.Tensor  # the discriminator's cross-entropy
+    l_gen: torch.Tensor  # the decoder's GAN loss (before its weight)
+    real_cost: torch.Tensor  # mean -log D(x)
+    fake_cost: torch.Tensor  # mean -log(1 - D(fake)) over the fakes the discriminator is trained on
+    d_real: torch.Tensor  # mean D(x)
+    d_recon: torch.Tensor  # mean D(Dec(Enc(x)))
+    d_prior: torch.Tensor  # mean D(Dec(z_p))
+
+
+def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+
+
+def compute_losses(fwd: Forward, objective) -> Losses:
+    """``objective`` is a :class:`vaegan_dist.config.ObjectiveConfig`."""
+    logits = fwd.logits.float()
+    real, recon, prior = fwd.parts(logits)
+    f_real, f_recon, _ = fwd.parts(fwd.features)
+    fakes = [prior, recon] if objective.fakes == "prior_and_reconstruction" else [prior]
+
+    real_cost = _bce(real, 1.0)
+    fake_terms = [_bce(f, 0.0) for f in fakes]
+    fake_cost = _bce(torch.cat(fakes), 0.0)
+    if objective.discriminator_weighting == "sum":
+        l_gan = real_cost + sum(fake_terms)
+    else:
+        l_gan = 0.5 * (real_cost + fake_cost)
+
+    if objective.generator_loss == "minimax":
+        l_gen = -l_gan
+    else:
+        gen_terms = [_bce(f, 1.0) for f in fakes]
+        l_gen = sum(gen_terms) if objective.discriminator_weighting == "sum" else 0.5 * _bce(torch.cat(fakes), 1.0)
+
+    with torch.no_grad():
+        d_real, d_recon, d_prior = (torch.sigmoid(t).mean() for t in (real, recon, prior))
+    return Losses(
+        l_prior=fwd.kl.mean(),
+        l_llike=kernels.feature_nll(f_recon, f_real.detach()),
+        l_gan=l_gan,
+        l_gen=l_gen,
+        real_cost=real_cost.detach(),
+        fake_cost=fake_cost.detach(),
+        d_real=d_real,
+        d_recon=d_recon,
+        d_prior=d_prior,
+    )
+
+
+def decoder_gan_weight(objective) -> float:
+    return 1.0 if objective.decoder_gan_weight == "one" else 1.0 - objective.gamma

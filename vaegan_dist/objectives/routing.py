@@ -1,0 +1,67 @@
+"""Which loss trains which network, computed with as few passes over the graph as the rules allow.
+
+    Enc <- L_prior + L_llike
+    Dec <- gamma * L_llike + w * L_gen          (L_gen = -L_GAN for the paper's minimax game)
+    Dis <- L_GAN
+L_llike must not train Dis and the GAN loss must not reach Enc. Every gradient is computed before any
+optimiser step: stepping one network first would change weights a later backward pass still needs.
+
+One forward pass feeds four backward passes, each restricted with ``inputs=`` so autograd prunes the
+rest of the graph:
+  1. L_GAN -> Dis parameters and, for the minimax game, d L_GAN / d x_fake (one full Dis backward);
+  2. L_llike -> x_fake (input gradients only, through Dis up to layer l);
+     (non-saturating only: L_gen -> x_fake, input gradients through all of Dis);
+  3. x_fake -> Dec parameters with upstream gamma * g_llike + w * g_gen;
+  4. x_fake -> z with upstream g_llike, then [L_prior, z] -> Enc parameters.
+Passes 1, 3 and 4 each fill the gradients of exactly one network, so DDP's all-reduce for that network
+fires once per step on every rank.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vaegan_dist.objectives.losses import Forward, Losses, decoder_gan_weight
+
+
+def compute_gradients(fwd: Forward, losses: Losses, encoder: nn.Module, decoder: nn.Module,
+                      discriminator: nn.Module, objective) -> None:
+    """Accumulate each network's gradient into its ``.grad`` per the update rules above."""
+    x_fake = fwd.x_fake
+    dis_params = [p for p in discriminator.parameters() if p.requires_grad]
+    minimax = objective.generator_loss == "minimax"
+
+    # 1. Discriminator. For the minimax game the decoder's GAN gradient is -dL_GAN/dx_fake: free here.
+    x_fake.grad = None
+    torch.autograd.backward(losses.l_gan, inputs=dis_params + ([x_fake] if minimax else []), retain_graph=True)
+    if minimax:
+        g_gen = -x_fake.grad
+        x_fake.grad = None
+    else:
+        (g_gen,) = torch.autograd.grad(losses.l_gen, x_fake, retain_graph=True)
+
+    # 2. L_llike at the decoder's output, without touching Dis parameters.
+    (g_llike,) = torch.autograd.grad(losses.l_llike, x_fake, retain_graph=True)
+
+    # 3. Decoder parameters.
+    upstream = objective.gamma * g_llike + decoder_gan_weight(objective) * g_gen
+    torch.autograd.backward(x_fake, grad_tensors=upstream, inputs=list(decoder.parameters()), retain_graph=True)
+
+    # 4. Encoder: L_llike reaches z through the decoder, L_prior is direct; the GAN loss never enters.
+    (g_z,) = torch.autograd.grad(x_fake, fwd.z, grad_outputs=g_llike, retain_graph=True)
+    torch.autograd.backward([losses.l_prior, fwd.z], grad_tensors=[torch.ones_like(losses.l_prior), g_z],
+                            inputs=list(encoder.parameters()))
+
+
+def equilibrium_updates(real_cost: float, fake_cost: float, value: float, margin: float) -> tuple[bool, bool]:
+    """The released code's balancing rule: (update decoder?, update discriminator?).
+
+    Dis pauses when it is winning (either cost below value - margin), Dec pauses when it is losing badly
+    (either cost above value + margin); if both would pause, both run.
+    """
+    dis_update = not (real_cost < value - margin or fake_cost < value - margin)
+    dec_update = not (real_cost > value + margin or fake_cost > value + margin)
+    if not (dis_update or dec_update):
+        return True, True
+    return dec_update, dis_update

@@ -1,0 +1,100 @@
+"""The driver side of ``vaegan-dist train``: resolve the run, check the data, start Ray Train.
+
+Everything a worker needs is resolved here first (absolute paths, the run name, the built-in data set
+rendered once), so that bad input fails in seconds on the driver instead of inside N workers.
+"""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+from vaegan_dist.config import Config, config_from_dict, config_to_dict, load_config, save_config, validate
+from vaegan_dist.data.manifest import DataError, manifest_path, read_manifest
+from vaegan_dist.data.stream import check_image_size
+from vaegan_dist.data.synthetic import ensure_synthetic
+from vaegan_dist.train.loop import run_dir_of, train_loop
+from vaegan_dist.train.runtime import use_gpu
+from vaegan_dist.train.session import LocalSession
+
+
+def resolve_run(cfg: Config, now: datetime.datetime | None = None) -> Config:
+    """A copy of ``cfg`` with absolute storage and data paths, a run name and checked data."""
+    cfg = config_from_dict(config_to_dict(cfg))
+    cfg.train.storage_path = str(Path(cfg.train.storage_path).expanduser().resolve())
+    if not cfg.train.name:
+        cfg.train.name = f"{cfg.preset}-{(now or datetime.datetime.now()).strftime('%Y%m%d-%H%M%S')}"
+    if cfg.data.source:
+        path = manifest_path(cfg.data.source).resolve()
+        manifest = read_manifest(path)
+        manifest.shards(cfg.data.split)
+        check_image_size(manifest, path, cfg.data.image_size)
+        cfg.data.source = str(path.parent)
+    else:
+        cfg.data.source = str(ensure_synthetic(Path(cfg.data.cache_dir), cfg.data.synthetic_samples,
+                                               cfg.data.image_size))
+    return validate(cfg)
+
+
+def _record_config(cfg: Config, run_dir: Path) -> None:
+    """Save the resolved config; on a rerun, say which keys changed since the run was started."""
+    path = run_dir / "config.yaml"
+    if path.exists():
+        try:
+            old = config_to_dict(load_config(path))
+        except ValueError:
+            old = {}
+        new = config_to_dict(cfg)
+        changed = [f"{g}.{k}: {old[g][k]!r} -> {v!r}" for g, vals in new.items() if isinstance(vals, dict)
+                   for k, v in vals.items() if g in old and old[g].get(k) != v]
+        print(f"resuming run {cfg.train.name}" + (f"; changed: {', '.join(changed)}" if changed else ""))
+    save_config(cfg, path)
+
+
+def ray_train_loop(config: dict) -> None:
+    """Ray Train's entry point (a one-argument function)."""
+    train_loop(config)
+
+
+def _fit_with_ray(cfg: Config) -> None:
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    if not ray.is_initialized():
+        ray.init()
+    gpu = use_gpu(cfg.train.device, ray.cluster_resources().get("GPU", 0))
+    trainer = TorchTrainer(
+        ray_train_loop,
+        train_loop_config=config_to_dict(cfg),
+        scaling_config=ScalingConfig(num_workers=cfg.train.workers, use_gpu=gpu,
+                                     resources_per_worker={"CPU": cfg.train.cpus_per_worker, **({"GPU": 1} if gpu else {})}),
+        torch_config=TorchConfig(backend="nccl" if gpu else "gloo", timeout_s=cfg.train.collective_timeout_s),
+        run_config=RunConfig(
+            name=cfg.train.name,
+            storage_path=cfg.train.storage_path,
+            failure_config=FailureConfig(max_failures=cfg.train.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints),
+        ),
+    )
+    trainer.fit()
+
+
+def launch(cfg: Config) -> Path:
+    """Train ``cfg`` (resuming its run if one of that name exists); returns the run directory."""
+    cfg = resolve_run(cfg)
+    run_dir = run_dir_of(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _record_config(cfg, run_dir)
+    print(f"run directory: {run_dir}\ndata: {cfg.data.source}", flush=True)
+    if cfg.train.workers == 0:
+        import torch
+
+        gpu = use_gpu(cfg.train.device, torch.cuda.device_count())
+        train_loop(config_to_dict(cfg), LocalSession(run_dir, keep=cfg.train.keep_checkpoints, gpu=gpu))
+    else:
+        _fit_with_ray(cfg)
+    return run_dir
+
+
+__all__ = ["launch", "resolve_run", "DataError"]

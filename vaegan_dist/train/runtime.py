@@ -1,0 +1,36 @@
+"""The one place that decides device, autocast dtype and collective backend.
+
+GPU: CUDA, bf16 autocast (the kernels accumulate in fp32), NCCL. CPU: float32, gloo.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    autocast_dtype: torch.dtype | None  # None = no autocast
+    backend: str  # torch.distributed backend
+
+    def autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
+                              enabled=self.autocast_dtype is not None)
+
+
+def use_gpu(preference: str, gpus_available: float) -> bool:
+    """Whether training workers should ask for GPUs: ``train.device`` and what the cluster (or machine) has."""
+    if preference == "cuda":
+        if gpus_available <= 0:
+            raise RuntimeError("train.device=cuda but no GPU is available to this job")
+        return True
+    return preference == "auto" and gpus_available > 0
+
+
+def runtime_for(gpu: bool, device: torch.device | None = None) -> Runtime:
+    if gpu:
+        return Runtime(device or torch.device("cuda", torch.cuda.current_device()), torch.bfloat16, "nccl")
+    return Runtime(torch.device("cpu"), None, "gloo")

@@ -1,0 +1,52 @@
+"""What rank 0 shows in TensorBoard, and the sample grids it also saves as PNG files beside it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from torchvision.utils import make_grid, save_image
+
+from vaegan_dist.config import Config, config_to_dict
+
+
+def flat_hparams(cfg: Config) -> dict[str, float | int | str | bool]:
+    out = {"preset": cfg.preset}
+    for group, values in config_to_dict(cfg).items():
+        if isinstance(values, dict):
+            out.update({f"{group}.{k}": v for k, v in values.items() if isinstance(v, (int, float, str, bool))})
+    return out
+
+
+class TensorBoardLogger:
+    """Scalars, image grids and hparams under ``run_dir/tensorboard``; grids also under ``run_dir/samples``."""
+
+    def __init__(self, run_dir: Path, purge_step: int | None = None):
+        self.log_dir = Path(run_dir) / "tensorboard"
+        self.samples_dir = Path(run_dir) / "samples"
+        self.samples_dir.mkdir(parents=True, exist_ok=True)
+        # purge_step drops events a crashed run logged after its last checkpoint, so curves do not fork.
+        self.writer = SummaryWriter(log_dir=str(self.log_dir), purge_step=purge_step or None)
+
+    def scalars(self, metrics: dict[str, float], step: int) -> None:
+        for tag, value in metrics.items():
+            self.writer.add_scalar(tag, value, step)
+
+    def grid(self, tag: str, images: torch.Tensor, step: int, nrow: int = 8) -> Path:
+        """``images`` in [-1, 1], [N, 3, S, S]; returns the PNG written for users without TensorBoard."""
+        grid = make_grid(images.detach().float().cpu(), nrow=nrow, normalize=True, value_range=(-1, 1))
+        self.writer.add_image(tag, grid, step)
+        path = self.samples_dir / f"{tag.replace('/', '_')}_{step:08d}.png"
+        tmp = path.with_name(f".{path.name}.tmp")
+        save_image(grid, tmp, format="png")
+        os.replace(tmp, path)
+        return path
+
+    def hparams(self, cfg: Config, final_metrics: dict[str, float]) -> None:
+        metrics = {f"final/{k}": v for k, v in final_metrics.items()}
+        self.writer.add_hparams(flat_hparams(cfg), metrics, run_name="hparams")
+
+    def close(self) -> None:
+        self.writer.close()
