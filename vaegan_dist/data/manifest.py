@@ -62,11 +62,13 @@ def write_manifest(manifest: Manifest, directory: Path) -> Path:
 def manifest_path(source: str | Path) -> Path:
     """A shard directory or its manifest file -> the manifest file."""
     path = Path(source).expanduser()
-    return path / MANIFEST_NAME if path.is_dir() else path
+    return path if path.suffix == ".json" else path / MANIFEST_NAME
 
 
 def read_manifest(source: str | Path) -> Manifest:
     path = manifest_path(source)
+    if not path.parent.is_dir():
+        raise DataError(f"{path.parent}: no such data directory")
     if not path.exists():
         raise DataError(f"{path}: no manifest here (create shards with `vaegan-dist prepare ...`)")
     try:

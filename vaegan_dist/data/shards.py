@@ -94,5 +94,6 @@ class ShardSeriesWriter:
         if exc_type is None:
             self.close()
         elif self._file is not None:  # failed mid-shard: drop the partial temporary file
+            self._writer.close()
             self._file.close()
             self._tmp.unlink(missing_ok=True)

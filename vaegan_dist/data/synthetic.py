@@ -72,6 +72,7 @@ def ensure_synthetic(cache_dir: Path, num: int, size: int, seed: int = 0, progre
     staging = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".{final.name}."))
     try:
         prepare_synthetic(staging, num=num, size=size, seed=seed, progress=progress)
+        staging.chmod(0o755)  # mkdtemp makes it private; other users of a shared cache must read it
         try:
             os.rename(staging, final)
         except OSError:  # another process finished first; theirs is identical

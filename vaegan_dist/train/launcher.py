@@ -58,7 +58,7 @@ def ray_train_loop(config: dict) -> None:
 
 def _fit_with_ray(cfg: Config) -> None:
     import ray
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     if not ray.is_initialized():
@@ -75,6 +75,7 @@ def _fit_with_ray(cfg: Config) -> None:
             storage_path=cfg.train.storage_path,
             failure_config=FailureConfig(max_failures=cfg.train.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints),
+            logging_config=LoggingConfig(log_level="WARNING"),  # Ray's per-report INFO lines drown the progress
         ),
     )
     trainer.fit()

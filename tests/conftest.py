@@ -1,0 +1,38 @@
+"""Shared fixtures. TRITON_INTERPRET must be set before anything imports triton (kernel tests run the
+Triton kernels on the CPU through the interpreter)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from vaegan_dist.config import Config, build_config  # noqa: E402
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def faces32(tmp_path_factory) -> Path:
+    """240 procedural faces at 32 px in shards of 40: 192 train (5 shards), 24 valid, 24 test."""
+    from vaegan_dist.data.synthetic import prepare_synthetic
+
+    out = tmp_path_factory.mktemp("faces32")
+    prepare_synthetic(out, num=240, size=32, seed=3, workers=2, shard_samples=40, progress=False)
+    return out
+
+
+def tiny_config(data_dir: Path, run_root: Path, name: str = "run", *overrides: str) -> Config:
+    """The smoke preset shrunk further so that a step takes a few milliseconds."""
+    return build_config("smoke", [
+        f"data.source={data_dir}", f"train.storage_path={run_root}", f"train.name={name}",
+        "data.batch_size=8", "data.loader_workers=0", "data.shuffle_buffer=16", "train.workers=0",
+        "model.width=0.125", "model.encoder_fc=32", "model.discriminator_fc=16", "model.latent_dim=8",
+        "train.grid_size=8", *overrides,
+    ])

@@ -1,0 +1,67 @@
+"""The command line as a user meets it: help, one-line errors naming what is wrong, and the commands."""
+
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from tests.conftest import tiny_config
+from vaegan_dist.cli.main import main
+from vaegan_dist.train.launcher import launch
+
+
+def run_cli(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "vaegan_dist.cli.main", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.parametrize("command", [[], ["prepare"], ["prepare", "synthetic"], ["train"], ["sample"], ["reconstruct"]])
+def test_help_for_every_command(command):
+    out = run_cli(*command, "--help")
+    assert out.returncode == 0 and "usage: vaegan-dist" in out.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "train.stepz=5"], "unknown config key 'train.stepz' (did you mean 'train.steps'?)"),
+    (["train", "optim.lr_decoder=-3"], "config key 'optim.lr_decoder' must be > 0; got -3.0"),
+    (["train", "data.image_size=100"], "config key 'data.image_size' must be one of 32, 64, 128"),
+    (["train", "data.source=/no/such/shards"], "/no/such/shards: no such data directory"),
+    (["sample", "--checkpoint", "/no/such/run", "--out", "x.png"], "/no/such/run: no such checkpoint"),
+])
+def test_bad_input_is_one_line_naming_the_culprit(args, message):
+    out = run_cli(*args)
+    assert out.returncode == 2
+    assert message in out.stderr
+    assert out.stderr.strip().count("\n") == 0, out.stderr
+
+
+def test_wrong_image_size_for_the_data(faces32, capsys):
+    assert main(["train", f"data.source={faces32}", "data.image_size=64"]) == 2
+    assert "images are 32px but data.image_size=64" in capsys.readouterr().err
+
+
+def test_show_config_prints_resolved_yaml(capsys):
+    assert main(["train", "--preset", "celeba64-code", "--show-config", "train.steps=7"]) == 0
+    out = capsys.readouterr().out
+    assert "steps: 7" in out and "encoder_fc: 1024" in out and "preset: celeba64-code" in out
+
+
+def test_prepare_synthetic_writes_a_data_set(tmp_path, capsys):
+    assert main(["prepare", "synthetic", "--out", str(tmp_path / "d"), "--num", "20", "--size", "32",
+                 "--workers", "1"]) == 0
+    assert "train 16, valid 2, test 2 images at 32px" in capsys.readouterr().out
+    assert main(["prepare", "synthetic", "--out", str(tmp_path / "d"), "--num", "20", "--size", "32"]) == 2
+
+
+def test_sample_and_reconstruct_from_a_trained_run(faces32, tmp_path, capsys):
+    launch(tiny_config(faces32, tmp_path, "cli", "train.steps=2"))
+    assert main(["sample", "--checkpoint", str(tmp_path / "cli"), "--out", str(tmp_path / "s.png"), "--n", "16"]) == 0
+    assert main(["reconstruct", "--checkpoint", str(tmp_path / "cli" / "checkpoint_00000002"),
+                 "--data", str(faces32), "--out", str(tmp_path / "r.png"), "--n", "16"]) == 0
+    # 16 images, 8 per row, 2 px padding: 2 rows of samples; reconstructions add a row per row of originals.
+    assert Image.open(tmp_path / "s.png").size == (8 * 34 + 2, 2 * 34 + 2)
+    assert Image.open(tmp_path / "r.png").size == (8 * 34 + 2, 4 * 34 + 2)
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    assert main(["sample", "--checkpoint", str(tmp_path / "bad.pt"), "--out", str(tmp_path / "x.png")]) == 2
+    assert "bad.pt: not a readable checkpoint" in capsys.readouterr().err
