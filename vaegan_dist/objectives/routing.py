@@ -6,15 +6,14 @@
 L_llike must not train Dis and the GAN loss must not reach Enc. Every gradient is computed before any
 optimiser step: stepping one network first would change weights a later backward pass still needs.
 
-One forward pass feeds four backward passes, each restricted with ``inputs=`` so autograd prunes the
-rest of the graph:
-  1. L_GAN -> Dis parameters and, for the minimax game, d L_GAN / d x_fake (one full Dis backward);
-  2. L_llike -> x_fake (input gradients only, through Dis up to layer l);
+One forward pass feeds three backward passes, each restricted with ``inputs=`` so that autograd prunes
+the rest of the graph, and each filling the gradients of exactly one network (so DDP's all-reduce for
+that network fires once per step on every rank):
+  1. L_GAN -> Dis parameters and, for the minimax game, dL_GAN/dx_fake (one full Dis backward);
      (non-saturating only: L_gen -> x_fake, input gradients through all of Dis);
-  3. x_fake -> Dec parameters with upstream gamma * g_llike + w * g_gen;
-  4. x_fake -> z with upstream g_llike, then [L_prior, z] -> Enc parameters.
-Passes 1, 3 and 4 each fill the gradients of exactly one network, so DDP's all-reduce for that network
-fires once per step on every rank.
+  2. L_prior + L_llike -> Enc parameters, and g_llike = dL_llike/dx_fake on the way (input gradients
+     through Dis up to layer l and through Dec, weight gradients only in Enc);
+  3. x_fake -> Dec parameters with upstream gamma * g_llike + w * g_gen.
 """
 
 from __future__ import annotations
@@ -41,18 +40,16 @@ def compute_gradients(fwd: Forward, losses: Losses, encoder: nn.Module, decoder:
     else:
         (g_gen,) = torch.autograd.grad(losses.l_gen, x_fake, retain_graph=True)
 
-    # 2. L_llike at the decoder's output, without touching Dis parameters.
-    (g_llike,) = torch.autograd.grad(losses.l_llike, x_fake, retain_graph=True)
+    # 2. Encoder: L_prior directly, L_llike through Dec; the GAN loss never enters. L_llike's gradient at the
+    #    decoder's output is collected on the way without touching Dis or Dec parameters.
+    torch.autograd.backward(losses.l_prior + losses.l_llike, inputs=list(encoder.parameters()) + [x_fake],
+                            retain_graph=True)
+    g_llike = x_fake.grad
+    x_fake.grad = None
 
     # 3. Decoder parameters.
     upstream = objective.gamma * g_llike + decoder_gan_weight(objective) * g_gen
-    torch.autograd.backward(x_fake, grad_tensors=upstream, inputs=list(decoder.parameters()), retain_graph=True)
-
-    # 4. Encoder: L_llike reaches z through the decoder, L_prior is direct; the GAN loss never enters.
-    (g_z,) = torch.autograd.grad(x_fake, fwd.z, grad_outputs=g_llike, retain_graph=True)
-    torch.autograd.backward([losses.l_prior, fwd.z], grad_tensors=[torch.ones_like(losses.l_prior), g_z],
-                            inputs=list(encoder.parameters()))
-
+    torch.autograd.backward(x_fake, grad_tensors=upstream, inputs=list(decoder.parameters()))
 
 def equilibrium_updates(real_cost: float, fake_cost: float, value: float, margin: float) -> tuple[bool, bool]:
     """The released code's balancing rule: (update decoder?, update discriminator?).

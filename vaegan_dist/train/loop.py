@@ -42,7 +42,7 @@ def _grids(model: VAEGAN, z_fixed: torch.Tensor, x_fixed: torch.Tensor, runtime:
     try:
         with runtime.autocast():
             samples = model.decoder(z_fixed)
-            x = to_unit_range(x_fixed, runtime.device)
+            x = to_unit_range(x_fixed, runtime.device, runtime.memory_format)
             recon = model.decoder(model.encoder(x)[0])
     finally:
         model.train()
@@ -62,7 +62,7 @@ def train_loop(config: dict, session: Session | None = None) -> dict[str, float]
     model = build_model(cfg.model, cfg.data.image_size)
     if cfg.model.sync_batchnorm and world > 1:
         _sync_batchnorm(model)
-    model.to(runtime.device)
+    model.to(runtime.device, memory_format=runtime.memory_format)
     optimizers = build_optimizers(model, cfg.optim)
 
     start = 0

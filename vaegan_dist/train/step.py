@@ -11,9 +11,11 @@ from vaegan_dist.train.optim import set_lrs
 from vaegan_dist.train.runtime import Runtime
 
 
-def to_unit_range(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+def to_unit_range(images: torch.Tensor, device: torch.device,
+                  memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
     """uint8 [B, 3, S, S] -> float32 in [-1, 1] on ``device`` (the copy moves uint8, 4x fewer bytes)."""
-    return images.to(device, non_blocking=True).float().div_(127.5).sub_(1.0)
+    x = images.to(device, non_blocking=True).float().div_(127.5).sub_(1.0)
+    return x.contiguous(memory_format=memory_format)
 
 
 def _mean_over_ranks(values: torch.Tensor) -> torch.Tensor:
@@ -45,7 +47,7 @@ class TrainStep:
 
     def __call__(self, images: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         obj, device = self.cfg.objective, self.runtime.device
-        x = to_unit_range(images, device)
+        x = to_unit_range(images, device, self.runtime.memory_format)
         b = x.shape[0]
         eps = torch.randn(b, self.latent_dim, device=device, generator=self.noise)
         z_p = torch.randn(b, self.latent_dim, device=device, generator=self.noise)
