@@ -76,6 +76,8 @@ def _fit_with_ray(cfg: Config) -> None:
             failure_config=FailureConfig(max_failures=cfg.train.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints),
             logging_config=LoggingConfig(log_level="WARNING"),  # Ray's per-report INFO lines drown the progress
+            # Ray 2.60 patches print() in workers to both print and log each line: progress would show twice.
+            worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}},
         ),
     )
     trainer.fit()

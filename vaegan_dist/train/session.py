@@ -7,6 +7,7 @@ reporting), so the same loop runs under Ray with N workers and in fast tests.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 from collections.abc import Iterator
@@ -30,12 +31,23 @@ class Session(Protocol):
     def report(self, metrics: dict[str, float], checkpoint_dir: Path | None, step: int) -> None: ...
 
 
+def _quiet_report_log() -> None:
+    """Ray 2.60 logs every report (all metrics) at INFO under a logger named after its file, which
+    LoggingConfig(log_level) does not reach; at our log interval it would drown the progress lines."""
+    try:
+        from ray.train.v2._internal.execution import context
+    except ImportError:  # a later Ray moved it; its default is then whatever that version chose
+        return
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)
+
+
 class RaySession:
     """Inside a Ray Train worker (Train V2 API)."""
 
     def __init__(self) -> None:
         import ray.train
 
+        _quiet_report_log()
         ctx = ray.train.get_context()
         self.world_rank, self.world_size = ctx.get_world_rank(), ctx.get_world_size()
         self.gpu = torch.cuda.is_available() and ray.train.torch.get_device().type == "cuda"
