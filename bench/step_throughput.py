@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import argparse
 import copy
-from dataclasses import replace
 import statistics
 import time
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F

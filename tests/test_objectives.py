@@ -10,7 +10,13 @@ import torch.nn.functional as F
 
 from vaegan_dist.config import ObjectiveConfig
 from vaegan_dist.model import VAEGAN
-from vaegan_dist.objectives import Forward, compute_gradients, compute_losses, equilibrium_updates, run_forward
+from vaegan_dist.objectives import (
+    Forward,
+    compute_gradients,
+    compute_losses,
+    equilibrium_updates,
+    run_forward,
+)
 
 
 def _forward_with(logits, features, mu=None, logvar=None):

@@ -1,6 +1,5 @@
 """The training loop in this process (no Ray): learning, checkpoints, resume, TensorBoard."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -12,9 +11,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import kernels
 from tests.conftest import tiny_config
+from vaegan_dist.config import config_to_dict
 from vaegan_dist.data.stream import first_images
 from vaegan_dist.train.checkpoint import find_checkpoints, load_model, load_state
-from vaegan_dist.train.launcher import launch
+from vaegan_dist.train.launcher import launch, resolve_run
 from vaegan_dist.train.loop import train_loop
 from vaegan_dist.train.session import LocalSession
 from vaegan_dist.train.step import to_unit_range
@@ -63,10 +63,8 @@ def test_rerun_resumes_at_the_saved_step_with_the_same_parameters(faces32, tmp_p
         "checkpoint_00000003", "checkpoint_00000006"]
 
     cfg = tiny_config(faces32, tmp_path, "resume", "train.steps=9", "train.checkpoint_every=3", "train.keep_checkpoints=5")
-    from vaegan_dist.train.launcher import resolve_run
-
     session = RecordingSession(tmp_path / "resume", keep=5)
-    train_loop(__import__("vaegan_dist.config", fromlist=["config_to_dict"]).config_to_dict(resolve_run(cfg)), session)
+    train_loop(config_to_dict(resolve_run(cfg)), session)
     for index, name in enumerate(("encoder", "decoder", "discriminator")):
         for key, value in session.prepared[index].items():
             torch.testing.assert_close(value, saved["model"][f"{name}.{key}"], rtol=0, atol=0)
@@ -92,7 +90,6 @@ def test_killed_run_resumes_from_its_last_checkpoint(faces32, tmp_path):
     assert len(kept) >= 3 and proc.returncode == -signal.SIGKILL
     last = load_state(kept[-1])["step"]
     assert last < 400
-    assert not list((tmp_path / "killed").glob(".checkpoint_*")) or True  # a staging dir may be left; never read
 
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -29,7 +29,7 @@ from vaegan_dist.data.manifest import DataError, Manifest, manifest_path, read_m
 log = logging.getLogger(__name__)
 
 
-def _seed(*parts: object) -> int:
+def stable_seed(*parts: object) -> int:
     """A stable 64-bit seed from any parts (Python's hash() is salted per process)."""
     return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little")
 
@@ -59,7 +59,7 @@ class ResampledRankShards(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, str]]:
         worker, num_workers = _worker()
         subset = shards_for(self.urls, self.rank, self.world_size, worker, num_workers)
-        rng = random.Random(_seed("shards", self.seed, self.stream_id, self.rank, worker))
+        rng = random.Random(stable_seed("shards", self.seed, self.stream_id, self.rank, worker))
         while True:
             yield {"url": rng.choice(subset)}
 
@@ -90,7 +90,7 @@ class Decode:
 
     def __call__(self, src: Iterator[dict]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         worker, _ = _worker()
-        rng = np.random.default_rng(_seed("flip", self.seed, self.stream_id, self.rank, worker))
+        rng = np.random.default_rng(stable_seed("flip", self.seed, self.stream_id, self.rank, worker))
         errors = 0
         for sample in src:
             try:
@@ -121,7 +121,7 @@ class SeededShuffle:
             yield from src
             return
         worker, _ = _worker()
-        rng = random.Random(_seed("shuffle", self.seed, self.stream_id, self.rank, worker))
+        rng = random.Random(stable_seed("shuffle", self.seed, self.stream_id, self.rank, worker))
         yield from wds.filters._shuffle(src, self.bufsize, initial=self.bufsize // 2, rng=rng)
 
 

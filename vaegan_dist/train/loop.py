@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from vaegan_dist.config import Config, config_from_dict, validate
-from vaegan_dist.data.stream import _seed, first_images, training_stream
 from vaegan_dist.data.manifest import read_manifest
+from vaegan_dist.data.stream import first_images, stable_seed, training_stream
 from vaegan_dist.model import VAEGAN, build_model
 from vaegan_dist.train.checkpoint import load_state, save_checkpoint
 from vaegan_dist.train.optim import build_optimizers
@@ -82,7 +82,7 @@ def train_loop(config: dict, session: Session | None = None) -> dict[str, float]
 
     networks = {name: session.prepare(getattr(model, name)) for name in ("encoder", "decoder", "discriminator")}
     step_fn = TrainStep(**networks, optimizers=optimizers, cfg=cfg, runtime=runtime,
-                        noise_seed=_seed("noise", cfg.train.seed, rank, start) % 2**63)
+                        noise_seed=stable_seed("noise", cfg.train.seed, rank, start) % 2**63)
     stream = training_stream(
         cfg.data.source, cfg.data.split, cfg.data.image_size, cfg.data.batch_size, rank=rank, world_size=world,
         seed=cfg.train.seed, stream_id=start, shuffle_buffer=cfg.data.shuffle_buffer,
