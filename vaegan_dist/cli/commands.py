@@ -24,6 +24,24 @@ def prepare_synthetic(args: argparse.Namespace) -> int:
     return 0
 
 
+def prepare_celeba(args: argparse.Namespace) -> int:
+    from vaegan_dist.data.celeba import prepare_celeba as convert
+
+    _, summary = convert(Path(args.root), Path(args.out), size=args.size, crop=args.crop,
+                         shard_samples=args.shard_samples, workers=args.workers, encoding=args.encoding)
+    print(summary)
+    return 0
+
+
+def prepare_folder(args: argparse.Namespace) -> int:
+    from vaegan_dist.data.folder import prepare_folder as convert
+
+    _, summary = convert(Path(args.root), Path(args.out), size=args.size, attributes=args.attributes,
+                         shard_samples=args.shard_samples, workers=args.workers, encoding=args.encoding)
+    print(summary)
+    return 0
+
+
 def train(args: argparse.Namespace) -> int:
     cfg = build_config(args.preset, args.overrides)
     if args.show_config:
@@ -71,12 +89,12 @@ def sample(args: argparse.Namespace) -> int:
 
 
 def reconstruct(args: argparse.Namespace) -> int:
-    from vaegan_dist.data.stream import check_image_size, first_images, shard_urls
+    from vaegan_dist.data.sources import open_source
+    from vaegan_dist.data.stream import check_image_size, first_images
     from vaegan_dist.train.step import to_unit_range
 
     model, cfg, _ = _load(args.checkpoint)
-    manifest, _ = shard_urls(args.data, args.split)
-    check_image_size(manifest, args.data, cfg.data.image_size)
+    check_image_size(open_source(args.data, args.split), cfg.data.image_size)
     images, _ = first_images(args.data, args.split, args.n)
     x = to_unit_range(images, next(model.parameters()).device)
     recon = model.reconstruct(x)

@@ -1,6 +1,7 @@
 """``vaegan-dist``: prepare data, train, and use a trained model.
 
     vaegan-dist prepare synthetic --out ~/data/faces64 --num 20000 --size 64
+    vaegan-dist prepare celeba --root ~/celeba --out ~/data/celeba64 --size 64
     vaegan-dist train --preset smoke                          # 2 Ray workers on the built-in faces
     vaegan-dist train --preset celeba64 data.source=/data/celeba64 train.workers=8
     vaegan-dist sample --checkpoint ~/vaegan-dist/runs/<run> --out samples.png
@@ -34,6 +35,29 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--workers", type=int, default=None, help="rendering processes (default: CPU count, max 8)")
     syn.add_argument("--shard-samples", type=int, default=1000, help="images per shard")
     syn.set_defaults(func=commands.prepare_synthetic)
+
+    celeba = kinds.add_parser("celeba", help="CelebA in its standard layout (img_align_celeba/, list_attr_celeba.txt, "
+                                             "list_eval_partition.txt); rerun to resume an interrupted conversion")
+    celeba.add_argument("--root", required=True, help="the directory holding img_align_celeba/ and the two lists")
+    celeba.add_argument("--out", required=True, help="directory for the shards and manifest.json")
+    celeba.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
+    celeba.add_argument("--crop", default="paper", choices=("paper", "square"),
+                        help="paper: rows 40:188, cols 15:163 (the face); square: the centred 178x178")
+    celeba.add_argument("--shard-samples", type=int, default=1000, help="images per shard")
+    celeba.add_argument("--workers", type=int, default=None, help="processes (default: CPU count, max 8)")
+    celeba.add_argument("--encoding", default="jpg", choices=("jpg", "png", "raw"),
+                        help="stored image format (default jpg; see bench/RESULTS.md)")
+    celeba.set_defaults(func=commands.prepare_celeba)
+
+    folder = kinds.add_parser("folder", help="any folder of jpg/png/webp images, recursively; centred square crop")
+    folder.add_argument("--root", required=True)
+    folder.add_argument("--out", required=True)
+    folder.add_argument("--size", type=int, default=64)
+    folder.add_argument("--attributes", default=None, help="CSV with a header 'file,<name>,...' and 0/1 values")
+    folder.add_argument("--shard-samples", type=int, default=1000)
+    folder.add_argument("--workers", type=int, default=None)
+    folder.add_argument("--encoding", default="jpg", choices=("jpg", "png", "raw"))
+    folder.set_defaults(func=commands.prepare_folder)
 
     train = sub.add_parser("train", help="train a VAE/GAN (rerun with the same train.name to resume)",
                            description="Train from a preset with key=value overrides, e.g. train.steps=500 "

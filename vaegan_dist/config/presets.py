@@ -26,6 +26,7 @@ def celeba64_code() -> Config:
     """The authors' released code where it differs from the paper (see PAPER.md)."""
     return Config(
         preset="celeba64-code",
+        data=DataConfig(augment=True),
         model=ModelConfig(encoder_fc=1024),
         objective=ObjectiveConfig(
             gamma=1e-6,

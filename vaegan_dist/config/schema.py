@@ -14,13 +14,16 @@ SUPPORTED_IMAGE_SIZES: tuple[int, ...] = (32, 64, 128)
 
 @dataclass
 class DataConfig:
-    source: str = ""  # shard directory or its manifest.json; "" = the built-in procedural faces
+    # Shard directory or manifest (local path, http(s)://, s3://, gs://), or a shard list such as
+    # /data/train-{000000..000099}.tar or pipe:...; "" = the built-in procedural faces.
+    source: str = ""
     split: str = "train"  # split of the manifest to train on
     image_size: int = 64  # pixels, square; 32, 64 or 128
     batch_size: int = 64  # images per worker per step
     shuffle_buffer: int = 1000  # samples held in each DataLoader worker's shuffle buffer
     loader_workers: int = 2  # DataLoader processes per training worker (0 = decode in the training process)
     hflip: bool = True  # random horizontal flips
+    augment: bool = False  # the released code's small translation/scale/rotation, gamma and HSV jitter
     synthetic_samples: int = 20000  # size of the built-in data set when source is ""
     cache_dir: str = "~/vaegan-dist/data"  # where the built-in data set is written once
 

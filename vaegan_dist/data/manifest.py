@@ -65,20 +65,25 @@ def manifest_path(source: str | Path) -> Path:
     return path if path.suffix == ".json" else path / MANIFEST_NAME
 
 
+def parse_manifest(text: str, where: str) -> Manifest:
+    """A manifest from its JSON text; ``where`` names it in errors."""
+    try:
+        raw: dict[str, Any] = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DataError(f"{where}: not valid JSON ({err})") from None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise DataError(f"{where}: format {raw.get('format') if isinstance(raw, dict) else None!r} is not {FORMAT!r}")
+    try:
+        splits = {k: [ShardInfo(**s) for s in v] for k, v in raw.pop("splits").items()}
+        return Manifest(splits=splits, **raw)
+    except (KeyError, TypeError) as err:
+        raise DataError(f"{where}: malformed manifest ({err})") from None
+
+
 def read_manifest(source: str | Path) -> Manifest:
     path = manifest_path(source)
     if not path.parent.is_dir():
         raise DataError(f"{path.parent}: no such data directory")
     if not path.exists():
         raise DataError(f"{path}: no manifest here (create shards with `vaegan-dist prepare ...`)")
-    try:
-        raw: dict[str, Any] = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path}: not valid JSON ({err})") from None
-    if raw.get("format") != FORMAT:
-        raise DataError(f"{path}: format {raw.get('format')!r} is not {FORMAT!r}")
-    try:
-        splits = {k: [ShardInfo(**s) for s in v] for k, v in raw.pop("splits").items()}
-        return Manifest(splits=splits, **raw)
-    except (KeyError, TypeError) as err:
-        raise DataError(f"{path}: malformed manifest ({err})") from None
+    return parse_manifest(path.read_text(), str(path))

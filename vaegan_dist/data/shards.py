@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,9 @@ from PIL import Image
 
 from vaegan_dist.data.manifest import ShardInfo
 
-IMAGE_ENCODINGS = ("png", "jpg")
+# A fixed member time makes shards byte-for-byte reproducible, so a resumed conversion can be checked.
+TAR_MTIME = 1_600_000_000
+IMAGE_ENCODINGS = ("png", "jpg", "raw")  # raw: H*W*3 bytes of uint8 RGB, the side from the manifest
 
 
 def encode_image(image: np.ndarray, encoding: str) -> bytes:
@@ -28,6 +31,8 @@ def encode_image(image: np.ndarray, encoding: str) -> bytes:
         Image.fromarray(image).save(buf, format="PNG", compress_level=1)
     elif encoding == "jpg":
         Image.fromarray(image).save(buf, format="JPEG", quality=95)
+    elif encoding == "raw":
+        return np.ascontiguousarray(image, dtype=np.uint8).tobytes()
     else:
         raise ValueError(f"image encoding {encoding!r} is not one of {', '.join(IMAGE_ENCODINGS)}")
     return buf.getvalue()
@@ -39,6 +44,28 @@ def sha256_of(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def write_shard(path: Path, samples: Iterable[dict[str, Any]]) -> ShardInfo:
+    """Write one whole shard atomically: to ``<path>.tmp``, fsync, hash, then rename to ``path``."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    count = 0
+    try:
+        with open(tmp, "wb") as f:
+            writer = wds.TarWriter(f, mtime=TAR_MTIME)
+            for sample in samples:
+                writer.write(sample)
+                count += 1
+            writer.close()
+            f.flush()
+            os.fsync(f.fileno())
+        info = ShardInfo(path.name, count, sha256_of(tmp), tmp.stat().st_size)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return info
 
 
 class ShardSeriesWriter:
@@ -59,7 +86,7 @@ class ShardSeriesWriter:
         self._name = name
         self._tmp = self.out_dir / f"{name}.tmp"
         self._file = open(self._tmp, "wb")
-        self._writer = wds.TarWriter(self._file)
+        self._writer = wds.TarWriter(self._file, mtime=TAR_MTIME)
         self._count = 0
 
     def _close_shard(self) -> None:

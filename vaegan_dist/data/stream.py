@@ -1,7 +1,7 @@
 """Streaming shards into a training worker: every rank gets exactly one batch per call, forever.
 
     shard URLs -> split by world rank, then by DataLoader worker -> resampled with a seeded RNG
-    -> tar samples -> shuffle buffer -> decode to uint8 (+ optional flip) -> fixed-size batches
+    -> tar samples -> shuffle buffer -> decode to uint8 (+ optional flip and jitter) -> fixed-size batches
 
 Shards are drawn with replacement from the rank's own subset, so the stream never runs dry and every
 rank can take the same number of steps whatever the shard sizes: DDP cannot hang on uneven data.
@@ -22,9 +22,11 @@ import numpy as np
 import torch
 import webdataset as wds
 from torch.utils.data import IterableDataset, get_worker_info
-from torchvision.io import decode_image
+from torchvision.io import ImageReadMode, decode_image
 
-from vaegan_dist.data.manifest import DataError, Manifest, manifest_path, read_manifest
+from vaegan_dist.data.augment import Jitter
+from vaegan_dist.data.manifest import DataError
+from vaegan_dist.data.sources import ShardSource, open_source
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,14 @@ class ErrorCounter:
         return True
 
 
+def decode_image_bytes(data: bytes, encoding: str, image_size: int | None) -> torch.Tensor:
+    """Stored image bytes -> uint8 [3, S, S]. ``raw`` needs the side from the manifest."""
+    buffer = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    if encoding == "raw":
+        return buffer.view(image_size, image_size, 3).permute(2, 0, 1).contiguous()
+    return decode_image(buffer, mode=ImageReadMode.RGB)
+
+
 @dataclass
 class Decode:
     """Sample dict -> (uint8 [3, S, S], uint8 [A] attributes), skipping and counting corrupt samples."""
@@ -84,17 +94,19 @@ class Decode:
     attributes: list[str]
     image_size: int
     hflip: bool
+    augment: bool
     seed: int
     stream_id: int
     rank: int
 
     def __call__(self, src: Iterator[dict]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         worker, _ = _worker()
-        rng = np.random.default_rng(stable_seed("flip", self.seed, self.stream_id, self.rank, worker))
+        rng = np.random.default_rng(stable_seed("augment", self.seed, self.stream_id, self.rank, worker))
+        jitter = Jitter() if self.augment else None
         errors = 0
         for sample in src:
             try:
-                image = decode_image(torch.frombuffer(bytearray(sample[self.encoding]), dtype=torch.uint8))
+                image = decode_image_bytes(sample[self.encoding], self.encoding, self.image_size)
                 if image.shape != (3, self.image_size, self.image_size):
                     raise ValueError(f"image of shape {tuple(image.shape)}, expected 3x{self.image_size}x{self.image_size}")
                 meta = json.loads(sample["json"])["attributes"]
@@ -106,6 +118,8 @@ class Decode:
                 continue
             if self.hflip and rng.random() < 0.5:
                 image = image.flip(-1)
+            if jitter is not None:
+                image = jitter(image, rng)
             yield image, attrs
 
 
@@ -130,38 +144,28 @@ def collate(samples: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Ten
     return torch.stack(images), torch.stack(attrs)
 
 
-def shard_urls(source: str | Path, split: str) -> tuple[Manifest, list[str]]:
-    """The manifest and the absolute paths of ``split``'s shards (Ray workers change directory)."""
-    path = manifest_path(source).resolve()
-    manifest = read_manifest(path)
-    shards = manifest.shards(split)
-    if not shards:
-        raise DataError(f"{path}: split {split!r} has no shards")
-    return manifest, [str(path.parent / s.name) for s in shards]
-
-
-def check_image_size(manifest: Manifest, source: str | Path, image_size: int) -> None:
-    if manifest.image_size != image_size:
-        raise DataError(f"{manifest_path(source)}: images are {manifest.image_size}px but data.image_size={image_size}; "
-                        f"prepare the data at {image_size}px or set data.image_size={manifest.image_size}")
+def check_image_size(source: ShardSource, image_size: int) -> None:
+    if source.image_size != image_size:
+        raise DataError(f"{source.where}: images are {source.image_size}px but data.image_size={image_size}; "
+                        f"prepare the data at {image_size}px or set data.image_size={source.image_size}")
 
 
 def training_stream(source: str | Path, split: str, image_size: int, batch_size: int, *, rank: int = 0,
                     world_size: int = 1, seed: int = 0, stream_id: int = 0, shuffle_buffer: int = 1000,
-                    loader_workers: int = 0, hflip: bool = True) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                    loader_workers: int = 0, hflip: bool = True,
+                    augment: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """An endless iterator of (uint8 images [B, 3, S, S], uint8 attributes [B, A]) for one rank.
 
     ``stream_id`` reseeds the stream; training passes the step it starts (or resumes) from, so a resumed
     run draws fresh data instead of replaying what it already saw.
     """
-    manifest, urls = shard_urls(source, split)
-    check_image_size(manifest, source, image_size)
-    errors = ErrorCounter()
+    src = open_source(source, split)
+    check_image_size(src, image_size)
     pipeline = wds.DataPipeline(
-        ResampledRankShards(urls, rank, world_size, seed, stream_id),
-        wds.tarfile_to_samples(handler=errors),
+        ResampledRankShards(src.urls, rank, world_size, seed, stream_id),
+        wds.tarfile_to_samples(handler=ErrorCounter()),
         SeededShuffle(shuffle_buffer, seed, stream_id, rank),
-        Decode(manifest.image_encoding, manifest.attributes, image_size, hflip, seed, stream_id, rank),
+        Decode(src.image_encoding, src.attributes, image_size, hflip, augment, seed, stream_id, rank),
         wds.batched(batch_size, collation_fn=collate, partial=False),
     )
     if loader_workers == 0:
@@ -173,11 +177,11 @@ def training_stream(source: str | Path, split: str, image_size: int, batch_size:
 
 def first_images(source: str | Path, split: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``n`` samples of ``split`` in shard order: a fixed batch for reconstruction grids."""
-    manifest, urls = shard_urls(source, split)
+    src = open_source(source, split)
     pipeline = wds.DataPipeline(
-        wds.SimpleShardList(urls),
+        wds.SimpleShardList(src.urls),
         wds.tarfile_to_samples(handler=ErrorCounter()),
-        Decode(manifest.image_encoding, manifest.attributes, manifest.image_size, False, 0, 0, 0),
+        Decode(src.image_encoding, src.attributes, src.image_size, False, False, 0, 0, 0),
     )
     samples = []
     for sample in pipeline:
@@ -185,5 +189,5 @@ def first_images(source: str | Path, split: str, n: int) -> tuple[torch.Tensor, 
         if len(samples) == n:
             break
     if not samples:
-        raise DataError(f"{manifest_path(source)}: split {split!r} yielded no readable images")
+        raise DataError(f"{src.where}: split {split!r} yielded no readable images")
     return collate(samples)

@@ -10,7 +10,8 @@ import datetime
 from pathlib import Path
 
 from vaegan_dist.config import Config, config_from_dict, config_to_dict, load_config, save_config, validate
-from vaegan_dist.data.manifest import DataError, manifest_path, read_manifest
+from vaegan_dist.data.manifest import DataError
+from vaegan_dist.data.sources import canonical, open_source
 from vaegan_dist.data.stream import check_image_size
 from vaegan_dist.data.synthetic import ensure_synthetic
 from vaegan_dist.train.loop import run_dir_of, train_loop
@@ -25,11 +26,8 @@ def resolve_run(cfg: Config, now: datetime.datetime | None = None) -> Config:
     if not cfg.train.name:
         cfg.train.name = f"{cfg.preset}-{(now or datetime.datetime.now()).strftime('%Y%m%d-%H%M%S')}"
     if cfg.data.source:
-        path = manifest_path(cfg.data.source).resolve()
-        manifest = read_manifest(path)
-        manifest.shards(cfg.data.split)
-        check_image_size(manifest, path, cfg.data.image_size)
-        cfg.data.source = str(path.parent)
+        cfg.data.source = canonical(cfg.data.source)
+        check_image_size(open_source(cfg.data.source, cfg.data.split), cfg.data.image_size)
     else:
         cfg.data.source = str(ensure_synthetic(Path(cfg.data.cache_dir), cfg.data.synthetic_samples,
                                                cfg.data.image_size))

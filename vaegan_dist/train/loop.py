@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from vaegan_dist.config import Config, config_from_dict, validate
-from vaegan_dist.data.manifest import read_manifest
+from vaegan_dist.data.sources import open_source
 from vaegan_dist.data.stream import first_images, stable_seed, training_stream
 from vaegan_dist.model import VAEGAN, build_model
 from vaegan_dist.train.checkpoint import load_state, save_checkpoint
@@ -86,14 +86,14 @@ def train_loop(config: dict, session: Session | None = None) -> dict[str, float]
     stream = training_stream(
         cfg.data.source, cfg.data.split, cfg.data.image_size, cfg.data.batch_size, rank=rank, world_size=world,
         seed=cfg.train.seed, stream_id=start, shuffle_buffer=cfg.data.shuffle_buffer,
-        loader_workers=cfg.data.loader_workers, hflip=cfg.data.hflip)
+        loader_workers=cfg.data.loader_workers, hflip=cfg.data.hflip, augment=cfg.data.augment)
 
     tb = z_fixed = x_fixed = None
     if rank == 0:
         tb = TensorBoardLogger(run_dir_of(cfg), purge_step=start)
         z_fixed = torch.randn(cfg.train.grid_size, cfg.model.latent_dim,
                               generator=torch.Generator().manual_seed(cfg.train.seed)).to(runtime.device)
-        grid_split = "valid" if "valid" in read_manifest(cfg.data.source).splits else cfg.data.split
+        grid_split = "valid" if "valid" in open_source(cfg.data.source, cfg.data.split).splits else cfg.data.split
         x_fixed, _ = first_images(cfg.data.source, grid_split, cfg.train.grid_size)
 
     meter, last = MetricMeter(), {}

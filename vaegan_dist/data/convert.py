@@ -1,0 +1,128 @@
+"""Resumable, parallel conversion of image files into shards: the engine behind ``prepare celeba`` and
+``prepare folder``.
+
+Shards are planned deterministically (each split's entries in a fixed order, ``shard_samples`` per shard)
+and each is written whole by one process, under a temporary name first. A record of every finished shard
+(its checksum, its skipped entries and the options it was made with) lives in ``OUT/.progress``; rerun
+with the same arguments, a conversion verifies finished shards against their records, keeps them, and
+writes the rest. An image that cannot be read is skipped and reported; it never stops the conversion.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from vaegan_dist.config.io import atomic_write_text
+from vaegan_dist.data.manifest import MANIFEST_NAME, DataError, Manifest, ShardInfo, write_manifest
+from vaegan_dist.data.preprocess import crop_and_resize
+from vaegan_dist.data.shards import IMAGE_ENCODINGS, encode_image, sha256_of, write_shard
+
+PROGRESS_DIR = ".progress"
+Entry = tuple[str, tuple[int, ...]]  # (image path relative to the image root, 0/1 attribute values)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    file: str  # the image, or the list file and line, at fault
+    reason: str
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    split: str
+    index: int
+    entries: tuple[Entry, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.split}-{self.index:06d}.tar"
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    image_root: str
+    size: int
+    crop: str
+    encoding: str
+    attribute_names: tuple[str, ...]
+
+
+def shard_tasks(per_split: dict[str, Sequence[Entry]], shard_samples: int) -> list[ShardTask]:
+    return [ShardTask(split, i // shard_samples, tuple(entries[i : i + shard_samples]))
+            for split, entries in per_split.items() for i in range(0, len(entries), shard_samples)]
+
+
+def _samples(task: ShardTask, opt: ConvertOptions, skipped: list[Skipped]) -> Iterator[dict]:
+    for file, values in task.entries:
+        try:
+            with Image.open(Path(opt.image_root) / file) as img:
+                image = crop_and_resize(img, opt.crop, opt.size)
+        except Exception as err:  # truncated, unreadable, wrong size: skip this image, keep converting
+            skipped.append(Skipped(file, f"unreadable image ({type(err).__name__}: {err})"))
+            continue
+        key = str(Path(file).with_suffix("")).replace("/", "__").replace(".", "_")  # webdataset splits keys at dots
+        yield {"__key__": key, opt.encoding: encode_image(image, opt.encoding),
+               "json": {"attributes": dict(zip(opt.attribute_names, values)), "source": file}}
+
+
+def convert_shard(task: ShardTask, opt: ConvertOptions, out: str) -> tuple[ShardInfo, list[Skipped], bool]:
+    """Write one shard, or keep it if a record from an earlier run verifies. Returns (info, skipped, kept)."""
+    shard, record_path = Path(out) / task.name, Path(out) / PROGRESS_DIR / f"{task.name}.json"
+    expected = {"options": asdict(opt), "entries": [list(e[:1]) + [list(e[1])] for e in task.entries]}
+    if shard.exists() and record_path.exists():
+        try:
+            record = json.loads(record_path.read_text())
+            info = ShardInfo(**record["shard"])
+            if {k: record[k] for k in expected} == json.loads(json.dumps(expected)) and sha256_of(shard) == info.sha256:
+                return info, [Skipped(**s) for s in record["skipped"]], True
+        except (ValueError, KeyError, TypeError):
+            pass  # a damaged record: rewrite the shard
+    skipped: list[Skipped] = []
+    info = write_shard(shard, _samples(task, opt, skipped))
+    atomic_write_text(record_path, json.dumps({"shard": asdict(info), "skipped": [asdict(s) for s in skipped],
+                                               **expected}))
+    return info, skipped, False
+
+
+def run_conversion(tasks: list[ShardTask], opt: ConvertOptions, out: Path, *, dataset: str, source: str,
+                   skipped: list[Skipped], workers: int | None, progress: bool) -> tuple[Manifest, str]:
+    """Convert every task in parallel, then write the manifest; returns it and a one-line summary."""
+    from tqdm import tqdm
+
+    if opt.encoding not in IMAGE_ENCODINGS:
+        raise DataError(f"--encoding {opt.encoding!r}: choose one of {', '.join(IMAGE_ENCODINGS)}")
+    if opt.size < 8:
+        raise DataError(f"--size {opt.size}: too small (at least 8)")
+    out.mkdir(parents=True, exist_ok=True)
+    splits: dict[str, list[ShardInfo]] = {}
+    for task in tasks:
+        splits.setdefault(task.split, [])
+    skipped = list(skipped)
+    kept = 0
+    with ProcessPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool, tqdm(
+        total=sum(len(t.entries) for t in tasks), desc=f"{dataset} {opt.size}px", unit="img", disable=not progress
+    ) as bar:
+        results = pool.map(convert_shard, tasks, [opt] * len(tasks), [str(out)] * len(tasks))
+        for task, (info, shard_skipped, was_kept) in zip(tasks, results):
+            splits[task.split].append(info)
+            skipped += shard_skipped
+            kept += was_kept
+            bar.update(len(task.entries))
+    manifest = Manifest(dataset=dataset, image_size=opt.size, image_encoding=opt.encoding,
+                        attributes=list(opt.attribute_names), splits=splits, crop=opt.crop, source=source,
+                        skipped=[asdict(s) for s in skipped])
+    write_manifest(manifest, out)
+    reasons = Counter(s.reason.split(" (")[0].split(": ")[-1] for s in skipped)
+    summary = (f"wrote {sum(manifest.samples(s) for s in splits)} images to {out / MANIFEST_NAME} "
+               f"({', '.join(f'{s} {manifest.samples(s)}' for s in splits)}; {len(tasks)} shards, {kept} verified "
+               f"and kept from an earlier run); skipped {len(skipped)}"
+               + (f": {', '.join(f'{n} {r}' for r, n in reasons.items())} (listed in the manifest)" if skipped else ""))
+    return manifest, summary
