@@ -114,3 +114,17 @@ def test_dataloader_workers_start_inside_a_ray_actor(faces32):
         assert ray.get(Reader.remote().first_batch.remote(str(faces32)), timeout=120) == (8, 3, 32, 32)
     finally:
         ray.shutdown()
+
+
+def test_colour_matrix_matches_hsv_adjustments_for_small_changes():
+    import torchvision.transforms.v2.functional as TF
+
+    from vaegan_dist.data.augment import colour_matrix
+
+    x = torch.rand(3, 16, 16) * 0.8 + 0.1
+    grey = torch.full((3, 4, 4), 0.5)
+    assert torch.allclose(torch.einsum("ij,jhw->ihw", colour_matrix(0.3, 1.0, 1.0), grey), grey, atol=1e-6)
+    for hue, sat, val in ((0.01, 1.0, 1.0), (0.0, 1.08, 1.0), (0.0, 1.0, 0.93)):
+        ours = torch.einsum("ij,jhw->ihw", colour_matrix(2 * torch.pi * hue, sat, val), x)
+        ref = TF.adjust_brightness(TF.adjust_saturation(TF.adjust_hue(x, hue), sat), val)
+        assert (ours - ref).abs().mean() < 0.02, (hue, sat, val)

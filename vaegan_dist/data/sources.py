@@ -67,9 +67,13 @@ def _from_manifest(manifest: Manifest, base: str, split: str, where: str) -> Sha
 def _probe(urls: list[str], where: str) -> ShardSource:
     """Read the format of a bare shard list off its first sample."""
     from vaegan_dist.data.stream import decode_image_bytes
+    from vaegan_dist.data.tarstream import tar_samples
+
+    def reraise(exn: Exception) -> bool:
+        raise exn
 
     try:
-        sample = next(iter(wds.DataPipeline(wds.SimpleShardList(urls[:1]), wds.tarfile_to_samples())))
+        sample = next(tar_samples(iter([{"url": urls[0]}]), handler=reraise))
     except StopIteration:
         raise DataError(f"{where}: the first shard holds no samples") from None
     except Exception as err:
