@@ -166,3 +166,13 @@ def test_image_folder_with_attributes(tmp_path):
         assert np.asarray(Image.open(io.BytesIO(found[rel][1]))).shape == (16, 16, 3)
     assert manifest.skipped == [{"file": names[-1], "reason": "not in the attributes file"}]
     assert "skipped 1" in summary
+
+
+def test_training_runs_on_converted_celeba(converted, tmp_path):
+    from tests.conftest import tiny_config
+    from vaegan_dist.train.checkpoint import load_state
+    from vaegan_dist.train.launcher import launch
+
+    _, out, _, _, _ = converted
+    launch(tiny_config(out, tmp_path, "celeba", "train.steps=2", "data.batch_size=4", "train.grid_size=4"))
+    assert load_state(tmp_path / "celeba")["step"] == 2

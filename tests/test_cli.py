@@ -28,6 +28,8 @@ def test_help_for_every_command(command):
     (["train", "data.image_size=100"], "config key 'data.image_size' must be one of 32, 64, 128"),
     (["train", "data.source=/no/such/shards"], "/no/such/shards: no such data directory"),
     (["sample", "--checkpoint", "/no/such/run", "--out", "x.png"], "/no/such/run: no such checkpoint"),
+    (["prepare", "celeba", "--root", "/no/such/celeba", "--out", "/tmp/x"], "/no/such/celeba: no such directory"),
+    (["prepare", "folder", "--root", "/no/such/photos", "--out", "/tmp/x"], "/no/such/photos: no such directory"),
 ])
 def test_bad_input_is_one_line_naming_the_culprit(args, message):
     out = run_cli(*args)

@@ -128,3 +128,11 @@ def test_colour_matrix_matches_hsv_adjustments_for_small_changes():
         ours = torch.einsum("ij,jhw->ihw", colour_matrix(2 * torch.pi * hue, sat, val), x)
         ref = TF.adjust_brightness(TF.adjust_saturation(TF.adjust_hue(x, hue), sat), val)
         assert (ours - ref).abs().mean() < 0.02, (hue, sat, val)
+
+
+def test_s3_shards_are_read_through_the_aws_cli():
+    from vaegan_dist.data.sources import _shard_url
+
+    assert _shard_url("s3://bucket/celeba64", "train-000000.tar") == "pipe:aws s3 cp s3://bucket/celeba64/train-000000.tar -"
+    assert _shard_url("gs://bucket/celeba64/", "train-000000.tar") == "gs://bucket/celeba64/train-000000.tar"
+    assert _shard_url("https://host/d", "x.tar") == "https://host/d/x.tar"
