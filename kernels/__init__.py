@@ -1,8 +1,9 @@
 """Loss ops of the VAE/GAN, usable on their own.
 
-Each op has one public function whose plain PyTorch body defines its meaning. Step 3 of the roadmap adds
-a fused Triton implementation of each behind the same signature (chosen for CUDA tensors); until then
-every call runs the reference.
+Each op has one public function, a plain PyTorch reference that defines its meaning, and a fused Triton
+implementation (forward kernels that also write the gradient, a backward that scales it) behind a
+``torch.autograd.Function``. :mod:`kernels.dispatch` picks Triton for CUDA tensors and the reference
+elsewhere; ``python -m kernels.check`` compiles every kernel for sm_80 and sm_90 without a GPU.
 
 This package imports nothing from ``vaegan_dist`` so that it can be read, tested and benchmarked alone.
 
@@ -12,8 +13,9 @@ This package imports nothing from ``vaegan_dist`` so that it can be read, tested
     4.0
 """
 
+from kernels.dispatch import active_backend, use_backend
 from kernels.feature_nll import feature_nll
 from kernels.kl_normal import kl_normal
 from kernels.reparameterize_kl import reparameterize_kl
 
-__all__ = ["feature_nll", "kl_normal", "reparameterize_kl"]
+__all__ = ["feature_nll", "kl_normal", "reparameterize_kl", "use_backend", "active_backend"]
