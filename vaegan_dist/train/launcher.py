@@ -9,7 +9,15 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
-from vaegan_dist.config import Config, config_from_dict, config_to_dict, load_config, save_config, validate
+from vaegan_dist.config import (
+    Config,
+    ConfigError,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    save_config,
+    validate,
+)
 from vaegan_dist.data.manifest import DataError
 from vaegan_dist.data.sources import canonical, open_source
 from vaegan_dist.data.stream import check_image_size
@@ -62,6 +70,9 @@ def _fit_with_ray(cfg: Config) -> None:
     if not ray.is_initialized():
         ray.init()
     gpu = use_gpu(cfg.train.device, ray.cluster_resources().get("GPU", 0))
+    if cfg.model.sync_batchnorm and not gpu:
+        raise ConfigError("config key 'model.sync_batchnorm' needs GPU workers: PyTorch's SyncBatchNorm has no CPU "
+                          "implementation; got true on a CPU-only job")
     trainer = TorchTrainer(
         ray_train_loop,
         train_loop_config=config_to_dict(cfg),

@@ -45,12 +45,17 @@ class TrainStep:
         self.noise = torch.Generator(device=runtime.device)
         self.noise.manual_seed(noise_seed)
 
-    def __call__(self, images: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+    def __call__(self, images: torch.Tensor, step: int,
+                 noise: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """One step on a uint8 batch; ``noise`` = (eps, z_p) replaces this rank's own draws (tests)."""
         obj, device = self.cfg.objective, self.runtime.device
         x = to_unit_range(images, device, self.runtime.memory_format)
         b = x.shape[0]
-        eps = torch.randn(b, self.latent_dim, device=device, generator=self.noise)
-        z_p = torch.randn(b, self.latent_dim, device=device, generator=self.noise)
+        if noise is None:
+            eps = torch.randn(b, self.latent_dim, device=device, generator=self.noise)
+            z_p = torch.randn(b, self.latent_dim, device=device, generator=self.noise)
+        else:
+            eps, z_p = (t.to(device) for t in noise)
 
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
