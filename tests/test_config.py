@@ -38,6 +38,11 @@ def test_overrides_convert_by_field_type():
     assert cfg.objective.fakes == "prior" and cfg.train.name == "abc"
 
 
+def test_elastic_worker_range():
+    assert build_config("smoke", ["train.workers=2-4"]).train.worker_range() == (2, 4)
+    assert build_config("smoke", ["train.workers=3"]).train.worker_range() == (3, 3)
+
+
 def test_later_override_wins():
     assert build_config("smoke", ["train.steps=5", "train.steps=7"]).train.steps == 7
 
@@ -53,7 +58,8 @@ def test_later_override_wins():
     ("optim.lr_encoder=-1e-4", "config key 'optim.lr_encoder' must be > 0"),
     ("data.image_size=48", "config key 'data.image_size' must be one of 32, 64, 128"),
     ("data.batch_size=1", "config key 'data.batch_size' must be at least 2"),
-    ("train.workers=-1", "config key 'train.workers' must be >= 0"),
+    ("train.workers=-1", "config key 'train.workers' must be N or MIN-MAX"),
+    ("train.workers=4-2", "config key 'train.workers' must have 1 <= MIN <= MAX"),
     ("train.name=a/b", "config key 'train.name' must be a plain directory name"),
     ("train=1", "config key 'train' is a group"),
     ("steps", "override 'steps' is not of the form key=value"),

@@ -18,6 +18,7 @@ from vaegan_dist.config.schema import (
     ModelConfig,
     ObjectiveConfig,
     OptimConfig,
+    RayConfig,
     TrainConfig,
 )
 from vaegan_dist.config.validate import validate
@@ -29,7 +30,7 @@ def build_config(preset_name: str = "smoke", overrides: list[str] | None = None)
 
 
 __all__ = [
-    "Config", "DataConfig", "ModelConfig", "ObjectiveConfig", "OptimConfig", "TrainConfig",
+    "Config", "DataConfig", "ModelConfig", "ObjectiveConfig", "OptimConfig", "TrainConfig", "RayConfig",
     "ConfigError", "PRESETS", "preset", "build_config", "apply_overrides", "config_from_dict",
     "config_to_dict", "validate", "load_config", "save_config", "all_keys",
 ]

@@ -73,7 +73,7 @@ class OptimConfig:
 @dataclass
 class TrainConfig:
     steps: int = 62500  # optimiser steps (the paper: ~62,500 at batch 64)
-    workers: int = 2  # Ray Train workers; 0 = run in this process without Ray
+    workers: str = "2"  # Ray Train workers: N, or MIN-MAX for elastic training; 0 = in this process without Ray
     cpus_per_worker: float = 1.0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 0
@@ -83,9 +83,26 @@ class TrainConfig:
     keep_checkpoints: int = 3
     storage_path: str = "~/vaegan-dist/runs"  # runs live in storage_path/name
     name: str = ""  # "" = <preset>-<date>-<time>; rerun with the same name to resume
-    max_failures: int = 0  # worker-group restarts from the last checkpoint
+    max_failures: int = 0  # worker-group restarts from the last checkpoint (-1: unlimited)
     collective_timeout_s: int = 1800  # a hung collective becomes an error after this long
+    start_timeout_s: int = 120  # how long Ray waits to place the worker group before one start attempt fails
+    start_retries: int = 2  # start attempts after the first, then the job fails instead of waiting forever
+    # A local storage_path with more than one node must be a shared mount (NFS): say so here, and every
+    # node is checked to see it. URLs (s3://, gs://) need nothing.
+    shared_storage: bool = False
     grid_size: int = 64  # images in each TensorBoard grid
+
+    def worker_range(self) -> tuple[int, int]:
+        """(min, max) Ray Train workers; equal for a fixed-size group."""
+        low, _, high = self.workers.partition("-")
+        return int(low), int(high or low)
+
+
+@dataclass
+class RayConfig:
+    # "" = the cluster in $RAY_ADDRESS (set under `ray job submit`) or else a new local one;
+    # "auto" = the cluster started on this machine with `ray start`; or HOST:PORT of its GCS.
+    address: str = ""
 
 
 @dataclass
@@ -96,3 +113,4 @@ class Config:
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    ray: RayConfig = field(default_factory=RayConfig)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from vaegan_dist.config.errors import ConfigError
 from vaegan_dist.config.schema import SUPPORTED_IMAGE_SIZES, Config
 
@@ -42,7 +44,13 @@ def validate(cfg: Config) -> Config:
     _require(p.grad_clip >= 0, "optim.grad_clip", p.grad_clip, "must be >= 0 (0 = off)")
 
     _require(t.steps >= 1, "train.steps", t.steps, "must be >= 1")
-    _require(t.workers >= 0, "train.workers", t.workers, "must be >= 0 (0 = in this process, without Ray)")
+    _require(re.fullmatch(r"\d+(-\d+)?", t.workers) is not None, "train.workers", t.workers,
+             "must be N or MIN-MAX (0 = in this process, without Ray)")
+    low, high = t.worker_range()
+    _require(low <= high and (low > 0 or high == 0), "train.workers", t.workers,
+             "must have 1 <= MIN <= MAX for elastic training")
+    _require(t.start_timeout_s >= 1, "train.start_timeout_s", t.start_timeout_s, "must be >= 1")
+    _require(t.start_retries >= 0, "train.start_retries", t.start_retries, "must be >= 0")
     _require(t.cpus_per_worker > 0, "train.cpus_per_worker", t.cpus_per_worker, "must be > 0")
     for key in ("log_every", "image_every", "checkpoint_every", "keep_checkpoints", "grid_size"):
         _require(getattr(t, key) >= 1, f"train.{key}", getattr(t, key), "must be >= 1")

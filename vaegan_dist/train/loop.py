@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vaegan_dist.config import Config, config_from_dict, validate
+from vaegan_dist.config import config_from_dict, validate
 from vaegan_dist.data.sources import open_source
 from vaegan_dist.data.stream import first_images, stable_seed, training_stream
 from vaegan_dist.model import VAEGAN, build_model
@@ -23,11 +23,8 @@ from vaegan_dist.train.progress import MetricMeter, progress_line
 from vaegan_dist.train.runtime import Runtime, runtime_for
 from vaegan_dist.train.session import RaySession, Session
 from vaegan_dist.train.step import TrainStep, to_unit_range
+from vaegan_dist.train.storage import RunStorage
 from vaegan_dist.train.tb_logger import TensorBoardLogger
-
-
-def run_dir_of(cfg: Config) -> Path:
-    return Path(cfg.train.storage_path) / cfg.train.name
 
 
 def _sync_batchnorm(model: VAEGAN) -> None:
@@ -88,9 +85,10 @@ def train_loop(config: dict, session: Session | None = None) -> dict[str, float]
         seed=cfg.train.seed, stream_id=start, shuffle_buffer=cfg.data.shuffle_buffer,
         loader_workers=cfg.data.loader_workers, hflip=cfg.data.hflip, augment=cfg.data.augment)
 
+    storage = RunStorage(cfg.train.storage_path, cfg.train.name)
     tb = z_fixed = x_fixed = None
     if rank == 0:
-        tb = TensorBoardLogger(run_dir_of(cfg), purge_step=start)
+        tb = TensorBoardLogger(storage.local_dir, purge_step=start)
         z_fixed = torch.randn(cfg.train.grid_size, cfg.model.latent_dim,
                               generator=torch.Generator().manual_seed(cfg.train.seed)).to(runtime.device)
         grid_split = "valid" if "valid" in open_source(cfg.data.source, cfg.data.split).splits else cfg.data.split
@@ -123,10 +121,14 @@ def train_loop(config: dict, session: Session | None = None) -> dict[str, float]
                         data_position={"step": done, "stream_id": start, "images_per_rank": done * cfg.data.batch_size},
                         metrics=last)
                 session.report({**last, "step": done}, directory, done)
+            if tb is not None:
+                tb.writer.flush()
+                storage.upload("tensorboard", "samples")
         elif log_now:
             session.report({**last, "step": done}, None, done)
 
     if tb is not None:
         tb.hparams(cfg, {k: v for k, v in last.items() if k.startswith(("loss/", "gan/"))})
         tb.close()
+        storage.upload("tensorboard", "samples")
     return last
