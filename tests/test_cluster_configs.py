@@ -1,0 +1,72 @@
+"""The cluster configs, checked offline: Ray's own validator for the launcher YAMLs, the required fields
+of the KubeRay manifests, and the shell scripts' syntax."""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+CLUSTER = Path(__file__).resolve().parents[1] / "cluster"
+
+
+@pytest.mark.parametrize("name", ["aws.yaml", "gcp.yaml"])
+def test_launcher_yaml_passes_rays_validator(name):
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = yaml.safe_load((CLUSTER / name).read_text())
+    validate_config(prepare_config(config))
+    nodes = config["available_node_types"]
+    assert nodes[config["head_node_type"]]["resources"] == {"CPU": 0}
+    assert any("ray[default,train,tune]==2.60.0" in c for c in config["setup_commands"])
+    starts = " ".join(config["head_start_ray_commands"] + config["worker_start_ray_commands"])
+    assert starts.count("RAY_AUTH_MODE=token") == 2 and "--dashboard-host=127.0.0.1" in starts
+    assert "~/.ray/auth_token" in config["file_mounts"]
+
+
+def test_the_validator_rejects_a_broken_launcher_yaml():
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = yaml.safe_load((CLUSTER / "aws.yaml").read_text())
+    config["available_node_types"]["gpu_worker"]["min_wrokers"] = 1
+    with pytest.raises(Exception, match="min_wrokers|Additional properties"):
+        validate_config(prepare_config(config))
+
+
+def _cluster_spec(doc):
+    return doc["spec"]["rayClusterSpec"] if doc["kind"] == "RayJob" else doc["spec"]
+
+
+@pytest.mark.parametrize("name", ["raycluster.yaml", "rayjob.yaml"])
+def test_kuberay_manifests_carry_the_required_fields(name):
+    doc = yaml.safe_load((CLUSTER / "kuberay" / name).read_text())
+    assert doc["apiVersion"] == "ray.io/v1" and doc["kind"] in ("RayCluster", "RayJob")
+    spec = _cluster_spec(doc)
+    assert spec["rayVersion"] == "2.60.0"
+    assert spec["authOptions"]["mode"] == "token"
+    assert spec["headGroupSpec"]["serviceType"] == "ClusterIP"  # the dashboard is not exposed
+    workers = spec["workerGroupSpecs"][0]["template"]["spec"]
+    limits = workers["containers"][0]["resources"]["limits"]
+    assert limits["nvidia.com/gpu"] == "1"
+    for pod in (spec["headGroupSpec"]["template"]["spec"], workers):
+        claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
+        assert claims == {"shared": "vaegan-dist-shared"}
+        assert {"name": "shared", "mountPath": "/mnt/shared"} in pod["containers"][0]["volumeMounts"]
+    if doc["kind"] == "RayJob":
+        entry = doc["spec"]["entrypoint"]
+        assert "train.storage_path=/mnt/shared/runs" in entry and "train.shared_storage=true" in entry
+
+
+def test_shared_storage_claim_is_read_write_many():
+    doc = yaml.safe_load((CLUSTER / "kuberay" / "shared-storage.yaml").read_text())
+    assert doc["kind"] == "PersistentVolumeClaim" and doc["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert doc["metadata"]["name"] == "vaegan-dist-shared"
+
+
+def test_runtime_env_and_scripts():
+    env = yaml.safe_load((CLUSTER / "runtime_env.yaml").read_text())
+    assert env["env_vars"]["RAY_TRAIN_ENABLE_PRINT_PATCH"] == "0" and "runs/" in env["excludes"]
+    for script in ("local_cluster.sh", "submit.sh"):
+        path = CLUSTER / script
+        assert path.stat().st_mode & 0o111
+        subprocess.run(["bash", "-n", str(path)], check=True)
