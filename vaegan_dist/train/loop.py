@@ -50,7 +50,8 @@ def _grids(model: VAEGAN, z_fixed: torch.Tensor, x_fixed: torch.Tensor, runtime:
 def train_loop(config: dict, session: Session | None = None) -> dict[str, float]:
     """Train until ``train.steps``; ``config`` is ``config_to_dict`` of a resolved Config (absolute paths)."""
     cfg = validate(config_from_dict(config))
-    session = session or RaySession()
+    storage = RunStorage(cfg.train.storage_path, cfg.train.name)
+    session = session or RaySession(None if storage.remote else storage.local_dir)
     rank, world = session.world_rank, session.world_size
     runtime = runtime_for(session.gpu, session.device())
     total = cfg.train.steps
@@ -85,7 +86,6 @@ def train_loop(config: dict, session: Session | None = None) -> dict[str, float]
         seed=cfg.train.seed, stream_id=start, shuffle_buffer=cfg.data.shuffle_buffer,
         loader_workers=cfg.data.loader_workers, hflip=cfg.data.hflip, augment=cfg.data.augment)
 
-    storage = RunStorage(cfg.train.storage_path, cfg.train.name)
     tb = z_fixed = x_fixed = None
     if rank == 0:
         tb = TensorBoardLogger(storage.local_dir, purge_step=start)

@@ -41,12 +41,23 @@ def _quiet_report_log() -> None:
     logging.getLogger(context.__file__).setLevel(logging.WARNING)
 
 
-class RaySession:
-    """Inside a Ray Train worker (Train V2 API)."""
+def _step_of(checkpoint_dir: str | Path) -> int:
+    name = Path(str(checkpoint_dir).rstrip("/")).name
+    return int(name.removeprefix("checkpoint_")) if name.removeprefix("checkpoint_").isdigit() else -1
 
-    def __init__(self) -> None:
+
+class RaySession:
+    """Inside a Ray Train worker (Train V2 API).
+
+    ``local_run_dir`` (local or NFS storage) lets a restart find checkpoints that were complete on disk but
+    not yet registered by Ray's controller when a worker died (the controller learns of a report only at
+    its next poll): the newer of Ray's latest checkpoint and the newest complete one on disk wins.
+    """
+
+    def __init__(self, local_run_dir: Path | None = None) -> None:
         import ray.train
 
+        self.local_run_dir = local_run_dir
         _quiet_report_log()
         ctx = ray.train.get_context()
         self.world_rank, self.world_size = ctx.get_world_rank(), ctx.get_world_size()
@@ -68,6 +79,10 @@ class RaySession:
         import ray.train
 
         checkpoint = ray.train.get_checkpoint()
+        on_disk = find_checkpoints(self.local_run_dir) if self.local_run_dir is not None else []
+        if on_disk and (checkpoint is None or _step_of(on_disk[-1]) > _step_of(checkpoint.path)):
+            yield on_disk[-1]
+            return
         if checkpoint is None:
             yield None
             return
