@@ -134,3 +134,12 @@ def test_code_preset_objective_trains(faces32, tmp_path):
     assert state["step"] == 3 and "grad_norm/encoder" in state["metrics"]
     assert state["metrics"]["lr/encoder"] < 1e-3  # annealed below the base rate
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_a_checkpoint_cut_short_is_not_resumed_from(faces32, tmp_path):
+    cfg = tiny_config(faces32, tmp_path, "cut", "train.steps=4", "train.checkpoint_every=2", "train.keep_checkpoints=5")
+    launch(cfg)
+    newest = find_checkpoints(tmp_path / "cut")[-1] / "state.pt"
+    newest.write_bytes(newest.read_bytes()[:5000])  # as if a copy had been interrupted
+    assert [p.name for p in find_checkpoints(tmp_path / "cut")] == ["checkpoint_00000002"]
+    assert load_state(tmp_path / "cut")["step"] == 2

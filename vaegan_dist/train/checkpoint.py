@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +52,16 @@ def save_checkpoint(directory: Path, *, model: VAEGAN, optimizers: dict[str, tor
     return directory
 
 
+def is_complete(checkpoint_dir: Path) -> bool:
+    """state.pt is present and whole. torch.save writes a zip archive whose directory sits at the end, so a
+    file cut short (a copy interrupted by a crash) fails this check without reading the tensors."""
+    state = Path(checkpoint_dir) / STATE_FILE
+    return state.is_file() and zipfile.is_zipfile(state)
+
+
 def find_checkpoints(run_dir: Path) -> list[Path]:
     """Complete checkpoints of a run, oldest first."""
-    run_dir = Path(run_dir)
-    found = [p for p in run_dir.glob("checkpoint_*") if (p / STATE_FILE).is_file()]
+    found = [p for p in Path(run_dir).glob("checkpoint_*") if is_complete(p)]
     return sorted(found, key=lambda p: p.name)
 
 

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -95,18 +96,20 @@ def train_loop(config: dict, session: Session | None = None) -> dict[str, float]
         x_fixed, _ = first_images(cfg.data.source, grid_split, cfg.train.grid_size)
 
     meter, last = MetricMeter(), {}
+    first_step_at = None  # wall clock: start-up latency is measured against the driver's submit time
     for step in range(start, total):
         images, _ = next(stream)
         meter.add(step_fn(images, step), images.shape[0])
+        first_step_at = first_step_at or time.time()
         done = step + 1
         is_last = done == total
         log_now = done % cfg.train.log_every == 0 or is_last
         checkpoint_now = done % cfg.train.checkpoint_every == 0 or is_last
         if log_now:
-            last = meter.means()
+            last = {**meter.means(), "perf/first_step_unix": first_step_at}
         if tb is not None:
             if log_now:
-                tb.scalars(last, done)
+                tb.scalars({k: v for k, v in last.items() if k != "perf/first_step_unix"}, done)
                 print(progress_line(done, total, last, world), flush=True)
             if done % cfg.train.image_every == 0 or is_last:
                 samples, recon = _grids(model, z_fixed, x_fixed, runtime)

@@ -1,6 +1,6 @@
 """The fused loss kernels vs eager PyTorch vs torch.compile, forward + backward, at the model's shapes.
 
-    python bench/kernels.py                 # on a GPU: timings (triton.testing.do_bench) and GB/s
+    python bench/fused_kernels.py                 # on a GPU: timings (triton.testing.do_bench) and GB/s
                                             # anywhere: bytes moved per feature element by each path
 
 Shapes: feature_nll at batch 64 and 256 with 16,384 features (Dis_l at 64 px), bf16; reparameterize_kl
@@ -15,18 +15,12 @@ minimum any implementation must move (read f_rec and f_target, write the gradien
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
-# Run as a script, this file's folder comes first on sys.path and its name would shadow the `kernels`
-# package it measures.
-sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
-import torch  # noqa: E402
-from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
-
-import kernels  # noqa: E402
-from kernels.feature_nll import feature_nll_reference  # noqa: E402
+import kernels
+from kernels.feature_nll import feature_nll_reference
 
 PEAK_GB_S = {"H100 SXM": 3350, "H100 80GB HBM3": 3350, "H100 PCIe": 2000, "H200": 4800, "A100-SXM4-80GB": 2039,
              "A100-SXM4-40GB": 1555, "A100 80GB PCIe": 1935, "L40S": 864, "RTX 4090": 1008}
