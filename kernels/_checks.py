@@ -33,3 +33,9 @@ def reduce_per_sample(per_sample: torch.Tensor, reduction: str) -> torch.Tensor:
     if reduction == "sum":
         return per_sample.sum()
     return per_sample.mean()
+
+
+def as_rows(x: torch.Tensor) -> torch.Tensor:
+    """[B, ...] -> [B, D] with unit column stride (what the kernels index), copying only if the layout demands it."""
+    x = x.reshape(x.shape[0], -1)
+    return x if x.stride(1) == 1 else x.contiguous()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from kernels._checks import Reduction, check_pair, check_reduction, reduce_per_sample
+from kernels._checks import Reduction, as_rows, check_pair, check_reduction, reduce_per_sample
 from kernels._scale import TL_DTYPES, accumulation_dtype, scale_rows
 from kernels._triton import tl, triton
 from kernels.dispatch import use_triton
@@ -51,16 +51,10 @@ if triton is not None:
         tl.store(partial_ptr + row * chunks + chunk, 0.5 * tl.sum(diff * diff, axis=0))
 
 
-def _rows(x: torch.Tensor) -> torch.Tensor:
-    """[B, ...] -> [B, D] with unit column stride, copying only when the layout demands it."""
-    x = x.reshape(x.shape[0], -1)
-    return x if x.stride(1) == 1 else x.contiguous()
-
-
 def feature_nll_triton_forward(f_rec: torch.Tensor, f_target: torch.Tensor, grad_scale: float
                                ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-row loss [B] (fp32; fp64 for fp64 inputs) and the gradient buffer [B, D] (dtype of f_rec)."""
-    f_rec, f_target = _rows(f_rec), _rows(f_target)
+    f_rec, f_target = as_rows(f_rec), as_rows(f_target)
     rows, d = f_rec.shape
     chunks = triton.cdiv(d, BLOCK)
     acc = accumulation_dtype(f_rec, f_target)

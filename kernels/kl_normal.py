@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from kernels._checks import Reduction, check_pair, check_reduction, reduce_per_sample
+from kernels._checks import Reduction, as_rows, check_pair, check_reduction, reduce_per_sample
 from kernels._scale import TL_DTYPES, accumulation_dtype, scale_rows
 from kernels._triton import tl, triton
 from kernels.dispatch import use_triton
@@ -45,16 +45,11 @@ if triton is not None:
                  mask=mask)
 
 
-def _rows(x: torch.Tensor) -> torch.Tensor:
-    x = x.reshape(x.shape[0], -1)
-    return x if x.stride(1) == 1 else x.contiguous()
-
-
 class KLNormal(torch.autograd.Function):
     @staticmethod
     def forward(ctx, mu: torch.Tensor, logvar: torch.Tensor, reduction: str) -> torch.Tensor:
         shape = mu.shape
-        mu, logvar = _rows(mu), _rows(logvar)
+        mu, logvar = as_rows(mu), as_rows(logvar)
         rows, latent = mu.shape
         acc = accumulation_dtype(mu, logvar)
         kl = torch.empty(rows, dtype=acc, device=mu.device)
