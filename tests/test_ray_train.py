@@ -36,3 +36,26 @@ def test_two_workers_train_checkpoint_and_resume(ray_local, faces32, tmp_path, c
     moved = [not torch.equal(first["model"][k], final["model"][k]) for k in first["model"] if "weight" in k]
     assert all(moved)
     assert sorted(p.name for p in (run / "samples").iterdir())[-1] == "samples_00000009.png"
+
+
+def test_url_storage_gets_checkpoints_and_uploaded_logs(ray_local, faces32, tmp_path):
+    """file:// goes through the same pyarrow path as s3:// and gs://: checkpoints by Ray, TensorBoard events
+    and sample grids staged on rank 0's node and uploaded."""
+    url = f"file://{tmp_path}/bucket"
+    launch(tiny_config(faces32, tmp_path, "remote", "train.workers=2", "train.steps=2", "train.checkpoint_every=2",
+                       "train.image_every=2", "train.log_every=2", f"train.storage_path={url}"))
+    run = tmp_path / "bucket" / "remote"
+    assert load_state(run)["step"] == 2
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert (run / "samples" / "samples_00000002.png").is_file()
+    assert (run / "config.yaml").is_file()
+
+
+def test_unschedulable_workers_fail_instead_of_waiting_forever(ray_local, faces32, tmp_path):
+    import time
+
+    started = time.time()
+    with pytest.raises(Exception):  # noqa: B017 - Ray's own error type for a failed controller
+        launch(tiny_config(faces32, tmp_path, "stuck", "train.workers=3", "train.cpus_per_worker=1", "train.steps=2",
+                           "train.start_timeout_s=5", "train.start_retries=1"))
+    assert time.time() - started < 120
