@@ -69,49 +69,33 @@ def write_shard(path: Path, samples: Iterable[dict[str, Any]]) -> ShardInfo:
 
 
 class ShardSeriesWriter:
-    """Writes ``{prefix}-000000.tar``, ``{prefix}-000001.tar``, ... with at most ``max_samples`` each."""
+    """Writes ``{prefix}-000000.tar``, ``{prefix}-000001.tar``, ... with at most ``max_samples`` each.
+
+    Samples are held until a shard is full (a few MB of encoded images), then written whole by
+    :func:`write_shard`; a writer that fails mid-shard leaves nothing of that shard behind.
+    """
 
     def __init__(self, out_dir: Path, prefix: str, max_samples: int = 1000):
         self.out_dir = Path(out_dir)
         self.prefix = prefix
         self.max_samples = max_samples
         self.shards: list[ShardInfo] = []
-        self._writer: wds.TarWriter | None = None
-        self._file = None
-        self._count = 0
+        self._pending: list[dict[str, Any]] = []
         self.out_dir.mkdir(parents=True, exist_ok=True)
 
-    def _open(self) -> None:
+    def _flush(self) -> None:
         name = f"{self.prefix}-{len(self.shards):06d}.tar"
-        self._name = name
-        self._tmp = self.out_dir / f"{name}.tmp"
-        self._file = open(self._tmp, "wb")
-        self._writer = wds.TarWriter(self._file, mtime=TAR_MTIME)
-        self._count = 0
-
-    def _close_shard(self) -> None:
-        assert self._writer is not None and self._file is not None
-        self._writer.close()  # closes the tar stream, not our file handle
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        final = self.out_dir / self._name
-        info = ShardInfo(self._name, self._count, sha256_of(self._tmp), self._tmp.stat().st_size)
-        os.replace(self._tmp, final)
-        self.shards.append(info)
-        self._writer, self._file = None, None
+        self.shards.append(write_shard(self.out_dir / name, self._pending))
+        self._pending = []
 
     def write(self, sample: dict[str, Any]) -> None:
-        if self._writer is None:
-            self._open()
-        self._writer.write(sample)
-        self._count += 1
-        if self._count >= self.max_samples:
-            self._close_shard()
+        self._pending.append(sample)
+        if len(self._pending) >= self.max_samples:
+            self._flush()
 
     def close(self) -> list[ShardInfo]:
-        if self._writer is not None:
-            self._close_shard()
+        if self._pending:
+            self._flush()
         return self.shards
 
     def __enter__(self) -> ShardSeriesWriter:
@@ -120,7 +104,3 @@ class ShardSeriesWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.close()
-        elif self._file is not None:  # failed mid-shard: drop the partial temporary file
-            self._writer.close()
-            self._file.close()
-            self._tmp.unlink(missing_ok=True)
