@@ -176,3 +176,12 @@ def test_training_runs_on_converted_celeba(converted, tmp_path):
     _, out, _, _, _ = converted
     launch(tiny_config(out, tmp_path, "celeba", "train.steps=2", "data.batch_size=4", "train.grid_size=4"))
     assert load_state(tmp_path / "celeba")["step"] == 2
+
+
+def test_converting_into_another_data_sets_directory_is_refused(faces32, tmp_path):
+    root = tmp_path / "celeba"
+    make_celeba_tree(root, n=3)
+    before = (faces32 / "manifest.json").read_bytes()
+    with pytest.raises(DataError, match="manifest.json: holds another data set"):
+        prepare_celeba(root, faces32, size=32, progress=False)
+    assert (faces32 / "manifest.json").read_bytes() == before

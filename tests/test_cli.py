@@ -67,3 +67,10 @@ def test_sample_and_reconstruct_from_a_trained_run(faces32, tmp_path, capsys):
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     assert main(["sample", "--checkpoint", str(tmp_path / "bad.pt"), "--out", str(tmp_path / "x.png")]) == 2
     assert "bad.pt: not a readable checkpoint" in capsys.readouterr().err
+
+
+def test_cuda_requested_without_a_gpu(faces32, tmp_path, capsys):
+    args = ["train", f"data.source={faces32}", f"train.storage_path={tmp_path}", "train.workers=0", "train.device=cuda"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "config key 'train.device' is cuda but no GPU is available" in err and err.count("\n") == 1

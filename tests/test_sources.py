@@ -73,7 +73,9 @@ def test_corrupt_sample_inside_a_shard_is_skipped_and_counted(faces32, tmp_path,
     assert "skipped sample 00000193" in caplog.text and "(1 so far)" in caplog.text
 
 
-def test_missing_sources_are_clear_errors(tmp_path):
+def test_missing_sources_are_clear_errors(tmp_path, faces32):
+    with pytest.raises(DataError, match=r"manifest.json: split 'holdout' is not in the manifest"):
+        open_source(faces32, "holdout")
     with pytest.raises(DataError, match="no such shard"):
         open_source(str(tmp_path / "x-{000..001}.tar"))
     with pytest.raises(DataError, match="cannot be read"):

@@ -21,7 +21,14 @@ from pathlib import Path
 from PIL import Image
 
 from vaegan_dist.config.io import atomic_write_text
-from vaegan_dist.data.manifest import MANIFEST_NAME, DataError, Manifest, ShardInfo, write_manifest
+from vaegan_dist.data.manifest import (
+    MANIFEST_NAME,
+    DataError,
+    Manifest,
+    ShardInfo,
+    read_manifest,
+    write_manifest,
+)
 from vaegan_dist.data.preprocess import crop_and_resize
 from vaegan_dist.data.shards import IMAGE_ENCODINGS, encode_image, sha256_of, write_shard
 
@@ -101,6 +108,13 @@ def run_conversion(tasks: list[ShardTask], opt: ConvertOptions, out: Path, *, da
         raise DataError(f"--encoding {opt.encoding!r}: choose one of {', '.join(IMAGE_ENCODINGS)}")
     if opt.size < 8:
         raise DataError(f"--size {opt.size}: too small (at least 8)")
+    if (out / MANIFEST_NAME).exists():  # a rerun of this conversion may rewrite it; another data set's, never
+        try:
+            existing = read_manifest(out)
+        except DataError:
+            existing = None
+        if existing is None or (existing.dataset, existing.source) != (dataset, source):
+            raise DataError(f"{out / MANIFEST_NAME}: holds another data set; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     splits: dict[str, list[ShardInfo]] = {}
     for task in tasks:

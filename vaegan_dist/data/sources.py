@@ -57,6 +57,8 @@ def _shard_url(base: str, name: str) -> str:
 
 
 def _from_manifest(manifest: Manifest, base: str, split: str, where: str) -> ShardSource:
+    if split not in manifest.splits:
+        raise DataError(f"{where}: split {split!r} is not in the manifest (it has {', '.join(manifest.splits) or 'none'})")
     shards = manifest.shards(split)
     if not shards:
         raise DataError(f"{where}: split {split!r} has no shards")

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
+from vaegan_dist.config.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Runtime:
@@ -28,7 +30,7 @@ def use_gpu(preference: str, gpus_available: float) -> bool:
     """Whether training workers should ask for GPUs: ``train.device`` and what the cluster (or machine) has."""
     if preference == "cuda":
         if gpus_available <= 0:
-            raise RuntimeError("train.device=cuda but no GPU is available to this job")
+            raise ConfigError("config key 'train.device' is cuda but no GPU is available to this job; got 'cuda'")
         return True
     return preference == "auto" and gpus_available > 0
 
