@@ -21,6 +21,7 @@ from pathlib import Path
 from PIL import Image
 
 from vaegan_dist.config.io import atomic_write_text
+from vaegan_dist.data.codec import IMAGE_ENCODINGS, encode_image
 from vaegan_dist.data.manifest import (
     MANIFEST_NAME,
     DataError,
@@ -30,7 +31,7 @@ from vaegan_dist.data.manifest import (
     write_manifest,
 )
 from vaegan_dist.data.preprocess import crop_and_resize
-from vaegan_dist.data.shards import IMAGE_ENCODINGS, encode_image, sha256_of, write_shard
+from vaegan_dist.data.shards import sha256_of, write_shard
 
 PROGRESS_DIR = ".progress"
 Entry = tuple[str, tuple[int, ...]]  # (image path relative to the image root, 0/1 attribute values)

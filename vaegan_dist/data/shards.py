@@ -7,35 +7,18 @@ writer leaves temporary files, never a truncated ``.tar``.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import webdataset as wds
-from PIL import Image
 
+from vaegan_dist.data.codec import IMAGE_ENCODINGS, encode_image  # noqa: F401  (re-exported for older importers)
 from vaegan_dist.data.manifest import ShardInfo
 
 # A fixed member time makes shards byte-for-byte reproducible, so a resumed conversion can be checked.
 TAR_MTIME = 1_600_000_000
-IMAGE_ENCODINGS = ("png", "jpg", "raw")  # raw: H*W*3 bytes of uint8 RGB, the side from the manifest
-
-
-def encode_image(image: np.ndarray, encoding: str) -> bytes:
-    """uint8 [H, W, 3] -> file bytes."""
-    buf = io.BytesIO()
-    if encoding == "png":
-        Image.fromarray(image).save(buf, format="PNG", compress_level=1)
-    elif encoding == "jpg":
-        Image.fromarray(image).save(buf, format="JPEG", quality=95)
-    elif encoding == "raw":
-        return np.ascontiguousarray(image, dtype=np.uint8).tobytes()
-    else:
-        raise ValueError(f"image encoding {encoding!r} is not one of {', '.join(IMAGE_ENCODINGS)}")
-    return buf.getvalue()
 
 
 def sha256_of(path: Path) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import webdataset as wds
 
+from vaegan_dist.data.codec import decode_image_bytes
 from vaegan_dist.data.manifest import MANIFEST_NAME, DataError, Manifest, parse_manifest, read_manifest
 
 REMOTE_SCHEMES = ("http://", "https://", "s3://", "gs://")
@@ -68,7 +69,6 @@ def _from_manifest(manifest: Manifest, base: str, split: str, where: str) -> Sha
 
 def _probe(urls: list[str], where: str) -> ShardSource:
     """Read the format of a bare shard list off its first sample."""
-    from vaegan_dist.data.stream import decode_image_bytes
     from vaegan_dist.data.tarstream import tar_samples
 
     def reraise(exn: Exception) -> bool:

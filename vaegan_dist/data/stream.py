@@ -23,9 +23,9 @@ import numpy as np
 import torch
 import webdataset as wds
 from torch.utils.data import IterableDataset, get_worker_info
-from torchvision.io import ImageReadMode, decode_image
 
 from vaegan_dist.data.augment import Jitter
+from vaegan_dist.data.codec import decode_image_bytes
 from vaegan_dist.data.manifest import DataError
 from vaegan_dist.data.sources import ShardSource, open_source
 from vaegan_dist.data.tarstream import tar_samples
@@ -79,14 +79,6 @@ class ErrorCounter:
         self.count += 1
         log.warning("skipped unreadable data (%d so far): %s", self.count, exn)
         return True
-
-
-def decode_image_bytes(data: bytes, encoding: str, image_size: int | None) -> torch.Tensor:
-    """Stored image bytes -> uint8 [3, S, S]. ``raw`` needs the side from the manifest."""
-    buffer = torch.frombuffer(bytearray(data), dtype=torch.uint8)
-    if encoding == "raw":
-        return buffer.view(image_size, image_size, 3).permute(2, 0, 1).contiguous()
-    return decode_image(buffer, mode=ImageReadMode.RGB)
 
 
 @dataclass

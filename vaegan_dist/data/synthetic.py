@@ -11,8 +11,9 @@ import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from vaegan_dist.data.codec import encode_image
 from vaegan_dist.data.manifest import MANIFEST_NAME, DataError, Manifest, read_manifest, write_manifest
-from vaegan_dist.data.shards import ShardSeriesWriter, encode_image
+from vaegan_dist.data.shards import ShardSeriesWriter
 from vaegan_dist.data.synthetic_faces import ATTRIBUTES, face
 
 RENDER_VERSION = 1  # bump when the drawing changes, so cached data sets are rebuilt
