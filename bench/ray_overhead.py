@@ -21,7 +21,7 @@ import time
 
 from vaegan_dist.config import build_config
 from vaegan_dist.data.synthetic import ensure_synthetic
-from vaegan_dist.train.checkpoint import load_state
+from vaegan_dist.model.store import load_state
 from vaegan_dist.train.launcher import launch
 
 

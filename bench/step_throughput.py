@@ -4,14 +4,14 @@
     python bench/step_throughput.py --shapes smoke --steps 20
 
 Ours (vaegan_dist.train.step.TrainStep): one decoder pass on [z, z_p], one discriminator pass on
-[x, x~, x_p], gradients routed with four pruned backward passes.
+[x, x~, x_p], gradients routed with three pruned backward passes (four for the non-saturating loss).
 Both run in each memory layout (channels-last, which training uses, and PyTorch's default NCHW, in
 which the straightforward step is usually written), so the speedup isolates the algorithm.
 Straightforward: separate decoder passes for z and z_p, three separate discriminator passes, and one
 full ``loss.backward()`` per loss (encoder, decoder, discriminator) keeping only the owner's gradient,
 then the three optimiser steps. Both follow the same update rules; "equal results" is checked by
 comparing their gradients on identical weights with batch norm in eval mode (where per-pass batch
-statistics cannot differ).
+statistics cannot differ), for the preset's own objective (minimax or non-saturating, either weighting).
 
 The two implementations alternate step by step so that machine noise hits both alike.
 """
@@ -52,11 +52,23 @@ class StraightforwardStep:
         logit_p, _ = dis(x_p)
         l_prior = kernels.kl_normal(mu, logvar)
         l_llike = kernels.feature_nll(f_rec, f_real.detach())
-        ones, zeros = torch.ones_like(logit_real), torch.zeros_like(logit_real)
-        l_gan = (F.binary_cross_entropy_with_logits(logit_real, ones)
-                 + F.binary_cross_entropy_with_logits(logit_p, zeros)
-                 + F.binary_cross_entropy_with_logits(logit_rec, zeros))
-        losses = {"encoder": l_prior + l_llike, "decoder": obj.gamma * l_llike - l_gan, "discriminator": l_gan}
+        # The config's objective, written out independently of vaegan_dist.objectives.
+        bce = F.binary_cross_entropy_with_logits
+        real_cost = bce(logit_real, torch.ones_like(logit_real))
+        fakes = [logit_p, logit_rec] if obj.fakes == "prior_and_reconstruction" else [logit_p]
+        if obj.discriminator_weighting == "sum":
+            l_gan = real_cost + sum(bce(f, torch.zeros_like(f)) for f in fakes)
+            l_ns = sum(bce(f, torch.ones_like(f)) for f in fakes)
+        else:  # 0.5/0.5; the decoder gets the unweighted gradient (released code: ScaleGradient(1 / weights))
+            fk = torch.cat(fakes)
+            l_gan = 0.5 * (real_cost + bce(fk, torch.zeros_like(fk)))
+            l_ns = bce(fk, torch.ones_like(fk))
+        if obj.generator_loss == "minimax":
+            l_gen = -l_gan * (2.0 if obj.discriminator_weighting == "half" else 1.0)
+        else:
+            l_gen = l_ns
+        w = 1.0 if obj.decoder_gan_weight == "one" else 1.0 - obj.gamma
+        losses = {"encoder": l_prior + l_llike, "decoder": obj.gamma * l_llike + w * l_gen, "discriminator": l_gan}
         grads = {}
         for i, (name, loss) in enumerate(losses.items()):
             self.model.zero_grad(set_to_none=True)
@@ -111,8 +123,8 @@ def bench(shape: str, steps: int, batch: int | None) -> dict[str, float]:
     for layout, fmt in (("channels_last", torch.channels_last), ("nchw", torch.contiguous_format)):
         runtime = replace(runtime_for(False), memory_format=fmt)
         m1, m2 = (copy.deepcopy(base).to(memory_format=fmt) for _ in range(2))
-        candidates[f"ours_{layout}"] = TrainStep(m1.encoder, m1.decoder, m1.discriminator,
-                                                 build_optimizers(m1, cfg.optim), cfg, runtime, noise_seed=0)
+        candidates[f"ours_{layout}"] = TrainStep(m1.networks(), build_optimizers(m1, cfg.optim), cfg, runtime,
+                                                 noise_seed=0)
         candidates[f"straightforward_{layout}"] = StraightforwardStep(m2, build_optimizers(m2, cfg.optim), cfg, fmt)
     times = {name: [] for name in candidates}
     for i in range(steps + 2):  # two warm-up steps each

@@ -170,7 +170,7 @@ def test_image_folder_with_attributes(tmp_path):
 
 def test_training_runs_on_converted_celeba(converted, tmp_path):
     from tests.conftest import tiny_config
-    from vaegan_dist.train.checkpoint import load_state
+    from vaegan_dist.model.store import load_state
     from vaegan_dist.train.launcher import launch
 
     _, out, _, _, _ = converted

@@ -48,7 +48,7 @@ def _worker(rank: int, port: int, out: str, torch_threads: int) -> None:
     model = _initial_model(cfg)
     optimizers = build_optimizers(model, cfg.optim)
     nets = {n: DDP(getattr(model, n)) for n in ("encoder", "decoder", "discriminator")}
-    step_fn = TrainStep(**nets, optimizers=optimizers, cfg=cfg, runtime=runtime_for(False), noise_seed=0)
+    step_fn = TrainStep(nets, optimizers=optimizers, cfg=cfg, runtime=runtime_for(False), noise_seed=0)
     share = slice(rank * PER_RANK, (rank + 1) * PER_RANK)
     for step, (images, eps, z_p) in enumerate(_global_batches()):
         step_fn(images[share], step, noise=(eps[share], z_p[share]))

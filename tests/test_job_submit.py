@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from vaegan_dist.train.checkpoint import load_state
+from vaegan_dist.model.store import load_state
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]

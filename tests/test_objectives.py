@@ -54,7 +54,8 @@ def test_loss_values_by_hand():
     ObjectiveConfig(gamma=0.3),
     ObjectiveConfig(gamma=0.1, generator_loss="non_saturating"),
     ObjectiveConfig(gamma=1e-2, fakes="prior", decoder_gan_weight="one_minus_gamma", discriminator_weighting="half"),
-], ids=["paper", "non_saturating", "code"])
+    ObjectiveConfig(gamma=0.2, generator_loss="non_saturating", discriminator_weighting="half"),
+], ids=["paper", "non_saturating", "code", "non_saturating_half"])
 def test_gradient_routing_matches_autograd_one_network_at_a_time(objective):
     torch.manual_seed(0)
     model = VAEGAN(32, latent_dim=6, encoder_fc=16, discriminator_fc=8, width=0.125)
@@ -77,13 +78,19 @@ def test_gradient_routing_matches_autograd_one_network_at_a_time(objective):
     else:
         fk = torch.cat(fakes)
         l_gan = 0.5 * (bce(real, torch.ones(4)) + bce(fk, torch.zeros_like(fk)))
-    if objective.generator_loss == "minimax":
+    # The decoder's GAN loss is never weighted by the discriminator's 0.5/0.5: the released code scales the
+    # gradient at Dis's input by the inverse weights (model/aegan.py, ScaleGradient(dis_weights_inv)). The real
+    # term stays in: through batch norm's statistics, Dis's output on real images depends on the fakes too.
+    if objective.generator_loss == "minimax" and objective.discriminator_weighting == "sum":
         l_gen = -l_gan
+    elif objective.generator_loss == "minimax":
+        fk = torch.cat(fakes)
+        l_gen = -(bce(real, torch.ones(4)) + bce(fk, torch.zeros_like(fk)))
     elif objective.discriminator_weighting == "sum":
         l_gen = sum(bce(f, torch.ones(4)) for f in fakes)
     else:
         fk = torch.cat(fakes)
-        l_gen = 0.5 * bce(fk, torch.ones_like(fk))
+        l_gen = bce(fk, torch.ones_like(fk))
     w = 1.0 if objective.decoder_gan_weight == "one" else 1.0 - objective.gamma
     expected = {
         "encoder": torch.autograd.grad(l_prior + l_llike, list(ref.encoder.parameters()), retain_graph=True),

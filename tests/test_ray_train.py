@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tests.conftest import tiny_config
-from vaegan_dist.train.checkpoint import find_checkpoints, load_state
+from vaegan_dist.model.store import find_checkpoints, load_state
 from vaegan_dist.train.launcher import launch
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]

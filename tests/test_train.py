@@ -11,9 +11,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import kernels
 from tests.conftest import tiny_config
-from vaegan_dist.config import config_to_dict
 from vaegan_dist.data.stream import first_images
-from vaegan_dist.train.checkpoint import find_checkpoints, load_model, load_state
+from vaegan_dist.model.store import find_checkpoints, load_model, load_state
 from vaegan_dist.train.launcher import launch, resolve_run
 from vaegan_dist.train.loop import train_loop
 from vaegan_dist.train.session import LocalSession
@@ -64,7 +63,7 @@ def test_rerun_resumes_at_the_saved_step_with_the_same_parameters(faces32, tmp_p
 
     cfg = tiny_config(faces32, tmp_path, "resume", "train.steps=9", "train.checkpoint_every=3", "train.keep_checkpoints=5")
     session = RecordingSession(tmp_path / "resume", keep=5)
-    train_loop(config_to_dict(resolve_run(cfg)), session)
+    train_loop(resolve_run(cfg), session)
     for index, name in enumerate(("encoder", "decoder", "discriminator")):
         for key, value in session.prepared[index].items():
             torch.testing.assert_close(value, saved["model"][f"{name}.{key}"], rtol=0, atol=0)

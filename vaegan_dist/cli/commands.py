@@ -8,10 +8,10 @@ from pathlib import Path
 
 import yaml
 
-from vaegan_dist.config import ConfigError, build_config, config_to_dict
-from vaegan_dist.data.manifest import DataError
+from vaegan_dist import errors
+from vaegan_dist.config import build_config, config_to_dict
 
-USER_ERRORS = (ConfigError, DataError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+USER_ERRORS = (*errors.USER_ERRORS, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
 
 
 def prepare_synthetic(args: argparse.Namespace) -> int:
@@ -71,19 +71,12 @@ def _write_grid(images, out: str, nrow: int = 8) -> None:
     print(f"wrote {path.resolve()}")
 
 
-def _load(checkpoint: str):
-    from vaegan_dist.train.checkpoint import load_model
-
-    try:
-        return load_model(checkpoint)
-    except ValueError as err:  # unreadable or foreign checkpoint file
-        raise DataError(str(err)) from None
-
-
 def sample(args: argparse.Namespace) -> int:
     import torch
 
-    model, _, step = _load(args.checkpoint)
+    from vaegan_dist.model import load_model
+
+    model, _, step = load_model(args.checkpoint)
     _write_grid(model.sample(args.n, generator=torch.Generator().manual_seed(args.seed)), args.out)
     return 0
 
@@ -91,9 +84,10 @@ def sample(args: argparse.Namespace) -> int:
 def reconstruct(args: argparse.Namespace) -> int:
     from vaegan_dist.data.sources import open_source
     from vaegan_dist.data.stream import check_image_size, first_images
+    from vaegan_dist.model import load_model
     from vaegan_dist.train.step import to_unit_range
 
-    model, cfg, _ = _load(args.checkpoint)
+    model, cfg, _ = load_model(args.checkpoint)
     check_image_size(open_source(args.data, args.split), cfg.data.image_size)
     images, _ = first_images(args.data, args.split, args.n)
     x = to_unit_range(images, next(model.parameters()).device)

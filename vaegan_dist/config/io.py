@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import yaml
 
+from vaegan_dist.atomic import atomic_write_text
 from vaegan_dist.config.errors import ConfigError
 from vaegan_dist.config.parse import config_from_dict, config_to_dict
 from vaegan_dist.config.schema import Config
 from vaegan_dist.config.validate import validate
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_config(cfg: Config, path: Path) -> None:

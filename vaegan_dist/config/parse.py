@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from functools import cache
 from typing import Any, Literal
@@ -63,15 +64,18 @@ def convert(key: str, tp: Any, value: Any) -> Any:
             raise ConfigError(f"config key {key!r} expects an integer, got {value!r}")
         try:
             return int(value) if not isinstance(value, str) else int(value.strip().replace("_", ""))
-        except ValueError:
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"config key {key!r} expects an integer, got {value!r}") from None
     if tp is float:
         if isinstance(value, bool):
             raise ConfigError(f"config key {key!r} expects a number, got {value!r}")
         try:
-            return float(value)
-        except ValueError:
+            number = float(value)
+        except (TypeError, ValueError):
             raise ConfigError(f"config key {key!r} expects a number, got {value!r}") from None
+        if not math.isfinite(number):  # inf or nan would pass every range check below and poison training
+            raise ConfigError(f"config key {key!r} must be a finite number, got {value!r}")
+        return number
     if tp is str:
         return "" if value is None else str(value)
     raise TypeError(f"config key {key!r} has an unsupported type {tp!r}")  # a schema bug, not user input

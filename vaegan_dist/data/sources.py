@@ -89,7 +89,10 @@ def _probe(urls: list[str], where: str) -> ShardSource:
 
 
 def open_source(source: str | Path, split: str = "train") -> ShardSource:
-    """Resolve ``data.source`` for one split; raises :class:`DataError` naming the source at fault."""
+    """Resolve ``data.source`` for one split; raises :class:`DataError` naming the source at fault.
+    A :class:`ShardSource` (resolved once by the driver) is returned as it is: no second trip."""
+    if isinstance(source, ShardSource):
+        return source
     text = str(source)
     if "{" in text or text.endswith(".tar") or text.startswith("pipe:"):
         if not is_remote(text):

@@ -24,6 +24,10 @@ class VAEGAN(nn.Module):
         self.decoder = Decoder(self.arch, latent_dim)
         self.discriminator = Discriminator(self.arch, discriminator_fc)
 
+    def networks(self) -> dict[str, nn.Module]:
+        """The trained networks by name: each gets its own optimiser, DDP wrapper and gradient."""
+        return {"encoder": self.encoder, "decoder": self.decoder, "discriminator": self.discriminator}
+
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Posterior means for images in [-1, 1]: the latent codes used for attribute vectors."""

@@ -1,7 +1,13 @@
-"""The paper's losses (built on :mod:`kernels`) and the rules for which network each one trains."""
+"""The paper's losses (built on :mod:`kernels`), the rules for which network each one trains, and the
+model kinds that choose among them."""
 
+from vaegan_dist.objectives.kinds import KINDS, ModelKind, StepOutcome, model_kind
 from vaegan_dist.objectives.losses import Forward, Losses, compute_losses, decoder_gan_weight, run_forward
-from vaegan_dist.objectives.routing import compute_gradients, equilibrium_updates
+from vaegan_dist.objectives.routing import (
+           compute_gradients,
+           discriminator_weight_inverse,
+           equilibrium_updates,
+)
 
 __all__ = ["Forward", "Losses", "run_forward", "compute_losses", "compute_gradients", "equilibrium_updates",
-           "decoder_gan_weight"]
+           "decoder_gan_weight", "discriminator_weight_inverse", "ModelKind", "StepOutcome", "KINDS", "model_kind"]

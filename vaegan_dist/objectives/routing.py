@@ -13,7 +13,11 @@ that network fires once per step on every rank):
      (non-saturating only: L_gen -> x_fake, input gradients through all of Dis);
   2. L_prior + L_llike -> Enc parameters, and g_llike = dL_llike/dx_fake on the way (input gradients
      through Dis up to layer l and through Dec, weight gradients only in Enc);
-  3. x_fake -> Dec parameters with upstream gamma * g_llike + w * g_gen.
+  3. x_fake -> Dec parameters with upstream gamma * g_llike + w * s * g_gen.
+
+s undoes the discriminator's real/fake weighting on the decoder's side, as the released code does
+(``ScaleGradient(dis_weights_inv)`` at the discriminator's input, model/aegan.py): with the 0.5/0.5
+weighting the decoder still gets the unweighted GAN gradient, so gamma means the same under both.
 """
 
 from __future__ import annotations
@@ -22,6 +26,11 @@ import torch
 from torch import nn
 
 from vaegan_dist.objectives.losses import Forward, Losses, decoder_gan_weight
+
+
+def discriminator_weight_inverse(objective) -> float:
+    """1 / the weight of the fake term in L_GAN: 2 under the released code's 0.5/0.5 weighting."""
+    return 2.0 if objective.discriminator_weighting == "half" else 1.0
 
 
 def compute_gradients(fwd: Forward, losses: Losses, encoder: nn.Module, decoder: nn.Module,
@@ -48,8 +57,9 @@ def compute_gradients(fwd: Forward, losses: Losses, encoder: nn.Module, decoder:
     x_fake.grad = None
 
     # 3. Decoder parameters.
-    upstream = objective.gamma * g_llike + decoder_gan_weight(objective) * g_gen
+    upstream = objective.gamma * g_llike + decoder_gan_weight(objective) * discriminator_weight_inverse(objective) * g_gen
     torch.autograd.backward(x_fake, grad_tensors=upstream, inputs=list(decoder.parameters()))
+
 
 def equilibrium_updates(real_cost: float, fake_cost: float, value: float, margin: float) -> tuple[bool, bool]:
     """The released code's balancing rule: (update decoder?, update discriminator?).

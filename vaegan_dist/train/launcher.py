@@ -1,38 +1,40 @@
-"""The driver side of ``vaegan-dist train``: resolve the run, check the data, start Ray Train.
+"""The driver side of ``vaegan-dist train``: resolve the run once, check it, build the trainer, run it.
 
-Everything a worker needs is resolved here first (absolute paths, the run name, the built-in data set
-rendered once), so that bad input fails in seconds on the driver instead of inside N workers.
+Everything a worker needs is resolved here first (absolute paths, the run name, the data source opened
+and checked, the built-in data set rendered once) and handed down as a :class:`TrainJob`, so that bad
+input fails in seconds on the driver instead of inside N workers. Building the ``TorchTrainer`` is kept
+apart from running it, so a Tune trial can build one for its own run directory.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 from pathlib import Path
 
 import yaml
 
-from vaegan_dist.config import (
-    Config,
-    ConfigError,
-    config_from_dict,
-    config_to_dict,
-    validate,
-)
-from vaegan_dist.data.manifest import DataError
+from vaegan_dist.config import Config, ConfigError, config_from_dict, config_to_dict
 from vaegan_dist.data.sources import canonical, open_source
 from vaegan_dist.data.stream import check_image_size
 from vaegan_dist.data.synthetic import ensure_synthetic
 from vaegan_dist.train.cluster import check_reachable, connect
+from vaegan_dist.train.errors import user_error_from
+from vaegan_dist.train.job import TrainJob
 from vaegan_dist.train.loop import train_loop
 from vaegan_dist.train.runtime import use_gpu
 from vaegan_dist.train.session import LocalSession
 from vaegan_dist.train.storage import RunStorage, is_url
 
+# A resumed run cannot change these: the checkpoint's tensors have their shapes.
+_ARCHITECTURE_KEYS = ("data.image_size", "model.latent_dim", "model.encoder_fc", "model.discriminator_fc",
+                      "model.width")
 
-def resolve_run(cfg: Config, now: datetime.datetime | None = None) -> Config:
-    """A copy of ``cfg`` with absolute storage and data paths, a run name and checked data."""
-    cfg = config_from_dict(config_to_dict(cfg))
+
+def resolve_run(cfg: Config, now: datetime.datetime | None = None) -> TrainJob:
+    """The job for ``cfg`` (already validated): absolute paths, a run name, the data opened and checked."""
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data), train=dataclasses.replace(cfg.train))
     if not is_url(cfg.train.storage_path):
         cfg.train.storage_path = str(Path(cfg.train.storage_path).expanduser().resolve())
     elif cfg.train.workers == "0":
@@ -42,57 +44,63 @@ def resolve_run(cfg: Config, now: datetime.datetime | None = None) -> Config:
         cfg.train.name = f"{cfg.preset}-{(now or datetime.datetime.now()).strftime('%Y%m%d-%H%M%S')}"
     if cfg.data.source:
         cfg.data.source = canonical(cfg.data.source)
-        check_image_size(open_source(cfg.data.source, cfg.data.split), cfg.data.image_size)
     else:
         cfg.data.source = str(ensure_synthetic(Path(cfg.data.cache_dir), cfg.data.synthetic_samples,
                                                cfg.data.image_size))
-    return validate(cfg)
+    data = open_source(cfg.data.source, cfg.data.split)
+    check_image_size(data, cfg.data.image_size)
+    grid_split = "valid" if "valid" in data.splits else cfg.data.split
+    grid_data = data if grid_split == cfg.data.split else open_source(cfg.data.source, grid_split)
+    return TrainJob(cfg, RunStorage(cfg.train.storage_path, cfg.train.name), data, grid_data, grid_split)
 
 
-def _record_config(cfg: Config, storage: RunStorage) -> None:
-    """Save the resolved config; on a rerun, say which keys changed since the run was started."""
-    previous = storage.read_text("config.yaml")
+def _flat(cfg_dict: dict) -> dict[str, object]:
+    return {f"{g}.{k}": v for g, vals in cfg_dict.items() if isinstance(vals, dict) for k, v in vals.items()}
+
+
+def prepare_run_dir(job: TrainJob) -> None:
+    """Claim the run directory and record the config. On a rerun: refuse a changed architecture before
+    anything is written (the checkpoint could not be loaded), and say which other keys changed."""
+    job.run.claim()
+    previous = job.run.read_text("config.yaml")
+    new = _flat(config_to_dict(job.cfg))
     if previous is not None:
         try:
-            old = config_to_dict(validate(config_from_dict(yaml.safe_load(previous))))
-        except (ValueError, yaml.YAMLError):
-            old = {}
-        new = config_to_dict(cfg)
-        changed = [f"{g}.{k}: {old[g][k]!r} -> {v!r}" for g, vals in new.items() if isinstance(vals, dict)
-                   for k, v in vals.items() if g in old and old[g].get(k) != v]
-        print(f"resuming run {cfg.train.name}" + (f"; changed: {', '.join(changed)}" if changed else ""))
-    storage.write_text("config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+            old = _flat(config_to_dict(config_from_dict(yaml.safe_load(previous), source="config.yaml")))
+        except (ConfigError, yaml.YAMLError) as err:
+            raise ConfigError(f"{job.run.where()}/config.yaml: unreadable ({str(err).splitlines()[0]}); "
+                              "restore it or choose another train.name") from None
+        fixed = [f"{k}={old[k]!r} (got {new[k]!r})" for k in _ARCHITECTURE_KEYS if old.get(k) != new.get(k)]
+        if fixed:
+            raise ConfigError(f"run {job.cfg.train.name} was started with {', '.join(fixed)}; a resumed run cannot "
+                              "change the architecture: keep those values or choose another train.name")
+        changed = [f"{k}: {old[k]!r} -> {v!r}" for k, v in new.items() if k in old and old[k] != v]
+        print(f"resuming run {job.cfg.train.name}" + (f"; changed: {', '.join(changed)}" if changed else ""))
+    job.run.write_text("config.yaml", yaml.safe_dump(config_to_dict(job.cfg), sort_keys=False))
 
 
 def ray_train_loop(config: dict) -> None:
-    """Ray Train's entry point (a one-argument function)."""
-    train_loop(config)
+    """Ray Train's entry point (a one-argument function): the job travels in ``config["job"]``."""
+    train_loop(config["job"])
 
 
-def _fit_with_ray(cfg: Config, storage: RunStorage) -> None:
-    import ray
+def build_trainer(job: TrainJob, gpu: bool, run_config_overrides: dict | None = None):
+    """The ``TorchTrainer`` for ``job``; Ray must be connected. ``run_config_overrides`` are extra
+    ``RunConfig`` arguments (a Tune trial adds its report callback)."""
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    connect(cfg.ray.address)
-    gpu = use_gpu(cfg.train.device, ray.cluster_resources().get("GPU", 0))
-    if cfg.model.sync_batchnorm and not gpu:
-        raise ConfigError("config key 'model.sync_batchnorm' needs GPU workers: PyTorch's SyncBatchNorm has no CPU "
-                          "implementation; got true on a CPU-only job")
-    if not storage.remote:
-        check_reachable(cfg, storage.local_dir)
+    cfg = job.cfg
     low, high = cfg.train.worker_range()
-    # Read by Ray Train's controller, which inherits it from this driver: one start attempt waits this long.
-    os.environ["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = str(cfg.train.start_timeout_s)
-    trainer = TorchTrainer(
+    return TorchTrainer(
         ray_train_loop,
-        train_loop_config=config_to_dict(cfg),
+        train_loop_config={"job": job},
         scaling_config=ScalingConfig(num_workers=low if low == high else (low, high), use_gpu=gpu,
                                      resources_per_worker={"CPU": cfg.train.cpus_per_worker, **({"GPU": 1} if gpu else {})}),
         torch_config=TorchConfig(backend="nccl" if gpu else "gloo", timeout_s=cfg.train.collective_timeout_s),
         run_config=RunConfig(
-            name=cfg.train.name,
-            storage_path=cfg.train.storage_path,
+            name=job.run.name,
+            storage_path=job.run.storage_path,
             # max_failures: restarts from the last checkpoint after a worker dies; controller_failure_limit
             # bounds the attempts to start the worker group, which Ray otherwise retries forever.
             failure_config=FailureConfig(max_failures=cfg.train.max_failures,
@@ -101,27 +109,52 @@ def _fit_with_ray(cfg: Config, storage: RunStorage) -> None:
             logging_config=LoggingConfig(log_level="WARNING"),  # Ray's per-report INFO lines drown the progress
             # Ray 2.60 patches print() in workers to both print and log each line: progress would show twice.
             worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}},
+            **(run_config_overrides or {}),
         ),
     )
-    trainer.fit()
+
+
+def run_trainer(trainer) -> None:
+    """``trainer.fit()``, with a worker's data/config/checkpoint/training error raised here as itself, so
+    the user reads its one line instead of Ray's remote traceback."""
+    from ray.train import TrainingFailedError
+
+    try:
+        trainer.fit()
+    except TrainingFailedError as err:
+        user_error = user_error_from(err)
+        if user_error is None:
+            raise
+        raise user_error from None
+
+
+def _ray_gpu(job: TrainJob) -> bool:
+    """Connect, decide GPU or CPU workers, and check what Ray itself would notice only later."""
+    import ray
+
+    cfg = job.cfg
+    connect(cfg.ray.address)
+    gpu = use_gpu(cfg.train.device, ray.cluster_resources().get("GPU", 0))
+    if cfg.model.sync_batchnorm and not gpu:
+        raise ConfigError("config key 'model.sync_batchnorm' needs GPU workers: PyTorch's SyncBatchNorm has no CPU "
+                          "implementation; got true on a CPU-only job")
+    if not job.run.remote:
+        check_reachable(cfg, job.run.local_dir)
+    # Read by Ray Train's controller, which inherits it from this driver: one start attempt waits this long.
+    os.environ["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = str(cfg.train.start_timeout_s)
+    return gpu
 
 
 def launch(cfg: Config) -> Path:
     """Train ``cfg`` (resuming its run if one of that name exists); returns the run directory."""
-    cfg = resolve_run(cfg)
-    storage = RunStorage(cfg.train.storage_path, cfg.train.name)
-    if not storage.remote:
-        storage.local_dir.mkdir(parents=True, exist_ok=True)
-    _record_config(cfg, storage)
-    print(f"run directory: {storage.url if storage.remote else storage.local_dir}\ndata: {cfg.data.source}", flush=True)
-    if cfg.train.worker_range() == (0, 0):
+    job = resolve_run(cfg)
+    prepare_run_dir(job)
+    print(f"run directory: {job.run.where()}\ndata: {job.cfg.data.source}", flush=True)
+    if job.cfg.train.worker_range() == (0, 0):
         import torch
 
-        gpu = use_gpu(cfg.train.device, torch.cuda.device_count())
-        train_loop(config_to_dict(cfg), LocalSession(storage.local_dir, keep=cfg.train.keep_checkpoints, gpu=gpu))
+        gpu = use_gpu(job.cfg.train.device, torch.cuda.device_count())
+        train_loop(job, LocalSession(job.run.local_dir, keep=job.cfg.train.keep_checkpoints, gpu=gpu))
     else:
-        _fit_with_ray(cfg, storage)
-    return storage.local_dir
-
-
-__all__ = ["launch", "resolve_run", "DataError"]
+        run_trainer(build_trainer(job, _ray_gpu(job)))
+    return job.run.local_dir

@@ -7,8 +7,6 @@ from torch import nn
 
 from vaegan_dist.model import VAEGAN
 
-NETWORKS = ("encoder", "decoder", "discriminator")
-
 
 def _param_groups(module: nn.Module, weight_decay: float, exempt: set[int]) -> list[dict]:
     """L2 decay on conv/linear weights only: not on biases, BN parameters or the exempt (mu/logvar heads)."""
@@ -25,13 +23,24 @@ def base_lrs(optim) -> dict[str, float]:
 
 
 def build_optimizers(model: VAEGAN, optim) -> dict[str, torch.optim.Optimizer]:
-    """``optim`` is a :class:`vaegan_dist.config.OptimConfig`."""
+    """One RMSProp per network of ``model``; ``optim`` is a :class:`vaegan_dist.config.OptimConfig`."""
     exempt = {id(p) for p in model.encoder.head_parameters()}
+    lrs = base_lrs(optim)
     return {
-        name: torch.optim.RMSprop(_param_groups(getattr(model, name), optim.weight_decay, exempt), lr=lr,
+        name: torch.optim.RMSprop(_param_groups(network, optim.weight_decay, exempt), lr=lrs[name],
                                   alpha=optim.rms_decay, eps=optim.eps)
-        for name, lr in base_lrs(optim).items()
+        for name, network in model.networks().items()
     }
+
+
+def apply_settings(optimizers: dict[str, torch.optim.Optimizer], optim) -> None:
+    """Put the config's RMSProp settings into the optimisers. ``load_state_dict`` on resume restores the
+    settings saved with the run; a user who changed them on the command line means the new ones.
+    Group 0 holds the decayed weights (see ``_param_groups``)."""
+    for opt in optimizers.values():
+        for index, group in enumerate(opt.param_groups):
+            group["alpha"], group["eps"] = optim.rms_decay, optim.eps
+            group["weight_decay"] = optim.weight_decay if index == 0 else 0.0
 
 
 def lr_at(step: int, total_steps: int, base_lr: float, optim) -> float:

@@ -37,10 +37,12 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
 
 
-def progress_line(step: int, total: int, m: dict[str, float], world_size: int) -> str:
-    """One line a person can read at a glance; images/s counts every worker."""
-    ips = m["perf/images_per_s"] * world_size
-    eta = (total - step) * m["perf/step_time_s"]
-    return (f"step {step:>7d}/{total} {100 * step / total:5.1f}% | l_llike {m['loss/l_llike']:9.2f} "
-            f"l_prior {m['loss/l_prior']:7.2f} l_gan {m['loss/l_gan']:6.3f} | D(x) {m['gan/d_real']:.2f} "
-            f"D(x~) {m['gan/d_recon']:.2f} D(x_p) {m['gan/d_prior']:.2f} | {ips:7.1f} img/s | eta {_duration(eta)}")
+def progress_line(step: int, total: int, m: dict[str, float], world_size: int,
+                  fields: tuple[tuple[str, str, str], ...] = ()) -> str:
+    """One line a person can read at a glance: ``fields`` are (metric key, label, format) chosen by the
+    model kind; keys missing from ``m`` are left out. images/s counts every worker."""
+    ips = m.get("perf/images_per_s", 0.0) * world_size
+    eta = (total - step) * m.get("perf/step_time_s", 0.0)
+    shown = " ".join(f"{label} {m[key]:{fmt}}" for key, label, fmt in fields if key in m)
+    return (f"step {step:>7d}/{total} {100 * step / total:5.1f}% | {shown} | {ips:7.1f} img/s | "
+            f"eta {_duration(eta)}")

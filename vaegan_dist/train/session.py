@@ -1,7 +1,8 @@
 """Where the training loop runs: inside Ray Train, or in this process without Ray.
 
-The loop talks to a session for four things only (rank, DDP wrapping, the checkpoint to resume from,
-reporting), so the same loop runs under Ray with N workers and in fast tests.
+The loop talks to a session for a handful of things only (rank, DDP wrapping, the checkpoint to resume
+from, where to stage a checkpoint, reporting), so the same loop runs under Ray with N workers and in
+fast tests.
 """
 
 from __future__ import annotations
@@ -10,14 +11,18 @@ import contextlib
 import logging
 import os
 import shutil
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
-from vaegan_dist.train.checkpoint import checkpoint_name, find_checkpoints
+from vaegan_dist.model.store import checkpoint_name, checkpoint_step, find_checkpoints, is_complete
+from vaegan_dist.train.errors import TrainingError
 
 
 class Session(Protocol):
@@ -28,7 +33,58 @@ class Session(Protocol):
     def device(self) -> torch.device: ...
     def prepare(self, module: nn.Module) -> nn.Module: ...
     def restore_dir(self) -> contextlib.AbstractContextManager[Path | None]: ...
+    def staging_dir(self, step: int) -> contextlib.AbstractContextManager[Path]: ...
     def report(self, metrics: dict[str, float], checkpoint_dir: Path | None, step: int) -> None: ...
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def broadcast_from_rank0(value: Any) -> Any:
+    """Rank 0's ``value`` on every rank (a plain Python object); the value itself without a process group."""
+    if not _distributed():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def check_same_step(step: int) -> None:
+    """Every rank must continue from the same step, or they run different numbers of steps and the last
+    collective hangs until its timeout."""
+    if not _distributed():
+        return
+    steps: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(steps, step)
+    if len(set(steps)) > 1:
+        raise TrainingError(f"ranks resumed at different steps ({', '.join(f'rank {r}: {s}' for r, s in enumerate(steps))}); "
+                            "every node must see the same run storage")
+
+
+@dataclass(frozen=True)
+class RestorePoint:
+    """The checkpoint a run resumes from, as rank 0 chose it: Ray's latest, or a newer one on disk."""
+
+    origin: str  # "ray" or "disk"
+    step: int
+    path: str
+
+
+def agreed_restore_point(ray_checkpoint_path: str | None, local_run_dir: Path | None, rank: int,
+                         broadcast: Callable[[Any], Any] = broadcast_from_rank0) -> RestorePoint | None:
+    """Rank 0 picks the newer of Ray's latest checkpoint and the newest complete one on disk (Ray's
+    controller learns of a report only at its next poll, so a worker that died right after writing one
+    leaves a complete checkpoint Ray does not know yet); every rank gets rank 0's choice."""
+    choice = None
+    if rank == 0:
+        ray_step = checkpoint_step(ray_checkpoint_path) if ray_checkpoint_path else -1
+        on_disk = find_checkpoints(local_run_dir) if local_run_dir is not None else []
+        if on_disk and checkpoint_step(on_disk[-1]) > ray_step:
+            choice = RestorePoint("disk", checkpoint_step(on_disk[-1]), str(on_disk[-1]))
+        elif ray_checkpoint_path:
+            choice = RestorePoint("ray", ray_step, ray_checkpoint_path)
+    return broadcast(choice)
 
 
 def _quiet_report_log() -> None:
@@ -41,18 +97,9 @@ def _quiet_report_log() -> None:
     logging.getLogger(context.__file__).setLevel(logging.WARNING)
 
 
-def _step_of(checkpoint_dir: str | Path) -> int:
-    name = Path(str(checkpoint_dir).rstrip("/")).name
-    return int(name.removeprefix("checkpoint_")) if name.removeprefix("checkpoint_").isdigit() else -1
-
-
 class RaySession:
-    """Inside a Ray Train worker (Train V2 API).
-
-    ``local_run_dir`` (local or NFS storage) lets a restart find checkpoints that were complete on disk but
-    not yet registered by Ray's controller when a worker died (the controller learns of a report only at
-    its next poll): the newer of Ray's latest checkpoint and the newest complete one on disk wins.
-    """
+    """Inside a Ray Train worker (Train V2 API). ``local_run_dir`` is the run directory when it is a local or
+    NFS path (None for URL storage): complete checkpoints there count even before Ray registered them."""
 
     def __init__(self, local_run_dir: Path | None = None) -> None:
         import ray.train
@@ -79,26 +126,47 @@ class RaySession:
         import ray.train
 
         checkpoint = ray.train.get_checkpoint()
-        on_disk = find_checkpoints(self.local_run_dir) if self.local_run_dir is not None else []
-        if on_disk and (checkpoint is None or _step_of(on_disk[-1]) > _step_of(checkpoint.path)):
-            yield on_disk[-1]
-            return
-        if checkpoint is None:
+        point = agreed_restore_point(checkpoint.path if checkpoint else None, self.local_run_dir, self.world_rank)
+        if point is None:
             yield None
-            return
-        with checkpoint.as_directory() as directory:
-            yield Path(directory)
+        elif checkpoint is not None and checkpoint_step(checkpoint.path) == point.step:
+            with checkpoint.as_directory() as directory:  # downloads it when the storage is a URL
+                yield Path(directory)
+        elif is_complete(Path(point.path)):
+            yield Path(point.path)
+        else:
+            raise TrainingError(f"rank {self.world_rank}: {point.path} (the checkpoint rank 0 resumes from) is not "
+                                "readable on this node; every node must see the same run storage")
+
+    @contextlib.contextmanager
+    def staging_dir(self, step: int) -> Iterator[Path]:
+        with tempfile.TemporaryDirectory(prefix=f"vaegan-{checkpoint_name(step)}-") as tmp:
+            yield Path(tmp)
 
     def report(self, metrics: dict[str, float], checkpoint_dir: Path | None, step: int) -> None:
         import ray.train
 
         checkpoint = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
-        ray.train.report(metrics, checkpoint=checkpoint,
-                         checkpoint_dir_name=checkpoint_name(step) if checkpoint else None)
+        try:
+            ray.train.report(metrics, checkpoint=checkpoint,
+                             checkpoint_dir_name=checkpoint_name(step) if checkpoint else None)
+        except OSError as err:  # persisting the checkpoint into the run storage failed (disk full, quota)
+            partial = self.local_run_dir / checkpoint_name(step) if self.local_run_dir else None
+            if partial is not None and partial.exists() and not is_complete(partial):
+                shutil.rmtree(partial, ignore_errors=True)
+            raise TrainingError(checkpoint_write_failed(step, err)) from None
+
+
+def checkpoint_write_failed(step: int, err: OSError) -> str:
+    reason = err.strerror or str(err).splitlines()[0]
+    return (f"step {step}: the checkpoint could not be written ({reason}"
+            f"{': ' + str(err.filename) if err.filename else ''}); temporary files were removed and earlier "
+            "checkpoints are intact: free space, then rerun the same command to resume")
 
 
 class LocalSession:
-    """One process, no Ray: checkpoints are moved into ``run_dir`` with an atomic rename."""
+    """One process, no Ray: a checkpoint is written into a hidden staging directory inside the run
+    directory and renamed into place, so it is written once and a failure leaves nothing behind."""
 
     world_rank = 0
     world_size = 1
@@ -120,16 +188,23 @@ class LocalSession:
         found = find_checkpoints(self.run_dir)
         yield found[-1] if found else None
 
+    @contextlib.contextmanager
+    def staging_dir(self, step: int) -> Iterator[Path]:
+        staging = self.run_dir / f".{checkpoint_name(step)}.tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        try:
+            yield staging
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # already renamed away unless something failed
+
     def report(self, metrics: dict[str, float], checkpoint_dir: Path | None, step: int) -> None:
         self.reports.append(dict(metrics))
         if checkpoint_dir is None:
             return
         final = self.run_dir / checkpoint_name(step)
-        staging = self.run_dir / f".{final.name}.tmp"
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(checkpoint_dir, staging)
         if final.exists():
             shutil.rmtree(final)
-        os.replace(staging, final)
+        os.replace(checkpoint_dir, final)
         for old in find_checkpoints(self.run_dir)[: -self.keep]:
             shutil.rmtree(old, ignore_errors=True)

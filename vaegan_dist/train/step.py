@@ -1,4 +1,4 @@
-"""One optimisation step of the VAE/GAN: forward once, route gradients, then step the optimisers."""
+"""One optimisation step: forward once, route gradients (per the model kind), then step the optimisers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from vaegan_dist.objectives import compute_gradients, compute_losses, equilibrium_updates, run_forward
+from vaegan_dist.objectives import ModelKind, equilibrium_updates, model_kind
 from vaegan_dist.train.optim import set_lrs
 from vaegan_dist.train.runtime import Runtime
 
@@ -34,10 +34,10 @@ class TrainStep:
     ranks so that every replica skips the same optimiser steps.
     """
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, discriminator: nn.Module,
-                 optimizers: dict[str, torch.optim.Optimizer], cfg, runtime: Runtime, noise_seed: int):
-        self.encoder, self.decoder, self.discriminator = encoder, decoder, discriminator
-        self.networks = {"encoder": encoder, "decoder": decoder, "discriminator": discriminator}
+    def __init__(self, networks: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer], cfg,
+                 runtime: Runtime, noise_seed: int, kind: ModelKind | None = None):
+        self.kind = kind or model_kind()
+        self.networks = networks
         self.optimizers = optimizers
         self.cfg = cfg
         self.runtime = runtime
@@ -47,7 +47,8 @@ class TrainStep:
 
     def __call__(self, images: torch.Tensor, step: int,
                  noise: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-        """One step on a uint8 batch; ``noise`` = (eps, z_p) replaces this rank's own draws (tests)."""
+        """One step on a uint8 batch; ``noise`` = (eps, z_p) replaces this rank's own draws (tests).
+        Returns detached scalar metrics; "loss/*" keys are the terms that must stay finite."""
         obj, device = self.cfg.objective, self.runtime.device
         x = to_unit_range(images, device, self.runtime.memory_format)
         b = x.shape[0]
@@ -59,14 +60,11 @@ class TrainStep:
 
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
-        with self.runtime.autocast():
-            fwd = run_forward(self.encoder, self.decoder, self.discriminator, x, eps, z_p)
-            losses = compute_losses(fwd, obj)
-        compute_gradients(fwd, losses, self.encoder, self.decoder, self.discriminator, obj)
+        outcome = self.kind.forward_backward(self.networks, x, eps, z_p, obj, self.runtime.autocast)
 
-        update = {"encoder": True, "decoder": True, "discriminator": True}
-        if obj.equilibrium:
-            real_cost, fake_cost = _mean_over_ranks(torch.stack([losses.real_cost, losses.fake_cost])).tolist()
+        update = dict.fromkeys(self.optimizers, True)
+        if obj.equilibrium and outcome.gan_costs is not None:
+            real_cost, fake_cost = _mean_over_ranks(torch.stack(outcome.gan_costs)).tolist()
             update["decoder"], update["discriminator"] = equilibrium_updates(
                 real_cost, fake_cost, obj.equilibrium_value, obj.equilibrium_margin)
 
@@ -80,19 +78,9 @@ class TrainStep:
                 opt.step()
 
         return {
-            "loss/l_prior": losses.l_prior.detach(),
-            "loss/l_llike": losses.l_llike.detach(),
-            "loss/l_gan": losses.l_gan.detach(),
-            "loss/l_gen": losses.l_gen.detach(),
-            "loss/encoder": (losses.l_prior + losses.l_llike).detach(),
-            "gan/real_cost": losses.real_cost,
-            "gan/fake_cost": losses.fake_cost,
-            "gan/d_real": losses.d_real,
-            "gan/d_recon": losses.d_recon,
-            "gan/d_prior": losses.d_prior,
-            "stats/kl_per_dim": losses.l_prior.detach() / self.latent_dim,
-            "equilibrium/decoder_skipped": torch.tensor(float(not update["decoder"])),
-            "equilibrium/discriminator_skipped": torch.tensor(float(not update["discriminator"])),
+            **outcome.metrics,
+            **{f"equilibrium/{k}_skipped": torch.tensor(float(not update[k])) for k in ("decoder", "discriminator")
+               if k in update},
             **{f"lr/{k}": torch.tensor(v) for k, v in lrs.items()},
             **{f"grad_norm/{k}": v.detach() for k, v in grad_norms.items()},
         }

@@ -11,10 +11,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from vaegan_dist.config.io import atomic_write_text
+import yaml
+
+from vaegan_dist.atomic import atomic_write_text
+from vaegan_dist.config import ConfigError, config_from_dict
 
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 STAGING = Path("~/vaegan-dist/staging")
+RUN_MARKER = ".vaegan-dist-run"  # written into every run directory we create: what makes it ours
 
 
 def is_url(path: str) -> bool:
@@ -22,7 +26,8 @@ def is_url(path: str) -> bool:
 
 
 class RunStorage:
-    """One run's directory: ``storage_path/name``."""
+    """One run's directory: ``storage_path/name``. It is the run's identity: whoever launches the loop
+    (the CLI, a Tune trial) decides it and hands it down; the loop never derives it from the config."""
 
     def __init__(self, storage_path: str, name: str):
         self.storage_path, self.name = storage_path, name
@@ -56,6 +61,51 @@ class RunStorage:
             return None
         with fs.open_input_stream(f"{root}/{relative}") as f:
             return f.read().decode()
+
+    def __repr__(self) -> str:
+        return f"RunStorage({self.storage_path!r}, {self.name!r})"
+
+    def where(self) -> str:
+        return self.url if self.remote else str(self.local_dir)
+
+    def _entries(self) -> list[str] | None:
+        """Names in the run directory, or None if it does not exist."""
+        if not self.remote:
+            if not self.local_dir.exists():
+                return None
+            if not self.local_dir.is_dir():
+                return [self.local_dir.name]  # a file in the way: foreign
+            return [p.name for p in self.local_dir.iterdir()]
+        import pyarrow.fs
+
+        fs, root = self._fs()
+        if fs.get_file_info(root).type == pyarrow.fs.FileType.NotFound:
+            return None
+        return [info.base_name for info in fs.get_file_info(pyarrow.fs.FileSelector(root))]
+
+    def claim(self) -> None:
+        """Make sure the run directory is ours before anything is written to it: new, empty, marked as a
+        vaegan-dist run, or (runs from before the marker) holding a config.yaml of ours. Anything else
+        belongs to someone else and is refused, so no user file is ever overwritten."""
+        entries = self._entries()
+        if entries is not None and entries and RUN_MARKER not in entries and not self._has_our_config(entries):
+            raise ConfigError(f"config key 'train.name': {self.where()} exists and is not a vaegan-dist run "
+                              f"(no {RUN_MARKER}); choose another train.name or train.storage_path")
+        if entries is None or RUN_MARKER not in entries:
+            if not self.remote:
+                self.local_dir.mkdir(parents=True, exist_ok=True)
+            self.write_text(RUN_MARKER, "a vaegan-dist run directory: checkpoints, TensorBoard events, samples\n")
+        elif not self.remote:
+            self.local_dir.mkdir(parents=True, exist_ok=True)
+
+    def _has_our_config(self, entries: list[str]) -> bool:
+        if "config.yaml" not in entries:
+            return False
+        try:
+            config_from_dict(yaml.safe_load(self.read_text("config.yaml") or ""))
+        except (ConfigError, yaml.YAMLError, OSError, UnicodeDecodeError):
+            return False
+        return True
 
     def upload(self, *relative_dirs: str) -> None:
         """Copy staged directories to the URL (no-op for local storage)."""

@@ -1,0 +1,49 @@
+"""Writing a file so that readers see the old version or the new one, never half of either.
+
+Every writer of the project (configs, manifests, shards, checkpoints, image grids) goes through
+:func:`atomic_file`: the bytes go to a hidden temporary file in the same directory, which is renamed over
+the target only once it is complete. A failure on the way (a full disk, a kill) leaves the old file
+untouched and removes the temporary one, so it does not go on taking space.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path, *, text: bool = False, durable: bool = False) -> Iterator[IO]:
+    """An open file whose contents replace ``path`` when the block ends without an exception.
+
+    ``durable`` fsyncs before the rename (shards and checkpoints: a power cut must not leave a renamed
+    file whose blocks never reached the disk).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w" if text else "wb") as f:
+            yield f
+            f.flush()
+            if durable:
+                os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; the files we write are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    with atomic_file(path, text=True) as f:
+        f.write(text)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, durable: bool = False) -> None:
+    with atomic_file(path, durable=durable) as f:
+        f.write(data)

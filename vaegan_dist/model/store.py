@@ -1,0 +1,101 @@
+"""A trained model on disk: the checkpoint format, finding checkpoints, and loading them safely.
+
+A checkpoint is a directory ``checkpoint_<step>`` holding ``state.pt`` (networks, optimisers, step,
+config, data position, metrics) and a readable ``config.yaml``. ``state.pt`` holds tensors and plain
+Python values only and is read with ``torch.load(weights_only=True)``: a checkpoint comes from wherever
+a user downloaded it, and unpickling anything else could run code.
+
+Training writes checkpoints (:mod:`vaegan_dist.train.checkpoint`); everything that uses a trained model
+(sampling, evaluation, editing) reads them here, without importing the training code.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vaegan_dist.config import Config, ConfigError, config_from_dict, validate
+from vaegan_dist.errors import CheckpointError
+from vaegan_dist.model.vaegan import VAEGAN, build_model
+
+FORMAT = "vaegan-dist-checkpoint/1"
+STATE_FILE = "state.pt"
+
+
+def checkpoint_name(step: int) -> str:
+    return f"checkpoint_{step:08d}"
+
+
+def checkpoint_step(path: str | Path) -> int:
+    """The step in a ``checkpoint_<step>`` directory name, or -1 for any other name."""
+    name = Path(str(path).rstrip("/")).name.removeprefix("checkpoint_")
+    return int(name) if name.isdigit() else -1
+
+
+def is_complete(checkpoint_dir: Path) -> bool:
+    """state.pt is present and whole. torch.save writes a zip archive whose directory sits at the end, so a
+    file cut short (a copy interrupted by a crash) fails this check without reading the tensors."""
+    state = Path(checkpoint_dir) / STATE_FILE
+    return state.is_file() and zipfile.is_zipfile(state)
+
+
+def find_checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first."""
+    found = [p for p in Path(run_dir).glob("checkpoint_*") if checkpoint_step(p) >= 0 and is_complete(p)]
+    return sorted(found, key=checkpoint_step)
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A state.pt file, a checkpoint directory, or a run directory (its latest checkpoint) -> state.pt."""
+    path = Path(path).expanduser()
+    if path.is_file():
+        return path
+    if (path / STATE_FILE).is_file():
+        return path / STATE_FILE
+    if path.is_dir():
+        found = find_checkpoints(path)
+        if found:
+            return found[-1] / STATE_FILE
+        raise FileNotFoundError(f"{path}: no checkpoint_* directory with a {STATE_FILE} in it")
+    raise FileNotFoundError(f"{path}: no such checkpoint, checkpoint directory or run directory")
+
+
+def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The checkpoint's contents; only tensors and plain values are ever unpickled."""
+    file = resolve_checkpoint(path)
+    try:
+        state = torch.load(file, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:  # weights_only refused something; nothing in the file has run
+        refused = next((line.strip() for line in str(err).splitlines() if "GLOBAL" in line), None)
+        if refused is not None:
+            raise CheckpointError(f"{file}: refused to load: it holds more than tensors and plain values "
+                                  f"({refused[:200]})") from None
+        raise CheckpointError(f"{file}: not a readable checkpoint (not a file written by torch.save)") from None
+    except Exception as err:  # truncated zip, a directory, unreadable
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise CheckpointError(f"{file}: not a readable checkpoint ({type(err).__name__}: {first[:200]})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(f"{file}: not a vaegan-dist checkpoint (format {found!r}, expected {FORMAT!r})")
+    for key in ("step", "model", "config"):
+        if key not in state:
+            raise CheckpointError(f"{file}: checkpoint has no {key!r} entry")
+    return state
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[VAEGAN, Config, int]:
+    """A trained model in eval mode, its config and its step: what ``sample`` and users' scripts need."""
+    state = load_state(path, map_location=device)
+    where = str(resolve_checkpoint(path))
+    try:
+        cfg = validate(config_from_dict(state["config"], source=where))
+        model = build_model(cfg.model, cfg.data.image_size)
+        model.load_state_dict(state["model"])
+    except (ConfigError, RuntimeError, TypeError, AttributeError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(f"{where}: its weights do not fit its config ({first[:200]})") from None
+    return model.to(device).eval(), cfg, int(state["step"])

@@ -1,0 +1,66 @@
+"""Stopping a run whose losses or weights stop being finite, before it writes them into a checkpoint.
+
+Checking every step on the host would cost a device sync per step, so each step only folds "which loss
+terms are not finite" into a small tensor on the device (no sync). At every log or checkpoint step all
+ranks reduce it together (one collective, the same on every rank, so none is left waiting) and the run
+stops with the first step and term that went bad. Checkpoints are written only after that check, and
+only from finite weights, so the newest checkpoint on disk is always a good one to resume from.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from vaegan_dist.train.errors import TrainingError
+
+NEVER = 2**62  # "no bad step yet"
+
+
+class NonFiniteWatch:
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.terms: list[str] = []
+        self.first_bad: torch.Tensor | None = None  # int64 [terms]: first step each term was not finite
+        self.bad_values: torch.Tensor | None = None  # float32 [terms]: the value at that step
+
+    def update(self, losses: dict[str, torch.Tensor], step: int) -> None:
+        """Fold one step's loss terms (scalar tensors named like "loss/l_llike") in, on the device."""
+        if self.first_bad is None:
+            self.terms = sorted(losses)
+            self.first_bad = torch.full((len(self.terms),), NEVER, dtype=torch.int64, device=self.device)
+            self.bad_values = torch.zeros(len(self.terms), device=self.device)
+        values = torch.stack([losses[t].detach().float().reshape(()) for t in self.terms])
+        bad = ~torch.isfinite(values)
+        newly = bad & (self.first_bad == NEVER)
+        self.first_bad = torch.where(newly, torch.full_like(self.first_bad, step), self.first_bad)
+        self.bad_values = torch.where(newly, values, self.bad_values)
+
+    def check(self) -> None:
+        """Raise on every rank if any rank saw a non-finite term since the run (re)started."""
+        if self.first_bad is None:
+            return
+        first = self.first_bad.clone()
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(first, op=dist.ReduceOp.MIN)
+        steps = first.tolist()
+        if min(steps) == NEVER:
+            return
+        index = min(range(len(steps)), key=steps.__getitem__)
+        value = float(self.bad_values[index]) if self.first_bad[index] == first[index] else float("nan")
+        shown = "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf") if math.isinf(value) else "non-finite"
+        raise TrainingError(f"step {steps[index] + 1}: loss {self.terms[index]} became {shown}; training stopped "
+                            "and no checkpoint was written after it (the newest one on disk is good): lower the "
+                            "learning rates or gamma, or set optim.grad_clip")
+
+
+def check_finite_weights(networks: dict[str, nn.Module], step: int) -> None:
+    """The last line of defence before a checkpoint: one sync per checkpoint, not per step."""
+    for name, network in networks.items():
+        for pname, p in network.named_parameters():
+            if not torch.isfinite(p).all():
+                raise TrainingError(f"step {step}: weight {name}.{pname} is not finite; training stopped before "
+                                    "writing the checkpoint (the newest one on disk is good)")

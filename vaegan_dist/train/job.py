@@ -1,0 +1,25 @@
+"""What the driver resolves once for a run and hands to every worker.
+
+Resolving means: the config validated, paths made absolute, the run named, the data source opened and
+checked. Doing it once where the command enters (the CLI, a Tune trial) keeps bad input failing in
+seconds on the driver, costs one round trip to a remote manifest instead of one per worker and call,
+and makes the run's identity (where it writes, what it resumes) the launcher's decision, never the
+loop's: a Tune trial hands each run its own directory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vaegan_dist.config import Config
+from vaegan_dist.data.sources import ShardSource
+from vaegan_dist.train.storage import RunStorage
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    cfg: Config
+    run: RunStorage  # storage_path/name: checkpoints, TensorBoard, samples, config.yaml
+    data: ShardSource  # the training split
+    grid_data: ShardSource  # the split whose first images make the fixed reconstruction grid
+    grid_split: str
