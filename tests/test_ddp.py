@@ -12,7 +12,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from vaegan_dist.config import build_config
 from vaegan_dist.model import build_model
-from vaegan_dist.objectives import compute_gradients, compute_losses, run_forward
+from vaegan_dist.objectives import compute_gradients, compute_losses, equilibrium_updates, run_forward
 from vaegan_dist.train.optim import build_optimizers, set_lrs
 from vaegan_dist.train.runtime import runtime_for
 from vaegan_dist.train.step import TrainStep, to_unit_range
@@ -20,10 +20,19 @@ from vaegan_dist.train.step import TrainStep, to_unit_range
 WORLD, PER_RANK, STEPS, LATENT = 2, 4, 3, 8
 
 
-def _config():
+# The smoke objective, and the paper presets' minimax loss with the equilibrium trick (margin 0, so that
+# nearly every step pauses one network: the skip decisions themselves must agree across ranks).
+OBJECTIVES = {
+    "non_saturating": ["objective.generator_loss=non_saturating", "objective.equilibrium=false"],
+    "minimax_equilibrium": ["objective.generator_loss=minimax", "objective.equilibrium=true",
+                            "objective.equilibrium_margin=0.0"],
+}
+
+
+def _config(objective: str):
     return build_config("smoke", ["model.width=0.125", "model.encoder_fc=16", f"model.latent_dim={LATENT}",
                                   "model.discriminator_fc=8", f"data.batch_size={PER_RANK}", "objective.gamma=0.2",
-                                  "objective.equilibrium=false", f"train.steps={STEPS}"])
+                                  f"train.steps={STEPS}", *OBJECTIVES[objective]])
 
 
 def _global_batches():
@@ -38,13 +47,13 @@ def _initial_model(cfg):
     return build_model(cfg.model, 32).to(memory_format=torch.channels_last)
 
 
-def _worker(rank: int, port: int, out: str, torch_threads: int) -> None:
+def _worker(rank: int, port: int, out: str, torch_threads: int, objective: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=WORLD)
     # Same thread count as the reference: CPU kernels reduce in a thread-dependent order, and batch norm
     # over 4 samples amplifies those last-bit differences to ~0.3% of a gradient within one step.
     torch.set_num_threads(torch_threads)
-    cfg = _config()
+    cfg = _config(objective)
     model = _initial_model(cfg)
     optimizers = build_optimizers(model, cfg.optim)
     nets = {n: DDP(getattr(model, n)) for n in ("encoder", "decoder", "discriminator")}
@@ -56,39 +65,52 @@ def _worker(rank: int, port: int, out: str, torch_threads: int) -> None:
     dist.destroy_process_group()
 
 
-def _single_worker_reference():
-    cfg = _config()
+def _single_worker_reference(objective: str):
+    """Returns the final state and how many optimiser steps the equilibrium rule skipped."""
+    cfg = _config(objective)
+    obj = cfg.objective
     model = _initial_model(cfg)
+    skipped = 0
     optimizers = build_optimizers(model, cfg.optim)
     runtime = runtime_for(False)
     for step, (images, eps, z_p) in enumerate(_global_batches()):
         for opt in optimizers.values():
             opt.zero_grad(set_to_none=True)
+        costs = torch.zeros(2)
         for r in range(WORLD):  # each replica's share, its own batch statistics; gradients accumulate
             share = slice(r * PER_RANK, (r + 1) * PER_RANK)
             x = to_unit_range(images[share], runtime.device, runtime.memory_format)
             fwd = run_forward(model.encoder, model.decoder, model.discriminator, x, eps[share], z_p[share])
-            compute_gradients(fwd, compute_losses(fwd, cfg.objective), model.encoder, model.decoder,
-                              model.discriminator, cfg.objective)
+            losses = compute_losses(fwd, obj)
+            compute_gradients(fwd, losses, model.encoder, model.decoder, model.discriminator, obj)
+            costs += torch.stack([losses.real_cost, losses.fake_cost]) / WORLD
         for p in model.parameters():
             p.grad /= WORLD  # DDP averages over ranks
+        update = {"encoder": True, "decoder": True, "discriminator": True}
+        if obj.equilibrium:  # decided on the costs averaged over all replicas
+            update["decoder"], update["discriminator"] = equilibrium_updates(
+                *costs.tolist(), obj.equilibrium_value, obj.equilibrium_margin)
         set_lrs(optimizers, step, cfg.train.steps, cfg.optim)
-        for opt in optimizers.values():
-            opt.step()
-    return model.state_dict()
+        for name, opt in optimizers.items():
+            if update[name]:
+                opt.step()
+            skipped += not update[name]
+    return model.state_dict(), skipped
 
 
 @pytest.mark.slow
-def test_two_ddp_workers_match_one_worker(tmp_path):
+@pytest.mark.parametrize("objective", sorted(OBJECTIVES))
+def test_two_ddp_workers_match_one_worker(tmp_path, objective):
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    mp.spawn(_worker, args=(port, str(tmp_path), torch.get_num_threads()), nprocs=WORLD, join=True)
+    mp.spawn(_worker, args=(port, str(tmp_path), torch.get_num_threads(), objective), nprocs=WORLD, join=True)
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD))
-    reference = _single_worker_reference()
-    initial = _initial_model(_config()).state_dict()
+    reference, skipped = _single_worker_reference(objective)
+    assert (skipped > 0) == (objective == "minimax_equilibrium")
+    initial = _initial_model(_config(objective)).state_dict()
     for name, value in reference.items():
         if "running" in name or "num_batches" in name:
             continue  # per-replica BN statistics are not synchronised (plain DDP); parameters are

@@ -21,7 +21,6 @@ class StepOutcome:
     """What one forward/backward leaves for the training step: the gradients are in ``.grad``."""
 
     metrics: dict[str, torch.Tensor]  # detached scalars, named "group/name"
-    losses: dict[str, torch.Tensor]  # the terms that must stay finite (a subset of metrics)
     gan_costs: tuple[torch.Tensor, torch.Tensor] | None  # (real, fake) for the equilibrium trick, if any
 
 
@@ -30,6 +29,7 @@ class ModelKind:
     name: str
     networks: tuple[str, ...]  # the trained networks, in the order their optimisers step
     progress: tuple[tuple[str, str, str], ...]  # (metric key, label, format) on the console progress line
+    loss_terms: tuple[str, ...]  # the metrics that must stay finite, in the order a failure names them
 
     def forward_backward(self, networks: dict[str, nn.Module], x: torch.Tensor, eps: torch.Tensor,
                          z_p: torch.Tensor, objective, autocast) -> StepOutcome:
@@ -51,7 +51,7 @@ class ModelKind:
             "gan/d_prior": losses.d_prior,
             "stats/kl_per_dim": terms["loss/l_prior"] / fwd.mu.shape[1],
         }
-        return StepOutcome(metrics, terms, (losses.real_cost, losses.fake_cost))
+        return StepOutcome(metrics, (losses.real_cost, losses.fake_cost))
 
 
 VAEGAN_KIND = ModelKind(
@@ -59,6 +59,7 @@ VAEGAN_KIND = ModelKind(
     networks=("encoder", "decoder", "discriminator"),
     progress=(("loss/l_llike", "l_llike", "9.2f"), ("loss/l_prior", "l_prior", "7.2f"), ("loss/l_gan", "l_gan", "6.3f"),
               ("gan/d_real", "D(x)", ".2f"), ("gan/d_recon", "D(x~)", ".2f"), ("gan/d_prior", "D(x_p)", ".2f")),
+    loss_terms=("loss/l_prior", "loss/l_llike", "loss/l_gan", "loss/l_gen"),
 )
 
 KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (VAEGAN_KIND,)}

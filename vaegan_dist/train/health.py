@@ -21,16 +21,15 @@ NEVER = 2**62  # "no bad step yet"
 
 
 class NonFiniteWatch:
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, terms: tuple[str, ...]):
         self.device = device
-        self.terms: list[str] = []
+        self.terms = list(terms)
         self.first_bad: torch.Tensor | None = None  # int64 [terms]: first step each term was not finite
         self.bad_values: torch.Tensor | None = None  # float32 [terms]: the value at that step
 
     def update(self, losses: dict[str, torch.Tensor], step: int) -> None:
-        """Fold one step's loss terms (scalar tensors named like "loss/l_llike") in, on the device."""
+        """Fold one step's metrics in (``self.terms`` of them are checked), on the device, without a sync."""
         if self.first_bad is None:
-            self.terms = sorted(losses)
             self.first_bad = torch.full((len(self.terms),), NEVER, dtype=torch.int64, device=self.device)
             self.bad_values = torch.zeros(len(self.terms), device=self.device)
         values = torch.stack([losses[t].detach().float().reshape(()) for t in self.terms])
@@ -52,7 +51,7 @@ class NonFiniteWatch:
         index = min(range(len(steps)), key=steps.__getitem__)
         value = float(self.bad_values[index]) if self.first_bad[index] == first[index] else float("nan")
         shown = "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf") if math.isinf(value) else "non-finite"
-        raise TrainingError(f"step {steps[index] + 1}: loss {self.terms[index]} became {shown}; training stopped "
+        raise TrainingError(f"step {steps[index] + 1}: loss term {self.terms[index]} became {shown}; training stopped "
                             "and no checkpoint was written after it (the newest one on disk is good): lower the "
                             "learning rates or gamma, or set optim.grad_clip")
 

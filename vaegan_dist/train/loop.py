@@ -108,7 +108,7 @@ def train_loop(job: TrainJob, session: Session | None = None) -> dict[str, float
         job.data, cfg.data.split, cfg.data.image_size, cfg.data.batch_size, rank=rank, world_size=world,
         seed=cfg.train.seed, stream_id=start, shuffle_buffer=cfg.data.shuffle_buffer,
         loader_workers=cfg.data.loader_workers, hflip=cfg.data.hflip, augment=cfg.data.augment)
-    watch = NonFiniteWatch(runtime.device)
+    watch = NonFiniteWatch(runtime.device, kind.loss_terms)
 
     tb = z_fixed = x_fixed = None
     if rank == 0:
@@ -122,7 +122,7 @@ def train_loop(job: TrainJob, session: Session | None = None) -> dict[str, float
     for step in range(start, total):
         images, _ = next(stream)
         metrics = step_fn(images, step)
-        watch.update({k: v for k, v in metrics.items() if k.startswith("loss/")}, step)
+        watch.update(metrics, step)
         meter.add(metrics, images.shape[0])
         first_step_at = first_step_at or time.time()
         done = step + 1
