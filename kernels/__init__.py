@@ -13,9 +13,9 @@ This package imports nothing from ``vaegan_dist`` so that it can be read, tested
     4.0
 """
 
-from kernels.dispatch import active_backend, use_backend
+from kernels.dispatch import use_backend
 from kernels.feature_nll import feature_nll
 from kernels.kl_normal import kl_normal
 from kernels.reparameterize_kl import reparameterize_kl
 
-__all__ = ["feature_nll", "kl_normal", "reparameterize_kl", "use_backend", "active_backend"]
+__all__ = ["feature_nll", "kl_normal", "reparameterize_kl", "use_backend"]

@@ -35,10 +35,6 @@ def _from_environment() -> Backend:
 _backend: Backend = _from_environment()
 
 
-def active_backend() -> Backend:
-    return _backend
-
-
 @contextlib.contextmanager
 def use_backend(backend: Backend) -> Iterator[None]:
     """Force a backend inside a ``with`` block (tests compare both paths on the same inputs)."""

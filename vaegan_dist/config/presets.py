@@ -23,7 +23,9 @@ def celeba64() -> Config:
 
 
 def celeba64_code() -> Config:
-    """The authors' released code where it differs from the paper (see PAPER.md)."""
+    """The authors' released code (andersbll/autoencoding_beyond_pixels, celeba_aegan.py and model/aegan.py)
+    where it differs from the paper: only Dec(z_p) are fakes, 0.5/0.5 discriminator weighting, decoder GAN
+    weight 1 - gamma, the equilibrium trick, encoder FC 1024, augmentation and an annealed learning rate."""
     return Config(
         preset="celeba64-code",
         data=DataConfig(augment=True),

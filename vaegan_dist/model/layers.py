@@ -46,7 +46,8 @@ def fan_in(weight: torch.Tensor, transposed: bool) -> int:
 
 @torch.no_grad()
 def paper_init(module: nn.Module) -> None:
-    """Weights uniform in +-1/sqrt(3 * fan_in), biases 0, BN scale 1 and shift 0 (PAPER.md)."""
+    """Weights uniform in +-1/sqrt(3 * fan_in), biases 0, BN scale 1 and shift 0, as in the authors'
+    released code (andersbll/autoencoding_beyond_pixels)."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             bound = 1.0 / math.sqrt(3.0 * fan_in(m.weight, isinstance(m, nn.ConvTranspose2d)))
