@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import yaml
@@ -59,15 +58,13 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_grid(images, out: str, nrow: int = 8) -> None:
-    from torchvision.utils import make_grid, save_image
+def _write_grid(images, out: str) -> None:
+    from vaegan_dist.data.codec import write_grid
 
     path = Path(out)
-    if path.parent and not path.parent.exists():
+    if not path.parent.is_dir():
         raise FileNotFoundError(f"{path.parent}: output directory does not exist")
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_image(make_grid(images.float().cpu(), nrow=nrow, normalize=True, value_range=(-1, 1)), tmp, format="png")
-    os.replace(tmp, path)
+    write_grid(images, path)
     print(f"wrote {path.resolve()}")
 
 
@@ -82,10 +79,10 @@ def sample(args: argparse.Namespace) -> int:
 
 
 def reconstruct(args: argparse.Namespace) -> int:
+    from vaegan_dist.data.codec import to_unit_range
     from vaegan_dist.data.sources import open_source
     from vaegan_dist.data.stream import check_image_size, first_images
     from vaegan_dist.model import load_model
-    from vaegan_dist.train.step import to_unit_range
 
     model, cfg, _ = load_model(args.checkpoint)
     check_image_size(open_source(args.data, args.split), cfg.data.image_size)

@@ -7,6 +7,7 @@ calls :func:`decode_image_bytes`, which imports torch only when first used.
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -41,3 +42,26 @@ def decode_image_bytes(data: bytes, encoding: str, image_size: int | None) -> to
     if encoding == "raw":
         return buffer.view(image_size, image_size, 3).permute(2, 0, 1).contiguous()
     return decode_image(buffer, mode=ImageReadMode.RGB)
+
+
+def to_unit_range(images: torch.Tensor, device: torch.device | str = "cpu",
+                  memory_format: torch.memory_format | None = None) -> torch.Tensor:
+    """uint8 [B, 3, S, S] -> float32 in [-1, 1] on ``device``, the range the networks work in (the copy
+    moves uint8, 4x fewer bytes than float32)."""
+    import torch
+
+    x = images.to(device, non_blocking=True).float().div_(127.5).sub_(1.0)
+    return x.contiguous(memory_format=memory_format or torch.contiguous_format)
+
+
+def write_grid(images: torch.Tensor, path: str | Path, nrow: int = 8) -> torch.Tensor:
+    """Images in [-1, 1] [N, 3, S, S] -> a PNG grid at ``path`` (written atomically); returns the grid
+    [3, H, W] in [0, 1] (TensorBoard shows the same one)."""
+    from torchvision.utils import make_grid, save_image
+
+    from vaegan_dist.atomic import atomic_file
+
+    grid = make_grid(images.detach().float().cpu(), nrow=nrow, normalize=True, value_range=(-1, 1))
+    with atomic_file(path) as f:
+        save_image(grid, f, format="png")
+    return grid

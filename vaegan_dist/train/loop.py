@@ -14,6 +14,7 @@ import time
 import torch
 from torch import nn
 
+from vaegan_dist.data.codec import to_unit_range
 from vaegan_dist.data.stream import first_images, stable_seed, training_stream
 from vaegan_dist.model import VAEGAN, build_model
 from vaegan_dist.model.store import load_state
@@ -26,7 +27,7 @@ from vaegan_dist.train.optim import apply_settings, build_optimizers
 from vaegan_dist.train.progress import MetricMeter, progress_line
 from vaegan_dist.train.runtime import Runtime, runtime_for
 from vaegan_dist.train.session import RaySession, Session, check_same_step, checkpoint_write_failed
-from vaegan_dist.train.step import TrainStep, to_unit_range
+from vaegan_dist.train.step import TrainStep
 from vaegan_dist.train.tb_logger import TensorBoardLogger
 
 

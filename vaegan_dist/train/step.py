@@ -6,16 +6,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from vaegan_dist.data.codec import to_unit_range
 from vaegan_dist.objectives import ModelKind, equilibrium_updates, model_kind
 from vaegan_dist.train.optim import set_lrs
 from vaegan_dist.train.runtime import Runtime
-
-
-def to_unit_range(images: torch.Tensor, device: torch.device,
-                  memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
-    """uint8 [B, 3, S, S] -> float32 in [-1, 1] on ``device`` (the copy moves uint8, 4x fewer bytes)."""
-    x = images.to(device, non_blocking=True).float().div_(127.5).sub_(1.0)
-    return x.contiguous(memory_format=memory_format)
 
 
 def _mean_over_ranks(values: torch.Tensor) -> torch.Tensor:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
-from torchvision.utils import make_grid, save_image
 
 from vaegan_dist.config import Config, config_to_dict
+from vaegan_dist.data.codec import write_grid
 
 
 def flat_hparams(cfg: Config) -> dict[str, float | int | str | bool]:
@@ -36,12 +35,8 @@ class TensorBoardLogger:
 
     def grid(self, tag: str, images: torch.Tensor, step: int, nrow: int = 8) -> Path:
         """``images`` in [-1, 1], [N, 3, S, S]; returns the PNG written for users without TensorBoard."""
-        grid = make_grid(images.detach().float().cpu(), nrow=nrow, normalize=True, value_range=(-1, 1))
-        self.writer.add_image(tag, grid, step)
         path = self.samples_dir / f"{tag.replace('/', '_')}_{step:08d}.png"
-        tmp = path.with_name(f".{path.name}.tmp")
-        save_image(grid, tmp, format="png")
-        os.replace(tmp, path)
+        self.writer.add_image(tag, write_grid(images, path, nrow), step)
         return path
 
     def hparams(self, cfg: Config, final_metrics: dict[str, float]) -> None:
