@@ -20,6 +20,7 @@ class Runtime:
     autocast_dtype: torch.dtype | None  # None = no autocast
     backend: str  # torch.distributed backend
     memory_format: torch.memory_format = torch.channels_last
+    dtype: torch.dtype = torch.float32  # parameters and inputs; float64 only for exact comparisons in tests
 
     def autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,

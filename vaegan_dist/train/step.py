@@ -44,13 +44,13 @@ class TrainStep:
         """One step on a uint8 batch; ``noise`` = (eps, z_p) replaces this rank's own draws (tests).
         Returns detached scalar metrics; "loss/*" keys are the terms that must stay finite."""
         obj, device = self.cfg.objective, self.runtime.device
-        x = to_unit_range(images, device, self.runtime.memory_format)
+        x = to_unit_range(images, device, self.runtime.memory_format, self.runtime.dtype)
         b = x.shape[0]
         if noise is None:
-            eps = torch.randn(b, self.latent_dim, device=device, generator=self.noise)
-            z_p = torch.randn(b, self.latent_dim, device=device, generator=self.noise)
+            eps, z_p = (torch.randn(b, self.latent_dim, device=device, generator=self.noise).to(x.dtype)
+                        for _ in range(2))
         else:
-            eps, z_p = (t.to(device) for t in noise)
+            eps, z_p = (t.to(device, x.dtype) for t in noise)
 
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
