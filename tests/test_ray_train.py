@@ -59,3 +59,36 @@ def test_unschedulable_workers_fail_instead_of_waiting_forever(ray_local, faces3
         launch(tiny_config(faces32, tmp_path, "stuck", "train.workers=3", "train.cpus_per_worker=1", "train.steps=2",
                            "train.start_timeout_s=5", "train.start_retries=1"))
     assert time.time() - started < 120
+
+
+def test_the_run_directory_is_the_launchers_choice_never_the_configs(ray_local, faces32, tmp_path):
+    """As a Tune trial does: the same config (train.name=shared) handed a run of its own must neither resume
+    nor touch the run that the config names."""
+    import dataclasses
+
+    from vaegan_dist.train.launcher import build_trainer, prepare_run_dir, resolve_run, run_trainer
+    from vaegan_dist.train.storage import RunStorage
+
+    common = ["train.workers=2", "train.checkpoint_every=3", "train.log_every=3", "train.collective_timeout_s=120"]
+    launch(tiny_config(faces32, tmp_path, "shared", "train.steps=3", *common))
+    before = {p: p.read_bytes() for p in (tmp_path / "shared").rglob("*") if p.is_file()}
+
+    job = resolve_run(tiny_config(faces32, tmp_path, "shared", "train.steps=6", *common))
+    job = dataclasses.replace(job, run=RunStorage(str(tmp_path), "trial_0001"))
+    prepare_run_dir(job)
+    run_trainer(build_trainer(job, gpu=False))
+    trial = load_state(tmp_path / "trial_0001")
+    assert trial["step"] == 6 and trial["data_position"]["stream_id"] == 0  # started fresh, not from step 3
+    assert list((tmp_path / "trial_0001" / "tensorboard").glob("events.out.tfevents.*"))
+    after = {p: p.read_bytes() for p in (tmp_path / "shared").rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_a_worker_error_reaches_the_driver_as_its_own_one_line_error(ray_local, faces32, tmp_path):
+    from vaegan_dist.errors import TrainingError
+
+    explode = [f"optim.lr_{n}=1e30" for n in ("encoder", "decoder", "discriminator")]
+    with pytest.raises(TrainingError, match=r"^step \d+: loss term loss/l_\w+ became") as err:
+        launch(tiny_config(faces32, tmp_path, "nan", "train.workers=2", "train.steps=20", "train.log_every=2",
+                           "train.collective_timeout_s=120", *explode))
+    assert "\n" not in str(err.value)
