@@ -20,8 +20,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from vaegan_dist.config.io import atomic_write_text
+from vaegan_dist.atomic import atomic_write_text
 from vaegan_dist.data.codec import IMAGE_ENCODINGS, encode_image
+from vaegan_dist.data.lifetime import die_with_parent
 from vaegan_dist.data.manifest import (
     MANIFEST_NAME,
     DataError,
@@ -122,7 +123,7 @@ def run_conversion(tasks: list[ShardTask], opt: ConvertOptions, out: Path, *, da
         splits.setdefault(task.split, [])
     skipped = list(skipped)
     kept = 0
-    with ProcessPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool, tqdm(
+    with ProcessPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1), initializer=die_with_parent()) as pool, tqdm(
         total=sum(len(t.entries) for t in tasks), desc=f"{dataset} {opt.size}px", unit="img", disable=not progress
     ) as bar:
         results = pool.map(convert_shard, tasks, [opt] * len(tasks), [str(out)] * len(tasks))

@@ -7,11 +7,13 @@ and the evaluation code never care where images came from.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+import re
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from vaegan_dist.config.io import atomic_write_text
+from vaegan_dist.atomic import atomic_write_text
+from vaegan_dist.data.codec import IMAGE_ENCODINGS
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = "vaegan-dist-shards/1"
@@ -65,19 +67,75 @@ def manifest_path(source: str | Path) -> Path:
     return path if path.suffix == ".json" else path / MANIFEST_NAME
 
 
+SPLIT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_JSON_NAMES = {dict: "an object", list: "a list", str: "a string", int: "an integer"}
+
+
+def check_shard_name(split: str, name: object, where: str) -> str:
+    """A shard name from a manifest: a plain ``{split}-NNNNNN.tar`` (our writers' naming), nothing a URL,
+    path or shell could read more into."""
+    if not isinstance(name, str) or re.fullmatch(rf"{re.escape(split)}-[0-9]{{6,}}\.tar", name) is None:
+        raise DataError(f"{where}: shard name {name!r} in split {split!r} is not a plain '{split}-NNNNNN.tar'")
+    return name
+
+
+def _field(raw: dict, key: str, kind: type, where: str, default: Any = ...) -> Any:
+    if key not in raw:
+        if default is ...:
+            raise DataError(f"{where}: field {key!r} is missing")
+        return default
+    value = raw[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise DataError(f"{where}: field {key!r} must be {_JSON_NAMES[kind]}, not {type(value).__name__} "
+                        f"({str(value)[:40]!r})")
+    return value
+
+
+def _shard_info(split: str, index: int, raw: object, where: str) -> ShardInfo:
+    at = f"{where}: splits.{split}[{index}]"
+    if not isinstance(raw, dict):
+        raise DataError(f"{at} must be an object with name, samples, sha256, bytes")
+    unknown = set(raw) - {"name", "samples", "sha256", "bytes"}
+    if unknown:
+        raise DataError(f"{at}: unknown field(s) {', '.join(sorted(unknown))}")
+    name = check_shard_name(split, raw.get("name"), where)
+    samples, size = _field(raw, "samples", int, at), _field(raw, "bytes", int, at)
+    sha256 = _field(raw, "sha256", str, at)
+    if samples < 0 or size < 0 or _SHA256.fullmatch(sha256) is None:
+        raise DataError(f"{at}: samples and bytes must be >= 0 and sha256 64 hex digits")
+    return ShardInfo(name, samples, sha256, size)
+
+
 def parse_manifest(text: str, where: str) -> Manifest:
-    """A manifest from its JSON text; ``where`` names it in errors."""
+    """A manifest from its JSON text, every field checked; ``where`` names it in errors."""
     try:
         raw: dict[str, Any] = json.loads(text)
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise DataError(f"{where}: not valid JSON ({err})") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise DataError(f"{where}: format {raw.get('format') if isinstance(raw, dict) else None!r} is not {FORMAT!r}")
-    try:
-        splits = {k: [ShardInfo(**s) for s in v] for k, v in raw.pop("splits").items()}
-        return Manifest(splits=splits, **raw)
-    except (KeyError, TypeError) as err:
-        raise DataError(f"{where}: malformed manifest ({err})") from None
+    unknown = set(raw) - {f.name for f in fields(Manifest)}
+    if unknown:
+        raise DataError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+    splits = _field(raw, "splits", dict, where)
+    for split in splits:
+        if SPLIT_NAME.fullmatch(split) is None:
+            raise DataError(f"{where}: split name {split!r} is not a plain identifier")
+        if not isinstance(splits[split], list):
+            raise DataError(f"{where}: field 'splits.{split}' must be a list of shards, "
+                            f"not {type(splits[split]).__name__}")
+    image_size = _field(raw, "image_size", int, where)
+    encoding = _field(raw, "image_encoding", str, where)
+    attributes = _field(raw, "attributes", list, where)
+    if not 1 <= image_size <= 65536 or encoding not in IMAGE_ENCODINGS or not all(isinstance(a, str) for a in attributes):
+        raise DataError(f"{where}: image_size {image_size}, image_encoding {encoding!r} or attributes are not valid")
+    skipped = _field(raw, "skipped", list, where, [])
+    return Manifest(dataset=_field(raw, "dataset", str, where), image_size=image_size, image_encoding=encoding,
+                    attributes=attributes,
+                    splits={k: [_shard_info(k, i, s, where) for i, s in enumerate(v)] for k, v in splits.items()},
+                    crop=_field(raw, "crop", str, where, ""), source=_field(raw, "source", str, where, ""),
+                    skipped=skipped)
 
 
 def read_manifest(source: str | Path) -> Manifest:

@@ -2,23 +2,30 @@
 bare list of shards (a brace pattern such as ``/data/train-{000000..000099}.tar``, URLs, ``pipe:``
 commands) whose format is then read off the first sample.
 
-webdataset opens http(s) through ``curl`` and gs:// through ``gsutil``; it has no s3:// opener, so s3
-shards are read through ``pipe:aws s3 cp URL -``. Local paths are made absolute, because Ray Train
+Manifests and shards are read by :mod:`vaegan_dist.data.remote` (pyarrow for s3:// and gs://, urllib for
+http(s)://), never through a shell: shard URLs are the user's base URL plus shard names that the manifest
+parser has checked to be plain ``{split}-NNNNNN.tar``. Local paths are made absolute, because Ray Train
 workers run in a directory of their own.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import webdataset as wds
 
 from vaegan_dist.data.codec import decode_image_bytes
-from vaegan_dist.data.manifest import MANIFEST_NAME, DataError, Manifest, parse_manifest, read_manifest
+from vaegan_dist.data.manifest import (
+    MANIFEST_NAME,
+    DataError,
+    Manifest,
+    check_shard_name,
+    parse_manifest,
+    read_manifest,
+)
+from vaegan_dist.data.remote import read_bytes
 
 REMOTE_SCHEMES = ("http://", "https://", "s3://", "gs://")
 IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "raw")
@@ -34,27 +41,22 @@ class ShardSource:
     image_size: int
     splits: tuple[str, ...]  # the splits the source has (a bare shard list is one anonymous split)
     where: str  # for messages
+    checksums: dict[str, str] = field(default_factory=dict)  # url -> sha256 from the manifest (none for a bare list)
 
 
 def is_remote(source: str) -> bool:
     return source.startswith(REMOTE_SCHEMES) or source.startswith("pipe:")
 
 
-def _read_remote(url: str, timeout: float = 60.0) -> str:
+def _read_remote(url: str) -> str:
     try:
-        if url.startswith(("http://", "https://")):
-            with urllib.request.urlopen(url, timeout=timeout) as response:
-                return response.read().decode()
-        command = (["aws", "s3", "cp", url, "-"] if url.startswith("s3://") else
-                   ["gsutil", "cat", url] if url.startswith("gs://") else ["sh", "-c", url[len("pipe:"):]])
-        return subprocess.run(command, capture_output=True, check=True, timeout=timeout).stdout.decode()
-    except (OSError, subprocess.SubprocessError) as err:
+        return read_bytes(url).decode()
+    except (OSError, ValueError) as err:
         raise DataError(f"{url}: cannot be read ({type(err).__name__}: {err})") from None
 
 
-def _shard_url(base: str, name: str) -> str:
-    url = f"{base.rstrip('/')}/{name}"
-    return f"pipe:aws s3 cp {url} -" if url.startswith("s3://") else url
+def _shard_url(base: str, split: str, name: str, where: str) -> str:
+    return f"{base.rstrip('/')}/{check_shard_name(split, name, where)}"
 
 
 def _from_manifest(manifest: Manifest, base: str, split: str, where: str) -> ShardSource:
@@ -63,8 +65,11 @@ def _from_manifest(manifest: Manifest, base: str, split: str, where: str) -> Sha
     shards = manifest.shards(split)
     if not shards:
         raise DataError(f"{where}: split {split!r} has no shards")
-    return ShardSource([_shard_url(base, s.name) for s in shards], manifest.attributes, manifest.image_encoding,
-                       manifest.image_size, tuple(manifest.splits), where)
+    if base.startswith("pipe:"):  # unreachable from open_source; a manifest's URLs are never commands
+        raise DataError(f"{where}: shards of a manifest cannot be read through pipe:")
+    urls = [_shard_url(base, split, s.name, where) for s in shards]
+    return ShardSource(urls, manifest.attributes, manifest.image_encoding, manifest.image_size,
+                       tuple(manifest.splits), where, {url: s.sha256 for url, s in zip(urls, shards)})
 
 
 def _probe(urls: list[str], where: str) -> ShardSource:

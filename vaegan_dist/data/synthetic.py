@@ -12,6 +12,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from vaegan_dist.data.codec import encode_image
+from vaegan_dist.data.lifetime import die_with_parent
 from vaegan_dist.data.manifest import MANIFEST_NAME, DataError, Manifest, read_manifest, write_manifest
 from vaegan_dist.data.shards import ShardSeriesWriter
 from vaegan_dist.data.synthetic_faces import ATTRIBUTES, face
@@ -46,7 +47,7 @@ def prepare_synthetic(out_dir: Path, num: int = 20000, size: int = 64, seed: int
         raise DataError(f"--num {num}: need at least 10 images (train/valid/test splits)")
     workers = workers or min(8, os.cpu_count() or 1)
     splits = {}
-    with ProcessPoolExecutor(max_workers=workers) as pool, tqdm(
+    with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent()) as pool, tqdm(
         total=num, desc=f"faces {size}px", unit="img", disable=not progress
     ) as bar:
         for split, indices in split_ranges(num).items():

@@ -4,15 +4,17 @@ Python's ``tarfile`` spends ~60 us per member on header objects and checksums, m
 64 px JPEG; shards are a few MB, so reading one whole and slicing members out of it is both simpler and
 ~10x cheaper per sample. Grouping follows webdataset: the key is the member path up to the first dot of
 its file name, the rest is the field name. Handles ustar names with a prefix, GNU long names ('L') and
-pax path records ('x'); other member types (directories, links) are skipped.
+pax path records ('x'); other member types (directories, links) are skipped. A shard whose expected
+sha256 came with its URL (from the manifest) is checked before any of its samples is used.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Iterator
 
-import webdataset as wds
+from vaegan_dist.data.remote import read_bytes
 
 BLOCK = 512
 _SPLIT_KEY = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")
@@ -57,13 +59,27 @@ def tar_members(data: bytes) -> Iterator[tuple[str, memoryview]]:
         yield name, view[start:end]
 
 
+class ChecksumMismatch(ValueError):
+    """A shard's bytes do not hash to the sha256 its manifest records."""
+
+
+def read_shard(url: str, sha256: str | None = None) -> bytes:
+    """The whole shard at ``url``, checked against ``sha256`` when one is given."""
+    data = read_bytes(url)
+    if sha256 is not None:
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != sha256:
+            raise ChecksumMismatch(f"sha256 {actual[:12]}... but the manifest records {sha256[:12]}...")
+    return data
+
+
 def tar_samples(src: Iterator[dict], handler: Callable[[Exception], bool]) -> Iterator[dict]:
-    """Pipeline stage: ``{"url": ...}`` -> webdataset-style samples ``{"__key__", "__url__", ext: bytes}``."""
+    """Pipeline stage: ``{"url": ..., "sha256": ... (optional)}`` -> webdataset-style samples
+    ``{"__key__", "__url__", ext: bytes}``."""
     for item in src:
         url = item["url"]
         try:
-            with wds.gopen(url, "rb") as stream:
-                data = stream.read()
+            data = read_shard(url, item.get("sha256"))
             current: dict | None = None
             for name, contents in tar_members(data):
                 match = _SPLIT_KEY.match(name)
@@ -76,8 +92,9 @@ def tar_samples(src: Iterator[dict], handler: Callable[[Exception], bool]) -> It
                 if current is None:
                     current = {"__key__": key, "__url__": url}
                 current[field] = bytes(contents)
-            if current is not None:
-                yield current
+            if current is None:
+                raise ValueError("no samples in this shard")
+            yield current
         except Exception as exn:  # unreadable or truncated shard: report, then go on with the next
             exn.args = (*exn.args, url)
             if not handler(exn):

@@ -1,0 +1,111 @@
+"""A killed run or conversion leaves no process behind: SIGKILL the parent, then no child remains.
+Linux only (processes are read from /proc)."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.celeba_tree import make_celeba_tree
+
+READ_FOREVER = """
+import sys
+from vaegan_dist.data.stream import training_stream
+stream = training_stream(sys.argv[1], "train", 32, 4, shuffle_buffer=4, loader_workers=1)
+next(stream)
+"""
+
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state, parent pid) of a process, or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[0], int(fields[1])
+
+
+def descendants(root: int) -> list[int]:
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (stat := _stat(int(entry))) is not None:
+            parents[int(entry)] = stat[1]
+    found, frontier = [], [root]
+    while frontier:
+        children = [pid for pid, ppid in parents.items() if ppid in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+def running(pids: list[int]) -> list[int]:
+    return [pid for pid in pids if (stat := _stat(pid)) is not None and stat[0] not in "ZX"]
+
+
+def cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")[:100]
+    except OSError:
+        return "?"
+
+
+def kill_parent_then_check_children(cmd: list[str], ready, min_children: int) -> None:
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    children: list[int] = []
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            children = descendants(proc.pid)
+            if len(children) >= min_children and ready():
+                break
+            assert proc.poll() is None, "the parent ended on its own"
+            time.sleep(0.1)
+        else:
+            pytest.fail("the children never started")
+        time.sleep(1.0)  # let them get busy
+        children = descendants(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.time() + 15
+        while running(children) and time.time() < deadline:
+            time.sleep(0.2)
+        left = [(pid, cmdline(pid)) for pid in running(children)]
+        assert not left, f"still running after the parent was killed: {left}"
+    finally:
+        for pid in running(children):
+            os.kill(pid, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_killed_training_stream_leaves_no_dataloader_worker(faces32, tmp_path):
+    """Shards that are FIFOs nobody writes to: the DataLoader worker blocks in open(), as on a hung mount."""
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(faces32 / "manifest.json", data / "manifest.json")
+    for i in range(5):
+        os.mkfifo(data / f"train-{i:06d}.tar")
+    kill_parent_then_check_children([sys.executable, "-c", READ_FOREVER, str(data)], lambda: True, min_children=2)
+
+
+@pytest.mark.parametrize("kind", ["synthetic", "celeba"])
+def test_a_killed_conversion_leaves_no_pool_worker(tmp_path, kind):
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "vaegan_dist.cli.main", "prepare", kind, "--out", str(out), "--workers", "1",
+           "--shard-samples", "2"]
+    if kind == "synthetic":
+        cmd += ["--num", "1000000", "--size", "32"]
+    else:
+        make_celeba_tree(tmp_path / "celeba", n=200)
+        cmd += ["--root", str(tmp_path / "celeba"), "--size", "32"]
+    kill_parent_then_check_children(cmd, lambda: any(out.glob("*.tar")), min_children=1)
