@@ -110,3 +110,13 @@ def test_a_source_whose_every_shard_fails_its_checksum_stops_with_one_line(faces
         shutil.copy(faces32 / "test-000000.tar", data / f"train-{i:06d}.tar")
     with pytest.raises(DataError, match=r"manifest.json: 20 shards in a row unreadable \(last: .*ChecksumMismatch"):
         next(training_stream(data, "train", 32, 4))
+
+
+def test_shards_whose_every_image_was_skipped_are_not_read(faces32, tmp_path):
+    def edit(m):
+        m["splits"]["train"][0]["samples"] = 0
+        m["splits"]["valid"][0]["samples"] = 0
+    data = copy_with_manifest(faces32, tmp_path / "data", edit)
+    assert open_source(data, "train").urls == [str(data / f"train-{i:06d}.tar") for i in range(1, 5)]
+    with pytest.raises(DataError, match=r"manifest.json: split 'valid' has no samples$"):
+        open_source(data, "valid")

@@ -62,9 +62,9 @@ def _shard_url(base: str, split: str, name: str, where: str) -> str:
 def _from_manifest(manifest: Manifest, base: str, split: str, where: str) -> ShardSource:
     if split not in manifest.splits:
         raise DataError(f"{where}: split {split!r} is not in the manifest (it has {', '.join(manifest.splits) or 'none'})")
-    shards = manifest.shards(split)
+    shards = [s for s in manifest.shards(split) if s.samples > 0]  # a shard whose every image was skipped
     if not shards:
-        raise DataError(f"{where}: split {split!r} has no shards")
+        raise DataError(f"{where}: split {split!r} has no samples")
     if base.startswith("pipe:"):  # unreachable from open_source; a manifest's URLs are never commands
         raise DataError(f"{where}: shards of a manifest cannot be read through pipe:")
     urls = [_shard_url(base, split, s.name, where) for s in shards]
