@@ -18,6 +18,27 @@ import sys
 
 from vaegan_dist.cli import commands
 from vaegan_dist.config import PRESETS
+from vaegan_dist.data.convert import MAX_WORKERS, SIZE_RANGE
+
+MAX_SHARD_SAMPLES = 100_000  # a shard is held in memory until it is full
+MAX_GRID = 1024  # images in a sample or reconstruction grid
+
+
+def int_range(low: int, high: int | None = None):
+    """An argparse type: an integer in low..high (high None: no upper bound)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if high is None and value < low:
+            raise argparse.ArgumentTypeError(f"{value}: must be at least {low}")
+        if high is not None and not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not in {low}..{high}")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,22 +50,25 @@ def build_parser() -> argparse.ArgumentParser:
     kinds = prepare.add_subparsers(dest="kind", required=True, metavar="KIND")
     syn = kinds.add_parser("synthetic", help="the built-in procedural faces with CelebA attribute names")
     syn.add_argument("--out", required=True, help="directory to create (must not hold a data set yet)")
-    syn.add_argument("--num", type=int, default=20000, help="images in total (80/10/10 train/valid/test)")
+    syn.add_argument("--num", type=int_range(10), default=20000, help="images in total (80/10/10 train/valid/test)")
     syn.add_argument("--size", type=int, default=64, choices=(32, 64, 128), help="image side in pixels")
     syn.add_argument("--seed", type=int, default=0)
-    syn.add_argument("--workers", type=int, default=None, help="rendering processes (default: CPU count, max 8)")
-    syn.add_argument("--shard-samples", type=int, default=1000, help="images per shard")
+    syn.add_argument("--workers", type=int_range(1, MAX_WORKERS), default=None,
+                     help="rendering processes (default: CPU count, max 8)")
+    syn.add_argument("--shard-samples", type=int_range(1, MAX_SHARD_SAMPLES), default=1000, help="images per shard")
     syn.set_defaults(func=commands.prepare_synthetic)
 
     celeba = kinds.add_parser("celeba", help="CelebA in its standard layout (img_align_celeba/, list_attr_celeba.txt, "
                                              "list_eval_partition.txt); rerun to resume an interrupted conversion")
     celeba.add_argument("--root", required=True, help="the directory holding img_align_celeba/ and the two lists")
     celeba.add_argument("--out", required=True, help="directory for the shards and manifest.json")
-    celeba.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
+    celeba.add_argument("--size", type=int_range(*SIZE_RANGE), default=64,
+                        help=f"image side in pixels, {SIZE_RANGE[0]}..{SIZE_RANGE[1]} (default 64)")
     celeba.add_argument("--crop", default="paper", choices=("paper", "square"),
                         help="paper: rows 40:188, cols 15:163 (the face); square: the centred 178x178")
-    celeba.add_argument("--shard-samples", type=int, default=1000, help="images per shard")
-    celeba.add_argument("--workers", type=int, default=None, help="processes (default: CPU count, max 8)")
+    celeba.add_argument("--shard-samples", type=int_range(1, MAX_SHARD_SAMPLES), default=1000, help="images per shard")
+    celeba.add_argument("--workers", type=int_range(1, MAX_WORKERS), default=None,
+                        help="processes (default: CPU count, max 8)")
     celeba.add_argument("--encoding", default="jpg", choices=("jpg", "png", "raw"),
                         help="stored image format (default jpg; see bench/RESULTS.md)")
     celeba.set_defaults(func=commands.prepare_celeba)
@@ -52,10 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     folder = kinds.add_parser("folder", help="any folder of jpg/png/webp images, recursively; centred square crop")
     folder.add_argument("--root", required=True)
     folder.add_argument("--out", required=True)
-    folder.add_argument("--size", type=int, default=64)
+    folder.add_argument("--size", type=int_range(*SIZE_RANGE), default=64,
+                        help=f"image side in pixels, {SIZE_RANGE[0]}..{SIZE_RANGE[1]} (default 64)")
     folder.add_argument("--attributes", default=None, help="CSV with a header 'file,<name>,...' and 0/1 values")
-    folder.add_argument("--shard-samples", type=int, default=1000)
-    folder.add_argument("--workers", type=int, default=None)
+    folder.add_argument("--shard-samples", type=int_range(1, MAX_SHARD_SAMPLES), default=1000)
+    folder.add_argument("--workers", type=int_range(1, MAX_WORKERS), default=None)
     folder.add_argument("--encoding", default="jpg", choices=("jpg", "png", "raw"))
     folder.set_defaults(func=commands.prepare_folder)
 
@@ -70,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample = sub.add_parser("sample", help="decode random latent codes into an image grid")
     sample.add_argument("--checkpoint", required=True, help="state.pt, a checkpoint directory or a run directory")
     sample.add_argument("--out", required=True, help="PNG file to write")
-    sample.add_argument("--n", type=int, default=64, help="number of images")
+    sample.add_argument("--n", type=int_range(1, MAX_GRID), default=64, help=f"number of images (1..{MAX_GRID})")
     sample.add_argument("--seed", type=int, default=0)
     sample.set_defaults(func=commands.sample)
 
@@ -80,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     recon.add_argument("--data", required=True, help="shard directory or manifest.json")
     recon.add_argument("--split", default="valid")
     recon.add_argument("--out", required=True, help="PNG file to write")
-    recon.add_argument("--n", type=int, default=32, help="number of images")
+    recon.add_argument("--n", type=int_range(1, MAX_GRID), default=32, help=f"number of images (1..{MAX_GRID})")
     recon.set_defaults(func=commands.reconstruct)
     return parser
 

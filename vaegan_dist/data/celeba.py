@@ -65,7 +65,8 @@ def read_partition(path: Path) -> tuple[dict[str, str], list[Skipped]]:
 
 
 def plan(root: Path) -> tuple[list[str], dict[str, list[Entry]], list[Skipped]]:
-    """Each split's usable (file, attributes), sorted; unusable entries are reported, not fatal."""
+    """Each split's usable (file, attributes) in file order (:func:`shard_tasks` shuffles them); unusable
+    entries are reported, not fatal."""
     if not root.is_dir():
         raise DataError(f"{root}: no such directory")
     image_dir = root / IMAGE_DIR

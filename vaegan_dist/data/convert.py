@@ -1,40 +1,44 @@
 """Resumable, parallel conversion of image files into shards: the engine behind ``prepare celeba`` and
 ``prepare folder``.
 
-Shards are planned deterministically (each split's entries in a fixed order, ``shard_samples`` per shard)
-and each is written whole by one process, under a temporary name first. A record of every finished shard
+Shards are planned deterministically (each split's entries shuffled with a fixed seed, so that a shard
+holds a mix of the whole split rather than a run of neighbouring files such as one class folder;
+``shard_samples`` per shard) and each is written whole by one process, under a temporary name first. A record of every finished shard
 (its checksum, its skipped entries and the options it was made with) lives in ``OUT/.progress``; rerun
 with the same arguments, a conversion verifies finished shards against their records, keeps them, and
-writes the rest. An image that cannot be read is skipped and reported; it never stops the conversion.
+writes the rest. An image that cannot be read (or is too large to decode safely) is skipped and reported;
+it never stops the conversion. The output directory must be new, empty or ours
+(:func:`vaegan_dist.data.manifest.claim_output_dir`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from PIL import Image
-
 from vaegan_dist.atomic import atomic_write_text
 from vaegan_dist.data.codec import IMAGE_ENCODINGS, encode_image
 from vaegan_dist.data.lifetime import die_with_parent
 from vaegan_dist.data.manifest import (
     MANIFEST_NAME,
+    PROGRESS_DIR,
     DataError,
     Manifest,
     ShardInfo,
-    read_manifest,
+    claim_output_dir,
     write_manifest,
 )
-from vaegan_dist.data.preprocess import crop_and_resize
+from vaegan_dist.data.preprocess import load_image
 from vaegan_dist.data.shards import sha256_of, write_shard
 
-PROGRESS_DIR = ".progress"
+SIZE_RANGE = (8, 1024)  # image side in pixels; 1024 px images are 3 MB each, larger is not what this is for
+MAX_WORKERS = 256
 Entry = tuple[str, tuple[int, ...]]  # (image path relative to the image root, 0/1 attribute values)
 
 
@@ -64,17 +68,35 @@ class ConvertOptions:
     attribute_names: tuple[str, ...]
 
 
-def shard_tasks(per_split: dict[str, Sequence[Entry]], shard_samples: int) -> list[ShardTask]:
-    return [ShardTask(split, i // shard_samples, tuple(entries[i : i + shard_samples]))
-            for split, entries in per_split.items() for i in range(0, len(entries), shard_samples)]
+def shard_tasks(per_split: dict[str, Sequence[Entry]], shard_samples: int, seed: int = 0) -> list[ShardTask]:
+    """Each split's entries, shuffled with a seed of (``seed``, split), cut into shards of ``shard_samples``."""
+    if shard_samples < 1:
+        raise DataError(f"--shard-samples {shard_samples}: must be at least 1")
+    tasks = []
+    for split, entries in per_split.items():
+        entries = list(entries)
+        random.Random(f"vaegan-dist shards {seed} {split}").shuffle(entries)
+        tasks += [ShardTask(split, i // shard_samples, tuple(entries[i : i + shard_samples]))
+                  for i in range(0, len(entries), shard_samples)]
+    return tasks
+
+
+def check_options(size: int, workers: int | None) -> None:
+    if not SIZE_RANGE[0] <= size <= SIZE_RANGE[1]:
+        raise DataError(f"--size {size}: choose {SIZE_RANGE[0]}..{SIZE_RANGE[1]} pixels")
+    if workers is not None and not 1 <= workers <= MAX_WORKERS:
+        raise DataError(f"--workers {workers}: choose 1..{MAX_WORKERS}")
+
+
+def first_skipped(skipped: Sequence[Skipped]) -> str:
+    return f"skipped {len(skipped)}" + (f", the first {skipped[0].file}: {skipped[0].reason}" if skipped else "")
 
 
 def _samples(task: ShardTask, opt: ConvertOptions, skipped: list[Skipped]) -> Iterator[dict]:
     for file, values in task.entries:
         try:
-            with Image.open(Path(opt.image_root) / file) as img:
-                image = crop_and_resize(img, opt.crop, opt.size)
-        except Exception as err:  # truncated, unreadable, wrong size: skip this image, keep converting
+            image = load_image(Path(opt.image_root) / file, opt.crop, opt.size)
+        except Exception as err:  # truncated, unreadable, wrong size, too large: skip it, keep converting
             skipped.append(Skipped(file, f"unreadable image ({type(err).__name__}: {err})"))
             continue
         key = str(Path(file).with_suffix("")).replace("/", "__").replace(".", "_")  # webdataset splits keys at dots
@@ -108,16 +130,10 @@ def run_conversion(tasks: list[ShardTask], opt: ConvertOptions, out: Path, *, da
 
     if opt.encoding not in IMAGE_ENCODINGS:
         raise DataError(f"--encoding {opt.encoding!r}: choose one of {', '.join(IMAGE_ENCODINGS)}")
-    if opt.size < 8:
-        raise DataError(f"--size {opt.size}: too small (at least 8)")
-    if (out / MANIFEST_NAME).exists():  # a rerun of this conversion may rewrite it; another data set's, never
-        try:
-            existing = read_manifest(out)
-        except DataError:
-            existing = None
-        if existing is None or (existing.dataset, existing.source) != (dataset, source):
-            raise DataError(f"{out / MANIFEST_NAME}: holds another data set; choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    check_options(opt.size, workers)
+    if not any(task.entries for task in tasks):
+        raise DataError(f"{source}: no usable images; {first_skipped(skipped)}")
+    claim_output_dir(out, dataset, source)
     splits: dict[str, list[ShardInfo]] = {}
     for task in tasks:
         splits.setdefault(task.split, [])
@@ -132,6 +148,8 @@ def run_conversion(tasks: list[ShardTask], opt: ConvertOptions, out: Path, *, da
             skipped += shard_skipped
             kept += was_kept
             bar.update(len(task.entries))
+    if not any(info.samples for infos in splits.values() for info in infos):
+        raise DataError(f"{source}: no image could be converted; {first_skipped(skipped)}")
     manifest = Manifest(dataset=dataset, image_size=opt.size, image_encoding=opt.encoding,
                         attributes=list(opt.attribute_names), splits=splits, crop=opt.crop, source=source,
                         skipped=[asdict(s) for s in skipped])

@@ -16,6 +16,8 @@ from vaegan_dist.atomic import atomic_write_text
 from vaegan_dist.data.codec import IMAGE_ENCODINGS
 
 MANIFEST_NAME = "manifest.json"
+OWNER_NAME = ".vaegan-dist-data.json"  # written when a writer creates or claims its output directory
+PROGRESS_DIR = ".progress"  # a resumable conversion's records of finished shards
 FORMAT = "vaegan-dist-shards/1"
 
 
@@ -145,3 +147,50 @@ def read_manifest(source: str | Path) -> Manifest:
     if not path.exists():
         raise DataError(f"{path}: no manifest here (create shards with `vaegan-dist prepare ...`)")
     return parse_manifest(path.read_text(), str(path))
+
+
+def claim_output_dir(out: Path, dataset: str, source: str) -> None:
+    """Make ``out`` a writer's own before anything is written into it; refuse any other directory.
+
+    Ours: ``out`` does not exist yet, is empty, or holds our manifest or ownership record of the same data
+    set (a rerun, or the resume of an interrupted conversion; a ``.progress`` of records from before the
+    ownership record existed also counts). Anything else is a user's directory and is never written to.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: exists and is not a directory; choose another --out")
+    entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    owner = {"dataset": dataset, "source": source}
+    if entries:
+        if (out / MANIFEST_NAME).exists():
+            try:
+                existing = read_manifest(out)
+            except DataError:
+                existing = None
+            if existing is None or (existing.dataset, existing.source) != (dataset, source):
+                raise DataError(f"{out / MANIFEST_NAME}: holds another data set; choose another --out")
+        elif (out / OWNER_NAME).exists():
+            try:
+                claimed = json.loads((out / OWNER_NAME).read_text())
+            except (OSError, ValueError):
+                claimed = None
+            if claimed != owner:
+                raise DataError(f"{out}: holds an unfinished conversion of another data set ({claimed}); "
+                                "choose another --out")
+        elif not _legacy_conversion_of(out, source):
+            shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+            raise DataError(f"{out}: not empty ({shown}) and not a data set of ours; choose a new or empty --out")
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / OWNER_NAME).exists():
+        atomic_write_text(out / OWNER_NAME, json.dumps(owner))
+
+
+def _legacy_conversion_of(out: Path, source: str) -> bool:
+    """An interrupted conversion from ``source`` started before ownership records: our progress records."""
+    for record in sorted((out / PROGRESS_DIR).glob("*.json"))[:1]:
+        try:
+            root = json.loads(record.read_text())["options"]["image_root"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        return isinstance(root, str) and (root == source or Path(root).parent == Path(source))
+    return False

@@ -3,9 +3,16 @@
 CelebA's aligned images are 178x218. The paper crops rows 40:188 and columns 15:163 (148x148, the face),
 blurs against aliasing and resizes bicubically; ``square`` takes the centred 178x178 square instead (more
 hair and background). Image folders get a centred square of their shorter side.
+
+Images are checked before they are decoded: a 13000x13000 PNG is 164 KB on disk and 2.4 GB in a
+converter's memory, so images above ``MAX_PIXELS`` are refused from their header. Large JPEGs are decoded
+at a reduced scale (PIL's ``draft``, free in the JPEG decoder) down to twice the output side. 16-bit
+greyscale images are scaled to 8 bits (PIL's own conversion clips them, so they come out nearly white).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -16,6 +23,12 @@ PAPER_BOX = (15, 40, 163, 188)  # PIL box (left, upper, right, lower): columns 1
 # Standard deviation of the anti-aliasing blur per unit of downscaling: 0.33 * 148/64 = 0.76 px, the
 # paper's value for CelebA at 64 px, scaled for other sizes.
 BLUR_PER_DOWNSCALE = 0.33
+MAX_PIXELS = 40_000_000  # decoded: 120 MB of RGB, a few copies of it per converter process
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # "I": PIL's 32-bit mode, 16-bit PNG/TIFF data
+
+
+class ImageTooLarge(ValueError):
+    """An image whose decoded pixels would not fit a converter's memory budget."""
 
 
 def crop_box(crop: str, width: int, height: int) -> tuple[int, int, int, int]:
@@ -32,9 +45,30 @@ def crop_box(crop: str, width: int, height: int) -> tuple[int, int, int, int]:
     raise ValueError(f"crop {crop!r} is not one of paper, square, center")
 
 
+def to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB; 16-bit greyscale scaled (65535 -> 255) rather than clipped."""
+    if image.mode in SIXTEEN_BIT_MODES:
+        values = np.asarray(image).astype(np.float64)
+        grey = np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, mode="L").convert("RGB")
+    return image.convert("RGB")
+
+
+def load_image(path: str | Path, crop: str, size: int, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """An image file -> RGB uint8 [size, size, 3]; raises :class:`ImageTooLarge` from the header alone."""
+    with Image.open(path) as image:
+        width, height = image.size
+        if image.format == "JPEG" and crop != "paper" and min(width, height) > 4 * size:
+            scale = 2 * size / min(width, height)  # the decoder picks a power-of-two scale at least this large
+            image.draft(None, (max(1, round(width * scale)), max(1, round(height * scale))))
+        if image.size[0] * image.size[1] > max_pixels:
+            raise ImageTooLarge(f"{width}x{height} pixels, more than the {max_pixels / 1e6:.0f} megapixel limit")
+        return crop_and_resize(image, crop, size)
+
+
 def crop_and_resize(image: Image.Image, crop: str, size: int) -> np.ndarray:
     """RGB uint8 [size, size, 3]: crop, Gaussian blur in proportion to the downscale, bicubic resize."""
-    image = image.convert("RGB")
+    image = to_rgb(image)
     box = crop_box(crop, *image.size)
     image = image.crop(box)
     downscale = (box[2] - box[0]) / size

@@ -12,8 +12,16 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from vaegan_dist.data.codec import encode_image
+from vaegan_dist.data.convert import check_options
 from vaegan_dist.data.lifetime import die_with_parent
-from vaegan_dist.data.manifest import MANIFEST_NAME, DataError, Manifest, read_manifest, write_manifest
+from vaegan_dist.data.manifest import (
+    MANIFEST_NAME,
+    DataError,
+    Manifest,
+    claim_output_dir,
+    read_manifest,
+    write_manifest,
+)
 from vaegan_dist.data.shards import ShardSeriesWriter
 from vaegan_dist.data.synthetic_faces import ATTRIBUTES, face
 
@@ -45,6 +53,11 @@ def prepare_synthetic(out_dir: Path, num: int = 20000, size: int = 64, seed: int
         raise DataError(f"{out_dir / MANIFEST_NAME}: a data set is already there; choose another --out")
     if num < 10:
         raise DataError(f"--num {num}: need at least 10 images (train/valid/test splits)")
+    if shard_samples < 1:
+        raise DataError(f"--shard-samples {shard_samples}: must be at least 1")
+    check_options(size, workers)
+    source = f"procedural faces v{RENDER_VERSION}, seed {seed}"
+    claim_output_dir(out_dir, "synthetic", source)
     workers = workers or min(8, os.cpu_count() or 1)
     splits = {}
     with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent()) as pool, tqdm(
@@ -58,7 +71,7 @@ def prepare_synthetic(out_dir: Path, num: int = 20000, size: int = 64, seed: int
                     bar.update()
             splits[split] = writer.shards
     manifest = Manifest(dataset="synthetic", image_size=size, image_encoding=encoding, attributes=list(ATTRIBUTES),
-                        splits=splits, crop="none", source=f"procedural faces v{RENDER_VERSION}, seed {seed}")
+                        splits=splits, crop="none", source=source)
     write_manifest(manifest, out_dir)
     return manifest
 
