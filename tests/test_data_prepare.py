@@ -188,3 +188,17 @@ def test_sixteen_bit_greyscale_is_scaled_not_clipped(tmp_path):
 def test_a_converted_data_set_reads_back(tmp_path):
     manifest, _ = prepare_folder(photo_folder(tmp_path / "p"), tmp_path / "out", size=16, workers=1, progress=False)
     assert read_manifest(tmp_path / "out").splits == manifest.splits
+
+
+def test_a_conversion_interrupted_before_ownership_records_existed_still_resumes(tmp_path):
+    from vaegan_dist.data.manifest import OWNER_NAME, claim_output_dir
+
+    out = tmp_path / "out"
+    (out / ".progress").mkdir(parents=True)
+    (out / "train-000000.tar").write_bytes(b"x")
+    (out / ".progress" / "train-000000.tar.json").write_text('{"options": {"image_root": "/data/celeba/img_align_celeba"}}')
+    claim_output_dir(out, "celeba", "/data/celeba")
+    assert (out / OWNER_NAME).exists()
+    (out / OWNER_NAME).unlink()
+    with pytest.raises(DataError, match="not a data set of ours"):
+        claim_output_dir(out, "folder", "/data/photos")
