@@ -32,8 +32,8 @@ from torchvision.datasets import ImageFolder
 from torchvision.transforms.v2 import functional as TF
 
 from vaegan_dist.data.augment import Jitter
-from vaegan_dist.data.shards import encode_image
-from vaegan_dist.data.stream import decode_image_bytes, training_stream
+from vaegan_dist.data.codec import decode_image_bytes, encode_image
+from vaegan_dist.data.stream import training_stream
 from vaegan_dist.data.synthetic import prepare_synthetic
 from vaegan_dist.data.synthetic_faces import face
 

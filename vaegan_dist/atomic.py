@@ -47,3 +47,15 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_bytes(path: str | Path, data: bytes, durable: bool = False) -> None:
     with atomic_file(path, durable=durable) as f:
         f.write(data)
+
+
+def sweep_temporaries(directory: str | Path) -> list[Path]:
+    """Remove the temporary files :func:`atomic_file` left in ``directory`` when its process was killed
+    (``.<name>.<random>.tmp``; they are never renamed into place and only take space). Call it only on a
+    directory we own, before its writer starts."""
+    removed = []
+    for path in Path(directory).glob(".*.tmp"):
+        if path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed

@@ -22,7 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from vaegan_dist.atomic import atomic_write_text
+from vaegan_dist.atomic import atomic_write_text, sweep_temporaries
 from vaegan_dist.data.codec import IMAGE_ENCODINGS, encode_image
 from vaegan_dist.data.lifetime import die_with_parent
 from vaegan_dist.data.manifest import (
@@ -134,6 +134,7 @@ def run_conversion(tasks: list[ShardTask], opt: ConvertOptions, out: Path, *, da
     if not any(task.entries for task in tasks):
         raise DataError(f"{source}: no usable images; {first_skipped(skipped)}")
     claim_output_dir(out, dataset, source)
+    sweep_temporaries(out)  # shards a killed conversion was writing
     splits: dict[str, list[ShardInfo]] = {}
     for task in tasks:
         splits.setdefault(task.split, [])

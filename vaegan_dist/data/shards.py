@@ -1,20 +1,19 @@
 """Writing webdataset shards so that a shard is either whole under its final name or absent.
 
-Each shard is written to ``<name>.tmp``, flushed, fsynced, hashed and only then renamed; an interrupted
-writer leaves temporary files, never a truncated ``.tar``.
+Each shard goes through :func:`vaegan_dist.atomic.atomic_file`: written under a hidden temporary name,
+hashed on the way, fsynced and only then renamed; an interrupted writer never leaves a truncated ``.tar``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import webdataset as wds
 
-from vaegan_dist.data.codec import IMAGE_ENCODINGS, encode_image  # noqa: F401  (re-exported for older importers)
+from vaegan_dist.atomic import atomic_file
 from vaegan_dist.data.manifest import ShardInfo
 
 # A fixed member time makes shards byte-for-byte reproducible, so a resumed conversion can be checked.
@@ -29,26 +28,34 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+class _Hashing:
+    """A write-only file that hashes and counts what passes through it, so a shard is hashed while it is
+    written instead of being read back."""
+
+    def __init__(self, f: IO[bytes]):
+        self.f, self.digest, self.size = f, hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        return self.f.write(data)
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
 def write_shard(path: Path, samples: Iterable[dict[str, Any]]) -> ShardInfo:
-    """Write one whole shard atomically: to ``<path>.tmp``, fsync, hash, then rename to ``path``."""
+    """Write one whole shard with :func:`~vaegan_dist.atomic.atomic_file` (fsynced before the rename)."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     count = 0
-    try:
-        with open(tmp, "wb") as f:
-            writer = wds.TarWriter(f, mtime=TAR_MTIME)
-            for sample in samples:
-                writer.write(sample)
-                count += 1
-            writer.close()
-            f.flush()
-            os.fsync(f.fileno())
-        info = ShardInfo(path.name, count, sha256_of(tmp), tmp.stat().st_size)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return info
+    with atomic_file(path, durable=True) as f:
+        hashed = _Hashing(f)
+        writer = wds.TarWriter(hashed, mtime=TAR_MTIME)
+        for sample in samples:
+            writer.write(sample)
+            count += 1
+        writer.close()
+    return ShardInfo(path.name, count, hashed.digest.hexdigest(), hashed.size)
 
 
 class ShardSeriesWriter:

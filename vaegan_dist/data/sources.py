@@ -11,6 +11,7 @@ workers run in a directory of their own.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,11 +94,17 @@ def _probe(urls: list[str], where: str) -> ShardSource:
     return ShardSource(urls, attributes, encoding, int(image.shape[-1]), ("",), where)
 
 
-def open_source(source: str | Path, split: str = "train") -> ShardSource:
+def open_source(source: str | Path | ShardSource, split: str = "train") -> ShardSource:
     """Resolve ``data.source`` for one split; raises :class:`DataError` naming the source at fault.
     A :class:`ShardSource` (resolved once by the driver) is returned as it is: no second trip."""
     if isinstance(source, ShardSource):
         return source
+    return open_sources(source, split)[split]
+
+
+def open_sources(source: str | Path, split: str, optional: Sequence[str] = ()) -> dict[str, ShardSource]:
+    """``split`` and those of the ``optional`` splits the source has, from one read of its manifest (one
+    round trip when it is remote). A bare shard list is one anonymous split: every name maps to it."""
     text = str(source)
     if "{" in text or text.endswith(".tar") or text.startswith("pipe:"):
         if not is_remote(text):
@@ -105,13 +112,17 @@ def open_source(source: str | Path, split: str = "train") -> ShardSource:
         urls = wds.shardlists.expand_urls(text)
         if not is_remote(text) and not Path(urls[0]).exists():
             raise DataError(f"{urls[0]}: no such shard")
-        return _probe(urls, text)
+        probed = _probe(urls, text)
+        return {name: probed for name in (split, *optional)}
     if is_remote(text):
         url = text if text.endswith(".json") else f"{text.rstrip('/')}/{MANIFEST_NAME}"
-        return _from_manifest(parse_manifest(_read_remote(url), url), url.rsplit("/", 1)[0], split, url)
-    path = Path(text).expanduser().absolute()
-    manifest_file = path if path.suffix == ".json" else path / MANIFEST_NAME
-    return _from_manifest(read_manifest(manifest_file), str(manifest_file.parent), split, str(manifest_file))
+        manifest, base, where = parse_manifest(_read_remote(url), url), url.rsplit("/", 1)[0], url
+    else:
+        path = Path(text).expanduser().absolute()
+        manifest_file = path if path.suffix == ".json" else path / MANIFEST_NAME
+        manifest, base, where = read_manifest(manifest_file), str(manifest_file.parent), str(manifest_file)
+    present = [name for name in optional if name in manifest.splits and manifest.samples(name) > 0]
+    return {name: _from_manifest(manifest, base, name, where) for name in (split, *present)}
 
 
 def canonical(source: str) -> str:

@@ -11,6 +11,7 @@ import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from vaegan_dist.atomic import sweep_temporaries
 from vaegan_dist.data.codec import encode_image
 from vaegan_dist.data.convert import check_options
 from vaegan_dist.data.lifetime import die_with_parent
@@ -58,6 +59,7 @@ def prepare_synthetic(out_dir: Path, num: int = 20000, size: int = 64, seed: int
     check_options(size, workers)
     source = f"procedural faces v{RENDER_VERSION}, seed {seed}"
     claim_output_dir(out_dir, "synthetic", source)
+    sweep_temporaries(out_dir)  # shards a killed run of this command was writing
     workers = workers or min(8, os.cpu_count() or 1)
     splits = {}
     with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent()) as pool, tqdm(

@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from vaegan_dist.config import Config, ConfigError, config_from_dict, config_to_dict
-from vaegan_dist.data.sources import canonical, open_source
+from vaegan_dist.data.sources import canonical, open_sources
 from vaegan_dist.data.stream import check_image_size
 from vaegan_dist.data.synthetic import ensure_synthetic
 from vaegan_dist.train.cluster import check_reachable, connect
@@ -47,11 +47,11 @@ def resolve_run(cfg: Config, now: datetime.datetime | None = None) -> TrainJob:
     else:
         cfg.data.source = str(ensure_synthetic(Path(cfg.data.cache_dir), cfg.data.synthetic_samples,
                                                cfg.data.image_size))
-    data = open_source(cfg.data.source, cfg.data.split)
-    check_image_size(data, cfg.data.image_size)
-    grid_split = "valid" if "valid" in data.splits else cfg.data.split
-    grid_data = data if grid_split == cfg.data.split else open_source(cfg.data.source, grid_split)
-    return TrainJob(cfg, RunStorage(cfg.train.storage_path, cfg.train.name), data, grid_data, grid_split)
+    sources = open_sources(cfg.data.source, cfg.data.split, optional=("valid",))  # one manifest read
+    check_image_size(sources[cfg.data.split], cfg.data.image_size)
+    grid_split = "valid" if "valid" in sources else cfg.data.split  # grids show images the model never trains on
+    return TrainJob(cfg, RunStorage(cfg.train.storage_path, cfg.train.name), sources[cfg.data.split],
+                    sources[grid_split], grid_split)
 
 
 def _flat(cfg_dict: dict) -> dict[str, object]:
