@@ -54,19 +54,18 @@ class StraightforwardStep:
         l_llike = kernels.feature_nll(f_rec, f_real.detach())
         # The config's objective, written out independently of vaegan_dist.objectives.
         bce = F.binary_cross_entropy_with_logits
-        real_cost = bce(logit_real, torch.ones_like(logit_real))
         fakes = [logit_p, logit_rec] if obj.fakes == "prior_and_reconstruction" else [logit_p]
         if obj.discriminator_weighting == "sum":
-            l_gan = real_cost + sum(bce(f, torch.zeros_like(f)) for f in fakes)
-            l_ns = sum(bce(f, torch.ones_like(f)) for f in fakes)
-        else:  # 0.5/0.5; the decoder gets the unweighted gradient (released code: ScaleGradient(1 / weights))
-            fk = torch.cat(fakes)
-            l_gan = 0.5 * (real_cost + bce(fk, torch.zeros_like(fk)))
-            l_ns = bce(fk, torch.ones_like(fk))
-        if obj.generator_loss == "minimax":
-            l_gen = -l_gan * (2.0 if obj.discriminator_weighting == "half" else 1.0)
-        else:
-            l_gen = l_ns
+            l_gan = bce(logit_real, torch.ones_like(logit_real)) + sum(bce(f, torch.zeros_like(f)) for f in fakes)
+            l_gen = -l_gan if obj.generator_loss == "minimax" else sum(bce(f, torch.ones_like(f)) for f in fakes)
+        else:  # released code: per-image weights 0.5 (real), 0.5 * B / n_fakes (fakes), summed; the decoder's
+            # gradient at Dis's input scaled by the inverse fake weight. Our losses are those sums over B.
+            fk, b = torch.cat(fakes), logit_real.shape[0]
+            gen_weight = 0.5 * b / len(fk)
+            real_sum = bce(logit_real, torch.ones_like(logit_real), reduction="sum")
+            l_gan = (0.5 * real_sum + gen_weight * bce(fk, torch.zeros_like(fk), reduction="sum")) / b
+            ns_sum = bce(fk, torch.ones_like(fk), reduction="sum")
+            l_gen = -l_gan / gen_weight if obj.generator_loss == "minimax" else ns_sum / b
         w = 1.0 if obj.decoder_gan_weight == "one" else 1.0 - obj.gamma
         losses = {"encoder": l_prior + l_llike, "decoder": obj.gamma * l_llike + w * l_gen, "discriminator": l_gan}
         grads = {}

@@ -55,7 +55,8 @@ def test_loss_values_by_hand():
     ObjectiveConfig(gamma=0.1, generator_loss="non_saturating"),
     ObjectiveConfig(gamma=1e-2, fakes="prior", decoder_gan_weight="one_minus_gamma", discriminator_weighting="half"),
     ObjectiveConfig(gamma=0.2, generator_loss="non_saturating", discriminator_weighting="half"),
-], ids=["paper", "non_saturating", "code", "non_saturating_half"])
+    ObjectiveConfig(gamma=0.2, discriminator_weighting="half"),
+], ids=["paper", "non_saturating", "code", "non_saturating_half", "half_both_fakes"])
 def test_gradient_routing_matches_autograd_one_network_at_a_time(objective):
     torch.manual_seed(0)
     model = VAEGAN(32, latent_dim=6, encoder_fc=16, discriminator_fc=8, width=0.125)
@@ -78,19 +79,22 @@ def test_gradient_routing_matches_autograd_one_network_at_a_time(objective):
     else:
         fk = torch.cat(fakes)
         l_gan = 0.5 * (bce(real, torch.ones(4)) + bce(fk, torch.zeros_like(fk)))
-    # The decoder's GAN loss is never weighted by the discriminator's 0.5/0.5: the released code scales the
-    # gradient at Dis's input by the inverse weights (model/aegan.py, ScaleGradient(dis_weights_inv)). The real
-    # term stays in: through batch norm's statistics, Dis's output on real images depends on the fakes too.
-    if objective.generator_loss == "minimax" and objective.discriminator_weighting == "sum":
-        l_gen = -l_gan
-    elif objective.generator_loss == "minimax":
-        fk = torch.cat(fakes)
-        l_gen = -(bce(real, torch.ones(4)) + bce(fk, torch.zeros_like(fk)))
-    elif objective.discriminator_weighting == "sum":
-        l_gen = sum(bce(f, torch.ones(4)) for f in fakes)
+    # The decoder's GAN loss as the released code computes it (model/aegan.py): a sum over images with
+    # weights 0.5 (real) and gen_weight = 0.5 * B / n_fakes (fakes), whose gradient at the discriminator's
+    # input is then scaled by 1 / gen_weight (ScaleGradient(dis_weights_inv)); our losses are divided by B.
+    # The real term stays in: through batch norm, Dis's output on real images depends on the fakes too.
+    if objective.discriminator_weighting == "sum":
+        l_gen = -l_gan if objective.generator_loss == "minimax" else sum(bce(f, torch.ones(4)) for f in fakes)
     else:
         fk = torch.cat(fakes)
-        l_gen = bce(fk, torch.ones_like(fk))
+        gen_weight = 0.5 * 4 / len(fk)
+        per_image = F.binary_cross_entropy_with_logits
+        if objective.generator_loss == "minimax":
+            released = 0.5 * per_image(real, torch.ones(4), reduction="sum") + gen_weight * per_image(
+                fk, torch.zeros_like(fk), reduction="sum")
+            l_gen = -released / gen_weight / 4
+        else:
+            l_gen = gen_weight * per_image(fk, torch.ones_like(fk), reduction="sum") / gen_weight / 4
     w = 1.0 if objective.decoder_gan_weight == "one" else 1.0 - objective.gamma
     expected = {
         "encoder": torch.autograd.grad(l_prior + l_llike, list(ref.encoder.parameters()), retain_graph=True),

@@ -29,8 +29,15 @@ from vaegan_dist.objectives.losses import Forward, Losses, decoder_gan_weight
 
 
 def discriminator_weight_inverse(objective) -> float:
-    """1 / the weight of the fake term in L_GAN: 2 under the released code's 0.5/0.5 weighting."""
-    return 2.0 if objective.discriminator_weighting == "half" else 1.0
+    """How much the released code's ``ScaleGradient(dis_weights_inv)`` scales the decoder's GAN gradient.
+
+    Under the 0.5/0.5 weighting each fake image has weight 0.5 * B / n_fakes in its summed loss (B real
+    images, n_fakes = B per set of fakes); our losses are those sums divided by B, so undoing the weight
+    multiplies by 2 * n_fakes / B: 2 with Dec(z_p) only (the released code), 4 with the reconstructions too.
+    """
+    if objective.discriminator_weighting != "half":
+        return 1.0
+    return 2.0 * (2 if objective.fakes == "prior_and_reconstruction" else 1)
 
 
 def compute_gradients(fwd: Forward, losses: Losses, encoder: nn.Module, decoder: nn.Module,
