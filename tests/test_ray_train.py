@@ -64,9 +64,9 @@ def test_unschedulable_workers_fail_instead_of_waiting_forever(ray_local, faces3
 def test_the_run_directory_is_the_launchers_choice_never_the_configs(ray_local, faces32, tmp_path):
     """As a Tune trial does: the same config (train.name=shared) handed a run of its own must neither resume
     nor touch the run that the config names."""
-    import dataclasses
+    import yaml
 
-    from vaegan_dist.train.launcher import build_trainer, prepare_run_dir, resolve_run, run_trainer
+    from vaegan_dist.train.launcher import build_trainer, check_run_dir, record_run, resolve_run, run_trainer
     from vaegan_dist.train.storage import RunStorage
 
     common = ["train.workers=2", "train.checkpoint_every=3", "train.log_every=3", "train.collective_timeout_s=120"]
@@ -74,11 +74,14 @@ def test_the_run_directory_is_the_launchers_choice_never_the_configs(ray_local, 
     before = {p: p.read_bytes() for p in (tmp_path / "shared").rglob("*") if p.is_file()}
 
     job = resolve_run(tiny_config(faces32, tmp_path, "shared", "train.steps=6", *common))
-    job = dataclasses.replace(job, run=RunStorage(str(tmp_path), "trial_0001"))
-    prepare_run_dir(job)
-    run_trainer(build_trainer(job, gpu=False))
+    job = job.with_run(RunStorage(str(tmp_path), "trial_0001"))
+    check_run_dir(job)
+    record_run(job)
+    run_trainer(lambda: build_trainer(job, gpu=False), max_failures=0)
     trial = load_state(tmp_path / "trial_0001")
     assert trial["step"] == 6 and trial["data_position"]["stream_id"] == 0  # started fresh, not from step 3
+    assert trial["config"]["train"]["name"] == "trial_0001"  # its recorded config names its own run
+    assert yaml.safe_load((tmp_path / "trial_0001" / "config.yaml").read_text())["train"]["name"] == "trial_0001"
     assert list((tmp_path / "trial_0001" / "tensorboard").glob("events.out.tfevents.*"))
     after = {p: p.read_bytes() for p in (tmp_path / "shared").rglob("*") if p.is_file()}
     assert after == before

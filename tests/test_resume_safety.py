@@ -33,6 +33,18 @@ def test_a_foreign_directory_is_never_written_into(faces32, tmp_path):
     assert (foreign / "config.yaml").read_text() == "owner: someone else\n"
 
 
+@pytest.mark.parametrize("config", ["{}\n", "train: {steps: 3}\n", "owner: someone else\n"])
+def test_a_directory_with_a_config_yaml_that_is_not_a_whole_run_stays_foreign(faces32, tmp_path, config):
+    foreign = tmp_path / "theirs"
+    foreign.mkdir()
+    (foreign / "config.yaml").write_text(config)
+    (foreign / "checkpoint_00000001").mkdir()  # even beside something that looks like a checkpoint
+    with pytest.raises(ConfigError, match="is not a vaegan-dist run"):
+        launch(tiny_config(faces32, tmp_path, "theirs", "train.steps=1"))
+    assert sorted(p.name for p in foreign.iterdir()) == ["checkpoint_00000001", "config.yaml"]
+    assert (foreign / "config.yaml").read_text() == config
+
+
 def test_an_empty_directory_and_a_run_from_before_the_marker_are_ours(faces32, tmp_path):
     (tmp_path / "empty").mkdir()
     launch(tiny_config(faces32, tmp_path, "empty", "train.steps=1"))
@@ -54,6 +66,13 @@ def test_a_changed_architecture_is_refused_before_anything_is_written(faces32, t
     assert "\n" not in message and "model.latent_dim=8 (got 12)" in message and "model.width=0.125 (got 0.25)" in message
     after = {p: p.read_bytes() for p in (tmp_path / "arch").rglob("*") if p.is_file()}
     assert after == before
+
+
+def test_the_architecture_is_checked_against_the_newest_checkpoint_not_only_config_yaml(faces32, tmp_path):
+    launch(tiny_config(faces32, tmp_path, "arch2", "train.steps=1"))
+    (tmp_path / "arch2" / "config.yaml").unlink()  # lost, or replaced by hand
+    with pytest.raises(ConfigError, match=r"model.width=0.125 \(got 0.25\)"):
+        launch(tiny_config(faces32, tmp_path, "arch2", "train.steps=2", "model.width=0.25"))
 
 
 def test_changed_optimiser_settings_take_effect_on_resume(faces32, tmp_path):
@@ -103,27 +122,62 @@ def test_the_cli_reports_a_nan_run_in_one_line_and_exits_2(faces32, tmp_path):
 # --- a full disk (item 7) ---
 
 
-def _limit_file_size():  # writes past 300 KB fail with EFBIG, as a full disk fails them with ENOSPC
-    resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+def _file_size_limit(limit: int):
+    def apply():  # writes past the limit fail with EFBIG, as a full disk fails them with ENOSPC
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
 
 
-def test_a_checkpoint_that_cannot_be_written_is_one_line_and_leaves_nothing_behind(faces32, tmp_path):
+@pytest.mark.parametrize("limit", [8_000, 300_000, 600_000, 800_000])
+def test_a_checkpoint_that_cannot_be_written_is_one_line_and_leaves_nothing_behind(faces32, tmp_path, limit):
+    """Wherever the write fails (torch's zip writer turns some failed writes into a RuntimeError; at 8 KB
+    the sample grid fails first), the user reads one line and keeps every earlier checkpoint."""
     base = [f"data.source={faces32}", f"train.storage_path={tmp_path}", "train.name=full", "train.workers=0",
             "data.batch_size=8", "data.loader_workers=0", "model.width=0.125", "model.encoder_fc=32",
             "model.latent_dim=8", "model.discriminator_fc=16", "train.grid_size=8", "train.checkpoint_every=2"]
     launch(build_config("smoke", [*base, "train.steps=2"]))
     good = (tmp_path / "full" / "checkpoint_00000002" / "state.pt").read_bytes()
-    assert len(good) > 300_000  # so the limit below really stops the next checkpoint
+    assert len(good) > limit  # so the limit below really stops the next checkpoint
     out = subprocess.run([sys.executable, "-m", "vaegan_dist.cli.main", "train", *base, "train.steps=4"],
-                         capture_output=True, text=True, timeout=120, preexec_fn=_limit_file_size)
+                         capture_output=True, text=True, timeout=120, preexec_fn=_file_size_limit(limit))
     assert out.returncode == 2, out.stderr[-2000:]
-    assert out.stderr.startswith("vaegan-dist train: error: step 4: the checkpoint could not be written (File too large")
+    assert out.stderr.startswith("vaegan-dist train: error: step 4: ") and "could not be written (File too large" in out.stderr
     assert out.stderr.count("\n") == 1
     run = tmp_path / "full"
     assert [p.name for p in find_checkpoints(run)] == ["checkpoint_00000002"]
     assert (run / "checkpoint_00000002" / "state.pt").read_bytes() == good
     leftovers = [p for p in run.rglob("*") if p.name.endswith(".tmp") or "checkpoint_00000004" in str(p)]
     assert leftovers == []
+
+
+def test_something_else_in_a_checkpoints_place_is_one_line(faces32, tmp_path):
+    launch(tiny_config(faces32, tmp_path, "inplace", "train.steps=2", "train.checkpoint_every=2"))
+    (tmp_path / "inplace" / "checkpoint_00000004").write_text("not a directory")
+    with pytest.raises(TrainingError, match=r"^step 4: .*checkpoint_00000004 exists and is not a checkpoint directory"):
+        launch(tiny_config(faces32, tmp_path, "inplace", "train.steps=4", "train.checkpoint_every=2"))
+    assert load_state(tmp_path / "inplace")["step"] == 2
+
+
+def test_a_killed_checkpoint_write_is_swept_and_an_incomplete_one_named(faces32, tmp_path, capsys):
+    launch(tiny_config(faces32, tmp_path, "swept", "train.steps=2", "train.checkpoint_every=2"))
+    run = tmp_path / "swept"
+    (run / ".checkpoint_00000004.tmp").mkdir()  # staged when the run was killed
+    (run / ".checkpoint_00000004.tmp" / "state.pt").write_bytes(b"half")
+    (run / "checkpoint_00000003").mkdir()  # a copy cut short
+    (run / "checkpoint_00000003" / "state.pt").write_bytes(b"half")
+    launch(tiny_config(faces32, tmp_path, "swept", "train.steps=4", "train.checkpoint_every=2"))
+    assert "skipping checkpoint_00000003: incomplete" in capsys.readouterr().out
+    assert not (run / ".checkpoint_00000004.tmp").exists() and load_state(run)["step"] == 4
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.name=" + "x" * 201, "at most 200 bytes"),
+    ("model.latent_dim=100000000", r"must be in \[1, 65536\]"),
+    ("model.encoder_fc=0", r"must be in \[1, 65536\]"),
+])
+def test_names_and_sizes_without_bounds_are_refused(override, message):
+    with pytest.raises(ConfigError, match=message):
+        build_config("smoke", [override])
 
 
 # --- every rank resumes from rank 0's choice (item 4) ---

@@ -24,9 +24,10 @@ def validate(cfg: Config) -> Config:
              f"must be at least data.batch_size ({d.batch_size})")
     _require(bool(d.split), "data.split", d.split, "must name a split (train, valid or test)")
 
-    _require(m.latent_dim >= 1, "model.latent_dim", m.latent_dim, "must be >= 1")
-    _require(m.encoder_fc >= 1, "model.encoder_fc", m.encoder_fc, "must be >= 1")
-    _require(m.discriminator_fc >= 1, "model.discriminator_fc", m.discriminator_fc, "must be >= 1")
+    # Upper bounds too: a checkpoint's config decides how large a model load_model builds before any
+    # weight is read, and a crafted one must not be able to ask for all the memory there is.
+    for key in ("latent_dim", "encoder_fc", "discriminator_fc"):
+        _require(1 <= getattr(m, key) <= 65536, f"model.{key}", getattr(m, key), "must be in [1, 65536]")
     _require(0 < m.width <= 8, "model.width", m.width, "must be in (0, 8]")
 
     _require(o.gamma >= 0, "objective.gamma", o.gamma, "must be >= 0")
@@ -57,6 +58,6 @@ def validate(cfg: Config) -> Config:
     _require(t.max_failures >= -1, "train.max_failures", t.max_failures, "must be >= 0, or -1 for unlimited")
     _require(t.collective_timeout_s >= 1, "train.collective_timeout_s", t.collective_timeout_s, "must be >= 1")
     _require(t.storage_path != "", "train.storage_path", t.storage_path, "must not be empty")
-    _require("/" not in t.name and t.name not in (".", ".."), "train.name", t.name,
-             "must be a plain directory name (no '/')")
+    _require("/" not in t.name and "\0" not in t.name and t.name not in (".", "..") and len(t.name.encode()) <= 200,
+             "train.name", t.name, "must be a plain directory name (no '/', at most 200 bytes)")
     return cfg

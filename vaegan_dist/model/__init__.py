@@ -5,8 +5,8 @@ from vaegan_dist.model.architecture import Architecture, architecture
 from vaegan_dist.model.decoder import Decoder
 from vaegan_dist.model.discriminator import Discriminator
 from vaegan_dist.model.encoder import Encoder
-from vaegan_dist.model.store import CheckpointError, load_model, load_state  # noqa: I001 (needs VAEGAN first)
+from vaegan_dist.model.store import load_model, load_state  # noqa: I001 (needs VAEGAN first)
 from vaegan_dist.model.vaegan import VAEGAN, build_model
 
 __all__ = ["Architecture", "architecture", "Encoder", "Decoder", "Discriminator", "VAEGAN", "build_model",
-           "CheckpointError", "load_model", "load_state"]
+           "load_model", "load_state"]

@@ -49,6 +49,14 @@ def find_checkpoints(run_dir: Path) -> list[Path]:
     return sorted(found, key=checkpoint_step)
 
 
+def incomplete_checkpoints(run_dir: Path) -> list[Path]:
+    """checkpoint_* directories newer than the newest complete one (a copy cut short): never resumed from."""
+    complete = find_checkpoints(run_dir)
+    newest = checkpoint_step(complete[-1]) if complete else -1
+    return sorted((p for p in Path(run_dir).glob("checkpoint_*") if checkpoint_step(p) > newest and not is_complete(p)),
+                  key=checkpoint_step)
+
+
 def resolve_checkpoint(path: str | Path) -> Path:
     """A state.pt file, a checkpoint directory, or a run directory (its latest checkpoint) -> state.pt."""
     path = Path(path).expanduser()

@@ -27,13 +27,13 @@ class StepOutcome:
 @dataclass(frozen=True)
 class ModelKind:
     name: str
-    networks: tuple[str, ...]  # the trained networks, in the order their optimisers step
     progress: tuple[tuple[str, str, str], ...]  # (metric key, label, format) on the console progress line
     loss_terms: tuple[str, ...]  # the metrics that must stay finite, in the order a failure names them
 
     def forward_backward(self, networks: dict[str, nn.Module], x: torch.Tensor, eps: torch.Tensor,
                          z_p: torch.Tensor, objective, autocast) -> StepOutcome:
-        """Forward once under ``autocast``, then fill every network's gradient (see objectives.routing)."""
+        """Forward once under ``autocast``, then fill the gradient of every network in ``networks`` (the
+        model's ``networks()``, possibly DDP-wrapped; see objectives.routing)."""
         encoder, decoder, discriminator = (networks[n] for n in ("encoder", "decoder", "discriminator"))
         with autocast():
             fwd = run_forward(encoder, decoder, discriminator, x, eps, z_p)
@@ -56,7 +56,6 @@ class ModelKind:
 
 VAEGAN_KIND = ModelKind(
     name="vaegan",
-    networks=("encoder", "decoder", "discriminator"),
     progress=(("loss/l_llike", "l_llike", "9.2f"), ("loss/l_prior", "l_prior", "7.2f"), ("loss/l_gan", "l_gan", "6.3f"),
               ("gan/d_real", "D(x)", ".2f"), ("gan/d_recon", "D(x~)", ".2f"), ("gan/d_prior", "D(x_p)", ".2f")),
     loss_terms=("loss/l_prior", "loss/l_llike", "loss/l_gan", "loss/l_gen"),

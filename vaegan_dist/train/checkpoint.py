@@ -31,7 +31,18 @@ def save_checkpoint(directory: Path, *, model: VAEGAN, optimizers: dict[str, tor
         "data_position": {k: int(v) for k, v in data_position.items()},
         "metrics": {k: float(v) for k, v in metrics.items()},
     }
-    with atomic_file(directory / STATE_FILE, durable=True) as f:
-        torch.save(state, f)
+    try:
+        with atomic_file(directory / STATE_FILE, durable=True) as f:
+            torch.save(state, f)
+    except RuntimeError as err:  # torch's zip writer reports a failed write (disk full) as a RuntimeError
+        raise _os_error_behind(err) or err from None
     save_config(cfg, directory / "config.yaml")
     return directory
+
+
+def _os_error_behind(err: BaseException) -> OSError | None:
+    """The OSError a RuntimeError was raised while handling, if any (its ``__context__`` chain)."""
+    seen = err.__context__
+    while seen is not None and not isinstance(seen, OSError):
+        seen = seen.__context__
+    return seen

@@ -40,7 +40,7 @@ def _exists_on_every_node(path: str, nodes: list[dict]) -> list[str]:
     return [address for address, ref in checks.items() if not ray.get(ref, timeout=60)]
 
 
-def check_reachable(cfg: Config, run_dir: Path) -> None:
+def check_reachable(cfg: Config) -> None:
     """Storage and data must be visible to every node of a multi-node cluster."""
     nodes = alive_nodes()
     if len(nodes) <= 1:
@@ -51,7 +51,9 @@ def check_reachable(cfg: Config, run_dir: Path) -> None:
             raise ConfigError(
                 f"config key 'train.storage_path' is a local path ({storage}) but the cluster has {len(nodes)} "
                 "nodes: use s3://..., gs://..., or an NFS mount on every node with train.shared_storage=true")
-        marker = run_dir / f".reachable-{uuid.uuid4().hex}"
+        root = Path(storage)
+        root.mkdir(parents=True, exist_ok=True)
+        marker = root / f".reachable-{uuid.uuid4().hex}"  # in the storage root: the run is not written yet
         marker.write_text("")
         try:
             missing = _exists_on_every_node(str(marker), nodes)

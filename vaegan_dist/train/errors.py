@@ -1,15 +1,13 @@
-"""Errors that stop a run for a reason a user can act on, and turning a failed Ray worker back into one.
+"""Turning a failed Ray worker back into the user-facing error it raised.
 
 Ray Train wraps an exception raised in a worker in a ``WorkerGroupError`` whose text is the whole remote
-traceback. The user-facing errors below (and the data, config and checkpoint errors) are meant to be read
-as one line, so the launcher unwraps them with :func:`user_error_from`.
+traceback. The errors of :mod:`vaegan_dist.errors` are meant to be read as one line, so the launcher
+unwraps them with :func:`user_error_from`.
 """
 
 from __future__ import annotations
 
-from vaegan_dist.errors import USER_ERRORS, TrainingError
-
-__all__ = ["TrainingError", "user_error_from"]
+from vaegan_dist.errors import USER_ERRORS
 
 
 def user_error_from(error: BaseException, user_errors: tuple[type[BaseException], ...] = USER_ERRORS

@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from vaegan_dist.train.errors import TrainingError
+from vaegan_dist.errors import TrainingError
 
 NEVER = 2**62  # "no bad step yet"
 
@@ -49,17 +49,22 @@ class NonFiniteWatch:
         if min(steps) == NEVER:
             return
         index = min(range(len(steps)), key=steps.__getitem__)
-        value = float(self.bad_values[index]) if self.first_bad[index] == first[index] else float("nan")
-        shown = "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf") if math.isinf(value) else "non-finite"
+        seen_here = bool(self.first_bad[index] == first[index])  # else another rank saw it first
+        value = float(self.bad_values[index])
+        shown = ("non-finite" if not seen_here else "nan" if math.isnan(value) else "inf" if value > 0 else "-inf")
         raise TrainingError(f"step {steps[index] + 1}: loss term {self.terms[index]} became {shown}; training stopped "
                             "and no checkpoint was written after it (the newest one on disk is good): lower the "
                             "learning rates or gamma, or set optim.grad_clip")
 
 
 def check_finite_weights(networks: dict[str, nn.Module], step: int) -> None:
-    """The last line of defence before a checkpoint: one sync per checkpoint, not per step."""
-    for name, network in networks.items():
-        for pname, p in network.named_parameters():
-            if not torch.isfinite(p).all():
-                raise TrainingError(f"step {step}: weight {name}.{pname} is not finite; training stopped before "
-                                    "writing the checkpoint (the newest one on disk is good)")
+    """The last line of defence before a checkpoint: parameters and batch-norm statistics, one host sync
+    per checkpoint (not per step, not per tensor)."""
+    tensors = [(f"{name}.{key}", t) for name, network in networks.items()
+               for key, t in network.state_dict(keep_vars=True).items() if t.is_floating_point()]
+    finite = torch.stack([torch.isfinite(t).all() for _, t in tensors])
+    if bool(finite.all()):
+        return
+    bad = tensors[int((~finite).nonzero()[0])][0]
+    raise TrainingError(f"step {step}: {bad} is not finite; training stopped before writing the checkpoint "
+                        "(the newest one on disk is good)")

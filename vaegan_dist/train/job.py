@@ -9,6 +9,7 @@ loop's: a Tune trial hands each run its own directory.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from vaegan_dist.config import Config
@@ -23,3 +24,9 @@ class TrainJob:
     data: ShardSource  # the training split
     grid_data: ShardSource  # the split whose first images make the fixed reconstruction grid
     grid_split: str
+
+    def with_run(self, run: RunStorage) -> TrainJob:
+        """This job in another run directory (a Tune trial's), its config saying so too: a config.yaml or
+        checkpoint copied from the trial must name the trial's run, never the one it was derived from."""
+        train = dataclasses.replace(self.cfg.train, storage_path=run.storage_path, name=run.name)
+        return dataclasses.replace(self, cfg=dataclasses.replace(self.cfg, train=train), run=run)

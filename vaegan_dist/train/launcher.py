@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -19,6 +20,7 @@ from vaegan_dist.config import Config, ConfigError, config_from_dict, config_to_
 from vaegan_dist.data.sources import canonical, open_sources
 from vaegan_dist.data.stream import check_image_size
 from vaegan_dist.data.synthetic import ensure_synthetic
+from vaegan_dist.errors import TrainingError
 from vaegan_dist.train.cluster import check_reachable, connect
 from vaegan_dist.train.errors import user_error_from
 from vaegan_dist.train.job import TrainJob
@@ -58,25 +60,38 @@ def _flat(cfg_dict: dict) -> dict[str, object]:
     return {f"{g}.{k}": v for g, vals in cfg_dict.items() if isinstance(vals, dict) for k, v in vals.items()}
 
 
-def prepare_run_dir(job: TrainJob) -> None:
-    """Claim the run directory and record the config. On a rerun: refuse a changed architecture before
-    anything is written (the checkpoint could not be loaded), and say which other keys changed."""
-    job.run.claim()
-    previous = job.run.read_text("config.yaml")
+def check_run_dir(job: TrainJob) -> None:
+    """Everything that can refuse a run directory, before anything is written to it: the directory must be
+    ours, and a rerun may not change the architecture (the checkpoint's tensors could not be loaded).
+    Says which other keys changed."""
+    job.run.check_ours()
     new = _flat(config_to_dict(job.cfg))
-    if previous is not None:
+    saved = {}
+    for relative, text in job.run.saved_configs():  # the newest checkpoint's, then the run's
         try:
-            old = _flat(config_to_dict(config_from_dict(yaml.safe_load(previous), source="config.yaml")))
+            saved[relative] = _flat(config_to_dict(config_from_dict(yaml.safe_load(text), source=relative)))
         except (ConfigError, yaml.YAMLError) as err:
-            raise ConfigError(f"{job.run.where()}/config.yaml: unreadable ({str(err).splitlines()[0]}); "
+            raise ConfigError(f"{job.run.where()}/{relative}: unreadable ({str(err).splitlines()[0]}); "
                               "restore it or choose another train.name") from None
-        fixed = [f"{k}={old[k]!r} (got {new[k]!r})" for k in _ARCHITECTURE_KEYS if old.get(k) != new.get(k)]
-        if fixed:
-            raise ConfigError(f"run {job.cfg.train.name} was started with {', '.join(fixed)}; a resumed run cannot "
-                              "change the architecture: keep those values or choose another train.name")
-        changed = [f"{k}: {old[k]!r} -> {v!r}" for k, v in new.items() if k in old and old[k] != v]
-        print(f"resuming run {job.cfg.train.name}" + (f"; changed: {', '.join(changed)}" if changed else ""))
-    job.run.write_text("config.yaml", yaml.safe_dump(config_to_dict(job.cfg), sort_keys=False))
+    if not saved:
+        return
+    weights = next(iter(saved.values()))  # what the newest checkpoint's tensors were built with
+    fixed = [f"{k}={weights[k]!r} (got {new[k]!r})" for k in _ARCHITECTURE_KEYS if weights.get(k) != new.get(k)]
+    if fixed:
+        raise ConfigError(f"run {job.run.name} was started with {', '.join(fixed)}; a resumed run cannot "
+                          "change the architecture: keep those values or choose another train.name")
+    old = saved.get("config.yaml", weights)
+    changed = [f"{k}: {old[k]!r} -> {v!r}" for k, v in new.items() if k in old and old[k] != v]
+    print(f"resuming run {job.run.name}" + (f"; changed: {', '.join(changed)}" if changed else ""))
+
+
+def record_run(job: TrainJob) -> None:
+    """Mark the run directory as ours and save the resolved config (after every check has passed)."""
+    try:
+        job.run.mark_ours()
+        job.run.write_text("config.yaml", yaml.safe_dump(config_to_dict(job.cfg), sort_keys=False))
+    except OSError as err:
+        raise TrainingError(f"{job.run.where()}: the run's config could not be written ({err.strerror or err})") from None
 
 
 def ray_train_loop(config: dict) -> None:
@@ -101,10 +116,10 @@ def build_trainer(job: TrainJob, gpu: bool, run_config_overrides: dict | None = 
         run_config=RunConfig(
             name=job.run.name,
             storage_path=job.run.storage_path,
-            # max_failures: restarts from the last checkpoint after a worker dies; controller_failure_limit
-            # bounds the attempts to start the worker group, which Ray otherwise retries forever.
-            failure_config=FailureConfig(max_failures=cfg.train.max_failures,
-                                         controller_failure_limit=cfg.train.start_retries),
+            # Restarts after a worker dies are run_trainer's (Ray would also retry errors that are the user's
+            # to fix, forever with -1); controller_failure_limit bounds the attempts to start the worker
+            # group, which Ray otherwise retries forever.
+            failure_config=FailureConfig(max_failures=0, controller_failure_limit=cfg.train.start_retries),
             checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints),
             logging_config=LoggingConfig(log_level="WARNING"),  # Ray's per-report INFO lines drown the progress
             # Ray 2.60 patches print() in workers to both print and log each line: progress would show twice.
@@ -114,18 +129,28 @@ def build_trainer(job: TrainJob, gpu: bool, run_config_overrides: dict | None = 
     )
 
 
-def run_trainer(trainer) -> None:
-    """``trainer.fit()``, with a worker's data/config/checkpoint/training error raised here as itself, so
-    the user reads its one line instead of Ray's remote traceback."""
-    from ray.train import TrainingFailedError
+def run_trainer(build: Callable[[], object], max_failures: int) -> None:
+    """Fit the trainer ``build()`` makes. After a worker failure (a lost node, a killed process) fit a new
+    one, which resumes from the newest checkpoint, up to ``max_failures`` times (-1: no limit). A data,
+    config, checkpoint or training error is the user's to fix: raised at once as its own one line (not
+    Ray's remote traceback), never retried."""
+    from ray.train import TrainingFailedError, WorkerGroupError
 
-    try:
-        trainer.fit()
-    except TrainingFailedError as err:
-        user_error = user_error_from(err)
-        if user_error is None:
-            raise
-        raise user_error from None
+    restarts = 0
+    while True:
+        try:
+            build().fit()
+            return
+        except TrainingFailedError as err:
+            user_error = user_error_from(err)
+            if user_error is not None:
+                raise user_error from None
+            if not isinstance(err, WorkerGroupError) or (max_failures != -1 and restarts >= max_failures):
+                raise
+            restarts += 1
+            reason = next(iter(str(err).splitlines()[1:2]), type(err).__name__)
+            print(f"a worker failed ({reason[:200]}); restart {restarts}"
+                  f"{'' if max_failures == -1 else f' of {max_failures}'} from the newest checkpoint", flush=True)
 
 
 def _ray_gpu(job: TrainJob) -> bool:
@@ -139,7 +164,7 @@ def _ray_gpu(job: TrainJob) -> bool:
         raise ConfigError("config key 'model.sync_batchnorm' needs GPU workers: PyTorch's SyncBatchNorm has no CPU "
                           "implementation; got true on a CPU-only job")
     if not job.run.remote:
-        check_reachable(cfg, job.run.local_dir)
+        check_reachable(cfg)
     # Read by Ray Train's controller, which inherits it from this driver: one start attempt waits this long.
     os.environ["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = str(cfg.train.start_timeout_s)
     return gpu
@@ -148,13 +173,18 @@ def _ray_gpu(job: TrainJob) -> bool:
 def launch(cfg: Config) -> Path:
     """Train ``cfg`` (resuming its run if one of that name exists); returns the run directory."""
     job = resolve_run(cfg)
-    prepare_run_dir(job)
-    print(f"run directory: {job.run.where()}\ndata: {job.cfg.data.source}", flush=True)
-    if job.cfg.train.worker_range() == (0, 0):
+    check_run_dir(job)
+    local = job.cfg.train.worker_range() == (0, 0)
+    if local:
         import torch
 
         gpu = use_gpu(job.cfg.train.device, torch.cuda.device_count())
+    else:
+        gpu = _ray_gpu(job)
+    record_run(job)
+    print(f"run directory: {job.run.where()}\ndata: {job.cfg.data.source}", flush=True)
+    if local:
         train_loop(job, LocalSession(job.run.local_dir, keep=job.cfg.train.keep_checkpoints, gpu=gpu))
     else:
-        run_trainer(build_trainer(job, _ray_gpu(job)))
+        run_trainer(lambda: build_trainer(job, gpu), job.cfg.train.max_failures)
     return job.run.local_dir

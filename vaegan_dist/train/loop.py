@@ -16,11 +16,11 @@ from torch import nn
 
 from vaegan_dist.data.codec import to_unit_range
 from vaegan_dist.data.stream import first_images, stable_seed, training_stream
+from vaegan_dist.errors import TrainingError
 from vaegan_dist.model import VAEGAN, build_model
 from vaegan_dist.model.store import load_state
 from vaegan_dist.objectives import model_kind
 from vaegan_dist.train.checkpoint import save_checkpoint
-from vaegan_dist.train.errors import TrainingError
 from vaegan_dist.train.health import NonFiniteWatch, check_finite_weights
 from vaegan_dist.train.job import TrainJob
 from vaegan_dist.train.optim import apply_settings, build_optimizers
@@ -78,6 +78,15 @@ def _checkpoint(session: Session, job: TrainJob, model: VAEGAN, optimizers: dict
             except OSError as err:  # disk full, quota: the staging directory goes, earlier checkpoints stay
                 raise TrainingError(checkpoint_write_failed(done, err)) from None
         session.report({**metrics, "step": done}, directory, done)
+
+
+@contextlib.contextmanager
+def _disk_errors(step: int, what: str):
+    try:
+        yield
+    except OSError as err:
+        raise TrainingError(f"step {step}: {what} could not be written ({err.strerror or err}); the checkpoints "
+                            "on disk are intact: free space, then rerun the same command to resume") from None
 
 
 def train_loop(job: TrainJob, session: Session | None = None) -> dict[str, float]:
@@ -140,14 +149,16 @@ def train_loop(job: TrainJob, session: Session | None = None) -> dict[str, float
                 print(progress_line(done, total, last, world, kind.progress), flush=True)
             if done % cfg.train.image_every == 0 or is_last:
                 samples, recon = _grids(model, z_fixed, x_fixed, runtime)
-                tb.grid("samples", samples, done)
-                tb.grid("reconstructions", recon, done)
+                with _disk_errors(done, "the sample grids"):
+                    tb.grid("samples", samples, done)
+                    tb.grid("reconstructions", recon, done)
         if checkpoint_now:
             check_finite_weights(model.networks(), done)
             _checkpoint(session, job, model, optimizers, done, start, last)
             if tb is not None:
-                tb.writer.flush()
-                run.upload("tensorboard", "samples")
+                with _disk_errors(done, "the TensorBoard logs"):
+                    tb.writer.flush()
+                    run.upload("tensorboard", "samples")
         elif log_now:
             session.report({**last, "step": done}, None, done)
 

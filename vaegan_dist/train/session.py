@@ -21,8 +21,15 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from vaegan_dist.model.store import checkpoint_name, checkpoint_step, find_checkpoints, is_complete
-from vaegan_dist.train.errors import TrainingError
+from vaegan_dist.atomic import sweep_temporaries
+from vaegan_dist.errors import TrainingError
+from vaegan_dist.model.store import (
+    checkpoint_name,
+    checkpoint_step,
+    find_checkpoints,
+    incomplete_checkpoints,
+    is_complete,
+)
 
 
 class Session(Protocol):
@@ -80,11 +87,18 @@ def agreed_restore_point(ray_checkpoint_path: str | None, local_run_dir: Path | 
     if rank == 0:
         ray_step = checkpoint_step(ray_checkpoint_path) if ray_checkpoint_path else -1
         on_disk = find_checkpoints(local_run_dir) if local_run_dir is not None else []
+        if local_run_dir is not None:
+            report_incomplete(local_run_dir)
         if on_disk and checkpoint_step(on_disk[-1]) > ray_step:
             choice = RestorePoint("disk", checkpoint_step(on_disk[-1]), str(on_disk[-1]))
         elif ray_checkpoint_path:
             choice = RestorePoint("ray", ray_step, ray_checkpoint_path)
     return broadcast(choice)
+
+
+def report_incomplete(run_dir: Path) -> None:
+    for skipped in incomplete_checkpoints(run_dir):
+        print(f"skipping {skipped.name}: incomplete (its state.pt is missing or cut short)", flush=True)
 
 
 def _quiet_report_log() -> None:
@@ -176,6 +190,10 @@ class LocalSession:
         self.keep = keep
         self.gpu = gpu
         self.reports: list[dict[str, float]] = []
+        for stale in self.run_dir.glob(".checkpoint_*.tmp"):  # staged by a run that was killed
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+        sweep_temporaries(self.run_dir)
 
     def device(self) -> torch.device:
         return torch.device("cuda") if self.gpu else torch.device("cpu")
@@ -185,6 +203,7 @@ class LocalSession:
 
     @contextlib.contextmanager
     def restore_dir(self) -> Iterator[Path | None]:
+        report_incomplete(self.run_dir)
         found = find_checkpoints(self.run_dir)
         yield found[-1] if found else None
 
@@ -203,8 +222,14 @@ class LocalSession:
         if checkpoint_dir is None:
             return
         final = self.run_dir / checkpoint_name(step)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(checkpoint_dir, final)
+        if final.is_symlink() or (final.exists() and not final.is_dir()):
+            raise TrainingError(f"step {step}: {final} exists and is not a checkpoint directory; move it away and "
+                                "rerun to resume")
+        try:
+            if final.exists():
+                shutil.rmtree(final)  # an incomplete copy of this step (a complete one is never rewritten)
+            os.replace(checkpoint_dir, final)
+        except OSError as err:
+            raise TrainingError(checkpoint_write_failed(step, err)) from None
         for old in find_checkpoints(self.run_dir)[: -self.keep]:
             shutil.rmtree(old, ignore_errors=True)

@@ -15,6 +15,7 @@ import yaml
 
 from vaegan_dist.atomic import atomic_write_text
 from vaegan_dist.config import ConfigError, config_from_dict
+from vaegan_dist.model.store import checkpoint_step, find_checkpoints
 
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 STAGING = Path("~/vaegan-dist/staging")
@@ -51,16 +52,25 @@ class RunStorage:
             f.write(text.encode())
 
     def read_text(self, relative: str) -> str | None:
-        if not self.remote:
-            path = self.local_dir / relative
-            return path.read_text() if path.exists() else None
-        import pyarrow.fs
+        """The file's text, None if it does not exist; anything else in its place is a one-line error."""
+        try:
+            if not self.remote:
+                path = self.local_dir / relative
+                if not path.exists() and not path.is_symlink():
+                    return None
+                if path.is_symlink() or not path.is_file():
+                    raise ConfigError(f"{path}: not a regular file; move it away or choose another train.name")
+                return path.read_text()
+            import pyarrow.fs
 
-        fs, root = self._fs()
-        if fs.get_file_info(f"{root}/{relative}").type == pyarrow.fs.FileType.NotFound:
-            return None
-        with fs.open_input_stream(f"{root}/{relative}") as f:
-            return f.read().decode()
+            fs, root = self._fs()
+            if fs.get_file_info(f"{root}/{relative}").type == pyarrow.fs.FileType.NotFound:
+                return None
+            with fs.open_input_stream(f"{root}/{relative}") as f:
+                return f.read().decode()
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{self.where()}/{relative}: unreadable ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0][:200]}); choose another train.name") from None
 
     def __repr__(self) -> str:
         return f"RunStorage({self.storage_path!r}, {self.name!r})"
@@ -83,29 +93,45 @@ class RunStorage:
             return None
         return [info.base_name for info in fs.get_file_info(pyarrow.fs.FileSelector(root))]
 
-    def claim(self) -> None:
-        """Make sure the run directory is ours before anything is written to it: new, empty, marked as a
-        vaegan-dist run, or (runs from before the marker) holding a config.yaml of ours. Anything else
-        belongs to someone else and is refused, so no user file is ever overwritten."""
+    def check_ours(self) -> None:
+        """Refuse a run directory that is not ours, reading only: ours is new, empty, marked as a vaegan-dist
+        run, or (runs from before the marker) holds a complete config.yaml of ours and a checkpoint_*
+        directory. Anything else belongs to someone else, and nothing of it is ever overwritten."""
         entries = self._entries()
-        if entries is not None and entries and RUN_MARKER not in entries and not self._has_our_config(entries):
-            raise ConfigError(f"config key 'train.name': {self.where()} exists and is not a vaegan-dist run "
-                              f"(no {RUN_MARKER}); choose another train.name or train.storage_path")
-        if entries is None or RUN_MARKER not in entries:
-            if not self.remote:
-                self.local_dir.mkdir(parents=True, exist_ok=True)
-            self.write_text(RUN_MARKER, "a vaegan-dist run directory: checkpoints, TensorBoard events, samples\n")
-        elif not self.remote:
-            self.local_dir.mkdir(parents=True, exist_ok=True)
+        if not entries or RUN_MARKER in entries or self._is_legacy_run(entries):
+            return
+        raise ConfigError(f"config key 'train.name': {self.where()} exists and is not a vaegan-dist run "
+                          f"(no {RUN_MARKER}); choose another train.name or train.storage_path")
 
-    def _has_our_config(self, entries: list[str]) -> bool:
-        if "config.yaml" not in entries:
+    def mark_ours(self) -> None:
+        if not self.remote:
+            self.local_dir.mkdir(parents=True, exist_ok=True)
+        if RUN_MARKER not in (self._entries() or []):
+            self.write_text(RUN_MARKER, "a vaegan-dist run directory: checkpoints, TensorBoard events, samples\n")
+
+    def _is_legacy_run(self, entries: list[str]) -> bool:
+        if "config.yaml" not in entries or not any(checkpoint_step(e) >= 0 for e in entries):
             return False
         try:
-            config_from_dict(yaml.safe_load(self.read_text("config.yaml") or ""))
-        except (ConfigError, yaml.YAMLError, OSError, UnicodeDecodeError):
+            raw = yaml.safe_load(self.read_text("config.yaml") or "")
+            config_from_dict(raw)
+        except (ConfigError, yaml.YAMLError):
             return False
-        return True
+        return isinstance(raw, dict) and set(raw) >= {"data", "model", "objective", "optim", "train"}
+
+    def saved_configs(self) -> list[tuple[str, str]]:
+        """(relative path, text) of the configs a rerun must agree with: the newest checkpoint's (what its
+        tensors were built with), then the run's own config.yaml; those that exist."""
+        entries = self._entries() or []
+        checkpoints = sorted((e for e in entries if checkpoint_step(e) >= 0), key=checkpoint_step)
+        if not self.remote:
+            checkpoints = [p.name for p in find_checkpoints(self.local_dir)]  # complete ones only
+        found = []
+        for relative in ([f"{checkpoints[-1]}/config.yaml"] if checkpoints else []) + ["config.yaml"]:
+            text = self.read_text(relative)
+            if text is not None:
+                found.append((relative, text))
+        return found
 
     def upload(self, *relative_dirs: str) -> None:
         """Copy staged directories to the URL (no-op for local storage)."""
