@@ -36,3 +36,14 @@ def tiny_config(data_dir: Path, run_root: Path, name: str = "run", *overrides: s
         "model.width=0.125", "model.encoder_fc=32", "model.discriminator_fc=16", "model.latent_dim=8",
         "train.grid_size=8", *overrides,
     ])
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """tests/unit: functions against hand computations and references, no I/O beyond a temp dir, seconds in
+    all. tests/integration: training runs, Ray, subprocesses, several processes. `-m unit` runs the first."""
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        if "unit" in parts:
+            item.add_marker(pytest.mark.unit)
+        elif "integration" in parts:
+            item.add_marker(pytest.mark.integration)

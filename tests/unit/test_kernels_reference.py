@@ -1,4 +1,4 @@
-"""The loss ops against hand computations (their Triton paths: tests/test_kernels_triton.py)."""
+"""The loss ops against hand computations (their Triton paths: tests/unit/test_kernels_triton.py)."""
 
 import math
 

@@ -11,7 +11,7 @@ import pytest
 from vaegan_dist.model.store import load_state
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GCS_PORT, DASHBOARD_PORT = "6391", "8276"
 
 

@@ -1,5 +1,5 @@
 """A golden loss curve: the first 20 steps of the smoke preset on CPU, with fixed weights, images and noise,
-kept as a small asset (tests/assets/golden_smoke_losses.json). Any change to the forward pass, the losses,
+kept as a small asset (tests/unit/assets/golden_smoke_losses.json). Any change to the forward pass, the losses,
 gradient routing, the optimiser or the learning-rate schedule moves these numbers.
 
 The curve is computed in float64. In float32, rounding that depends on the thread count and the CPU's
@@ -9,7 +9,7 @@ noise stays below 1e-9 (measured: 4e-13 between 1 and 2 threads), while scaling 
 by 1.01 moves a term by 5%.
 
 Regenerate after an intended change, and say why in the commit:
-    VAEGAN_WRITE_GOLDEN=1 python -m pytest tests/test_golden_losses.py
+    VAEGAN_WRITE_GOLDEN=1 python -m pytest tests/unit/test_golden_losses.py
 """
 
 import dataclasses

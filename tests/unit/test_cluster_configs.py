@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-CLUSTER = Path(__file__).resolve().parents[1] / "cluster"
+CLUSTER = Path(__file__).resolve().parents[2] / "cluster"
 
 
 @pytest.mark.parametrize("name", ["aws.yaml", "gcp.yaml"])
