@@ -41,8 +41,15 @@ def int_range(low: int, high: int | None = None):
     return parse
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line naming the argument (argparse prints its whole usage block first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vaegan-dist", description=__doc__.split("\n")[0],
+    parser = OneLineParser(prog="vaegan-dist", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
