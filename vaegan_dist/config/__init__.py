@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from vaegan_dist.config.errors import ConfigError
 from vaegan_dist.config.io import save_config
-from vaegan_dist.config.parse import all_keys, apply_overrides, config_from_dict, config_to_dict
+from vaegan_dist.config.parse import (
+    all_keys,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+    config_to_flat_dict,
+)
 from vaegan_dist.config.presets import PRESETS, preset
 from vaegan_dist.config.schema import (
     Config,
@@ -32,5 +38,5 @@ def build_config(preset_name: str = "smoke", overrides: list[str] | None = None)
 __all__ = [
     "Config", "DataConfig", "ModelConfig", "ObjectiveConfig", "OptimConfig", "TrainConfig", "RayConfig",
     "ConfigError", "PRESETS", "preset", "build_config", "apply_overrides", "config_from_dict",
-    "config_to_dict", "validate", "save_config", "all_keys",
+    "config_to_dict", "config_to_flat_dict", "validate", "save_config", "all_keys",
 ]

@@ -137,3 +137,9 @@ def config_from_dict(data: dict[str, Any], source: str = "config") -> Config:
 
 def config_to_dict(cfg: Config) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
+
+
+def config_to_flat_dict(cfg: Config) -> dict[str, Any]:
+    """``{"train.steps": 400, ...}``: every leaf under the key a user overrides it with."""
+    return {f"{group}.{k}": v for group, values in config_to_dict(cfg).items() if isinstance(values, dict)
+            for k, v in values.items()}

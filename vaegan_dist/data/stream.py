@@ -184,7 +184,7 @@ def training_stream(source: str | Path | ShardSource, split: str, image_size: in
     replaying what it already saw. Each reader (the process, or each DataLoader worker) interleaves
     ``open_shards`` shards. Raises :class:`DataError` (one line) when the data turns out unreadable.
     """
-    src = source if isinstance(source, ShardSource) else open_source(source, split)
+    src = open_source(source, split)  # a ShardSource the driver resolved passes through as it is
     check_image_size(src, image_size)
     failures = Failures(src.where)
     pipeline = wds.DataPipeline(
@@ -214,7 +214,7 @@ def one_line_errors(batches: Iterator) -> Iterator:
 
 def first_images(source: str | Path | ShardSource, split: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``n`` samples of ``split`` in shard order: a fixed batch for reconstruction grids."""
-    src = source if isinstance(source, ShardSource) else open_source(source, split)
+    src = open_source(source, split)  # a ShardSource the driver resolved passes through as it is
     failures = Failures(src.where)
     items = (shard_item(url, src.checksums) for url in src.urls)
     decode = Decode(src.image_encoding, src.attributes, src.image_size, False, False, 0, 0, 0, failures)

@@ -22,16 +22,12 @@ NEVER = 2**62  # "no bad step yet"
 
 class NonFiniteWatch:
     def __init__(self, device: torch.device, terms: tuple[str, ...]):
-        self.device = device
         self.terms = list(terms)
-        self.first_bad: torch.Tensor | None = None  # int64 [terms]: first step each term was not finite
-        self.bad_values: torch.Tensor | None = None  # float32 [terms]: the value at that step
+        self.first_bad = torch.full((len(terms),), NEVER, dtype=torch.int64, device=device)  # first bad step per term
+        self.bad_values = torch.zeros(len(terms), device=device)  # the value at that step
 
     def update(self, losses: dict[str, torch.Tensor], step: int) -> None:
         """Fold one step's metrics in (``self.terms`` of them are checked), on the device, without a sync."""
-        if self.first_bad is None:
-            self.first_bad = torch.full((len(self.terms),), NEVER, dtype=torch.int64, device=self.device)
-            self.bad_values = torch.zeros(len(self.terms), device=self.device)
         values = torch.stack([losses[t].detach().float().reshape(()) for t in self.terms])
         bad = ~torch.isfinite(values)
         newly = bad & (self.first_bad == NEVER)
@@ -40,8 +36,6 @@ class NonFiniteWatch:
 
     def check(self) -> None:
         """Raise on every rank if any rank saw a non-finite term since the run (re)started."""
-        if self.first_bad is None:
-            return
         first = self.first_bad.clone()
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             dist.all_reduce(first, op=dist.ReduceOp.MIN)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from vaegan_dist.config import Config, ConfigError, config_from_dict, config_to_dict
+from vaegan_dist.config import Config, ConfigError, config_from_dict, config_to_dict, config_to_flat_dict
 from vaegan_dist.data.sources import canonical, open_sources
 from vaegan_dist.data.stream import check_image_size
 from vaegan_dist.data.synthetic import ensure_synthetic
@@ -56,20 +56,16 @@ def resolve_run(cfg: Config, now: datetime.datetime | None = None) -> TrainJob:
                     sources[grid_split], grid_split)
 
 
-def _flat(cfg_dict: dict) -> dict[str, object]:
-    return {f"{g}.{k}": v for g, vals in cfg_dict.items() if isinstance(vals, dict) for k, v in vals.items()}
-
-
 def check_run_dir(job: TrainJob) -> None:
     """Everything that can refuse a run directory, before anything is written to it: the directory must be
     ours, and a rerun may not change the architecture (the checkpoint's tensors could not be loaded).
     Says which other keys changed."""
     job.run.check_ours()
-    new = _flat(config_to_dict(job.cfg))
+    new = config_to_flat_dict(job.cfg)
     saved = {}
     for relative, text in job.run.saved_configs():  # the newest checkpoint's, then the run's
         try:
-            saved[relative] = _flat(config_to_dict(config_from_dict(yaml.safe_load(text), source=relative)))
+            saved[relative] = config_to_flat_dict(config_from_dict(yaml.safe_load(text), source=relative))
         except (ConfigError, yaml.YAMLError) as err:
             raise ConfigError(f"{job.run.where()}/{relative}: unreadable ({str(err).splitlines()[0]}); "
                               "restore it or choose another train.name") from None

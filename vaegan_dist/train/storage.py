@@ -122,9 +122,9 @@ class RunStorage:
     def saved_configs(self) -> list[tuple[str, str]]:
         """(relative path, text) of the configs a rerun must agree with: the newest checkpoint's (what its
         tensors were built with), then the run's own config.yaml; those that exist."""
-        entries = self._entries() or []
-        checkpoints = sorted((e for e in entries if checkpoint_step(e) >= 0), key=checkpoint_step)
-        if not self.remote:
+        if self.remote:
+            checkpoints = sorted((e for e in self._entries() or [] if checkpoint_step(e) >= 0), key=checkpoint_step)
+        else:
             checkpoints = [p.name for p in find_checkpoints(self.local_dir)]  # complete ones only
         found = []
         for relative in ([f"{checkpoints[-1]}/config.yaml"] if checkpoints else []) + ["config.yaml"]:

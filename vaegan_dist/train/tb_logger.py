@@ -7,16 +7,13 @@ from pathlib import Path
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from vaegan_dist.config import Config, config_to_dict
+from vaegan_dist.config import Config, config_to_flat_dict
 from vaegan_dist.data.codec import write_grid
 
 
 def flat_hparams(cfg: Config) -> dict[str, float | int | str | bool]:
-    out = {"preset": cfg.preset}
-    for group, values in config_to_dict(cfg).items():
-        if isinstance(values, dict):
-            out.update({f"{group}.{k}": v for k, v in values.items() if isinstance(v, (int, float, str, bool))})
-    return out
+    flat = config_to_flat_dict(cfg)
+    return {"preset": cfg.preset, **{k: v for k, v in flat.items() if isinstance(v, (int, float, str, bool))}}
 
 
 class TensorBoardLogger:
