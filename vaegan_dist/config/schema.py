@@ -30,6 +30,10 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
+    # vaegan: the paper's model; the baselines of its comparison, with the same networks: vae (pixel-wise
+    # Gaussian reconstruction error, no discriminator), vae_disl (reconstruction error in Dis_l of a GAN
+    # discriminator, no GAN gradient to the decoder), gan (the decoder as a generator from p(z), no encoder).
+    kind: Literal["vaegan", "vae", "vae_disl", "gan"] = "vaegan"
     latent_dim: int = 128
     encoder_fc: int = 2048  # paper: 2048, released code: 1024
     discriminator_fc: int = 512

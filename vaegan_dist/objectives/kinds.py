@@ -1,19 +1,29 @@
 """One place that decides, per model kind, which networks train, how one step's gradients are computed
 and which metrics a person watches. The training step is the same for every kind; only this changes.
 
-Today there is one kind, the paper's VAE/GAN; the baselines (a plain VAE, a VAE with the Dis_l
-similarity, a plain GAN) are new entries here, not ``if kind ==`` branches in the loop.
+The four kinds are the paper's comparison (its sample figure), all with the same networks:
+
+    vaegan    Enc <- L_prior + L_llike ; Dec <- gamma*L_llike - L_GAN ; Dis <- L_GAN   (L_llike in Dis_l)
+    vae       Enc, Dec <- L_prior + L_pixel  (element-wise Gaussian, unit variance); no discriminator
+    vae_disl  Enc <- L_prior + L_llike ; Dec <- L_llike ; Dis <- L_GAN   (the decoder gets no GAN gradient)
+    gan       Dec <- its GAN loss from z_p ~ p(z) ; Dis <- L_GAN ; no encoder
+
+The plain VAE's reconstruction term is reported as ``loss/l_llike`` like the others' (it is the same
+Gaussian negative log-likelihood, in pixel space instead of Dis_l), so curves line up across kinds.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from vaegan_dist.objectives.losses import compute_losses, run_forward
-from vaegan_dist.objectives.routing import compute_gradients
+import kernels
+from vaegan_dist.model.vaegan import KIND_NETWORKS
+from vaegan_dist.objectives.losses import compute_losses, gan_terms, run_forward
+from vaegan_dist.objectives.routing import compute_generator_gradients, compute_gradients
 
 
 @dataclass
@@ -24,45 +34,101 @@ class StepOutcome:
     gan_costs: tuple[torch.Tensor, torch.Tensor] | None  # (real, fake) for the equilibrium trick, if any
 
 
+ForwardBackward = Callable[[dict[str, nn.Module], torch.Tensor, torch.Tensor, torch.Tensor, object, object],
+                           StepOutcome]
+
+
 @dataclass(frozen=True)
 class ModelKind:
     name: str
+    networks: tuple[str, ...]  # the networks this kind has (each with its optimiser and DDP wrapper)
     progress: tuple[tuple[str, str, str], ...]  # (metric key, label, format) on the console progress line
     loss_terms: tuple[str, ...]  # the metrics that must stay finite, in the order a failure names them
+    run: ForwardBackward
+
+    @property
+    def has_encoder(self) -> bool:
+        return "encoder" in self.networks
 
     def forward_backward(self, networks: dict[str, nn.Module], x: torch.Tensor, eps: torch.Tensor,
                          z_p: torch.Tensor, objective, autocast) -> StepOutcome:
         """Forward once under ``autocast``, then fill the gradient of every network in ``networks`` (the
         model's ``networks()``, possibly DDP-wrapped; see objectives.routing)."""
-        encoder, decoder, discriminator = (networks[n] for n in ("encoder", "decoder", "discriminator"))
-        with autocast():
-            fwd = run_forward(encoder, decoder, discriminator, x, eps, z_p)
-            losses = compute_losses(fwd, objective)
-        compute_gradients(fwd, losses, encoder, decoder, discriminator, objective)
-        terms = {"loss/l_prior": losses.l_prior.detach(), "loss/l_llike": losses.l_llike.detach(),
-                 "loss/l_gan": losses.l_gan.detach(), "loss/l_gen": losses.l_gen.detach()}
-        metrics = {
-            **terms,
-            "loss/encoder": terms["loss/l_prior"] + terms["loss/l_llike"],
-            "gan/real_cost": losses.real_cost,
-            "gan/fake_cost": losses.fake_cost,
-            "gan/d_real": losses.d_real,
-            "gan/d_recon": losses.d_recon,
-            "gan/d_prior": losses.d_prior,
-            "stats/kl_per_dim": terms["loss/l_prior"] / fwd.mu.shape[1],
-        }
-        return StepOutcome(metrics, (losses.real_cost, losses.fake_cost))
+        return self.run(networks, x, eps, z_p, objective, autocast)
 
 
-VAEGAN_KIND = ModelKind(
-    name="vaegan",
-    progress=(("loss/l_llike", "l_llike", "9.2f"), ("loss/l_prior", "l_prior", "7.2f"), ("loss/l_gan", "l_gan", "6.3f"),
-              ("gan/d_real", "D(x)", ".2f"), ("gan/d_recon", "D(x~)", ".2f"), ("gan/d_prior", "D(x_p)", ".2f")),
-    loss_terms=("loss/l_prior", "loss/l_llike", "loss/l_gan", "loss/l_gen"),
-)
+def _vaegan(networks, x, eps, z_p, objective, autocast, decoder_gan: bool = True) -> StepOutcome:
+    encoder, decoder, discriminator = (networks[n] for n in ("encoder", "decoder", "discriminator"))
+    with autocast():
+        fwd = run_forward(encoder, decoder, discriminator, x, eps, z_p)
+        losses = compute_losses(fwd, objective)
+    compute_gradients(fwd, losses, encoder, decoder, discriminator, objective, decoder_gan=decoder_gan)
+    terms = {"loss/l_prior": losses.l_prior.detach(), "loss/l_llike": losses.l_llike.detach(),
+             "loss/l_gan": losses.l_gan.detach(), "loss/l_gen": losses.l_gen.detach()}
+    metrics = {
+        **terms,
+        "loss/encoder": terms["loss/l_prior"] + terms["loss/l_llike"],
+        "gan/real_cost": losses.real_cost,
+        "gan/fake_cost": losses.fake_cost,
+        "gan/d_real": losses.d_real,
+        "gan/d_recon": losses.d_recon,
+        "gan/d_prior": losses.d_prior,
+        "stats/kl_per_dim": terms["loss/l_prior"] / fwd.mu.shape[1],
+    }
+    return StepOutcome(metrics, (losses.real_cost, losses.fake_cost))
 
-KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (VAEGAN_KIND,)}
+
+def _vae_disl(networks, x, eps, z_p, objective, autocast) -> StepOutcome:
+    return _vaegan(networks, x, eps, z_p, objective, autocast, decoder_gan=False)
+
+
+def _vae(networks, x, eps, z_p, objective, autocast) -> StepOutcome:
+    encoder, decoder = networks["encoder"], networks["decoder"]
+    with autocast():
+        mu, logvar = encoder(x)
+        z, kl = kernels.reparameterize_kl(mu, logvar, eps)
+        x_rec = decoder(z)
+        l_prior = kl.mean()
+        l_llike = kernels.feature_nll(x_rec, x.to(x_rec.dtype))  # 1/2 ||x~ - x||^2 over pixels
+    params = [p for net in (encoder, decoder) for p in net.parameters()]
+    torch.autograd.backward(l_prior + l_llike, inputs=params)
+    l_prior, l_llike = l_prior.detach(), l_llike.detach()
+    metrics = {"loss/l_prior": l_prior, "loss/l_llike": l_llike, "loss/encoder": l_prior + l_llike,
+               "stats/kl_per_dim": l_prior / mu.shape[1]}
+    return StepOutcome(metrics, None)
+
+
+def _gan(networks, x, eps, z_p, objective, autocast) -> StepOutcome:
+    decoder, discriminator = networks["decoder"], networks["discriminator"]
+    with autocast():
+        x_fake = decoder(z_p)
+        logits, _ = discriminator(torch.cat([x.to(x_fake.dtype), x_fake]))
+        real, prior = logits.float().chunk(2)
+        gan = gan_terms(real, [prior], objective)
+    compute_generator_gradients(x_fake, gan.l_gan, gan.l_gen, decoder, discriminator, objective)
+    with torch.no_grad():
+        d_real, d_prior = torch.sigmoid(real).mean(), torch.sigmoid(prior).mean()
+    metrics = {"loss/l_gan": gan.l_gan.detach(), "loss/l_gen": gan.l_gen.detach(), "gan/real_cost": gan.real_cost,
+               "gan/fake_cost": gan.fake_cost, "gan/d_real": d_real, "gan/d_prior": d_prior}
+    return StepOutcome(metrics, (gan.real_cost, gan.fake_cost))
+
+
+_GAN_PROGRESS = (("loss/l_gan", "l_gan", "6.3f"), ("gan/d_real", "D(x)", ".2f"))
+_VAE_PROGRESS = (("loss/l_llike", "l_llike", "9.2f"), ("loss/l_prior", "l_prior", "7.2f"))
+KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (
+    ModelKind("vaegan", KIND_NETWORKS["vaegan"],
+              (*_VAE_PROGRESS, *_GAN_PROGRESS, ("gan/d_recon", "D(x~)", ".2f"), ("gan/d_prior", "D(x_p)", ".2f")),
+              ("loss/l_prior", "loss/l_llike", "loss/l_gan", "loss/l_gen"), _vaegan),
+    ModelKind("vae_disl", KIND_NETWORKS["vae_disl"],
+              (*_VAE_PROGRESS, *_GAN_PROGRESS, ("gan/d_recon", "D(x~)", ".2f"), ("gan/d_prior", "D(x_p)", ".2f")),
+              ("loss/l_prior", "loss/l_llike", "loss/l_gan", "loss/l_gen"), _vae_disl),
+    ModelKind("vae", KIND_NETWORKS["vae"], _VAE_PROGRESS, ("loss/l_prior", "loss/l_llike"), _vae),
+    ModelKind("gan", KIND_NETWORKS["gan"], (*_GAN_PROGRESS, ("gan/d_prior", "D(x_p)", ".2f")),
+              ("loss/l_gan", "loss/l_gen"), _gan),
+)}
 
 
 def model_kind(name: str = "vaegan") -> ModelKind:
+    if name not in KINDS:
+        raise ValueError(f"unknown model kind {name!r}; choose one of: {', '.join(KINDS)}")
     return KINDS[name]

@@ -63,36 +63,47 @@ def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
 
 
+@dataclass
+class GanTerms:
+    l_gan: torch.Tensor  # the discriminator's cross-entropy
+    l_gen: torch.Tensor  # the decoder's GAN loss (before its weight)
+    real_cost: torch.Tensor  # mean -log D(x), detached
+    fake_cost: torch.Tensor  # mean -log(1 - D(fake)) over all fakes, detached
+
+
+def gan_terms(real: torch.Tensor, fakes: list[torch.Tensor], objective) -> GanTerms:
+    """The discriminator's loss on real logits and one or more sets of fake logits, and the generator's."""
+    real_cost = _bce(real, 1.0)
+    fake_cost = _bce(torch.cat(fakes), 0.0)
+    if objective.discriminator_weighting == "sum":
+        l_gan = real_cost + sum(_bce(f, 0.0) for f in fakes)
+    else:
+        l_gan = 0.5 * (real_cost + fake_cost)
+    if objective.generator_loss == "minimax":
+        l_gen = -l_gan
+    elif objective.discriminator_weighting == "sum":
+        l_gen = sum(_bce(f, 1.0) for f in fakes)
+    else:
+        l_gen = 0.5 * _bce(torch.cat(fakes), 1.0)
+    return GanTerms(l_gan, l_gen, real_cost.detach(), fake_cost.detach())
+
+
 def compute_losses(fwd: Forward, objective) -> Losses:
     """``objective`` is a :class:`vaegan_dist.config.ObjectiveConfig`."""
     logits = fwd.logits.float()
     real, recon, prior = fwd.parts(logits)
     f_real, f_recon, _ = fwd.parts(fwd.features)
     fakes = [prior, recon] if objective.fakes == "prior_and_reconstruction" else [prior]
-
-    real_cost = _bce(real, 1.0)
-    fake_terms = [_bce(f, 0.0) for f in fakes]
-    fake_cost = _bce(torch.cat(fakes), 0.0)
-    if objective.discriminator_weighting == "sum":
-        l_gan = real_cost + sum(fake_terms)
-    else:
-        l_gan = 0.5 * (real_cost + fake_cost)
-
-    if objective.generator_loss == "minimax":
-        l_gen = -l_gan
-    else:
-        gen_terms = [_bce(f, 1.0) for f in fakes]
-        l_gen = sum(gen_terms) if objective.discriminator_weighting == "sum" else 0.5 * _bce(torch.cat(fakes), 1.0)
-
+    gan = gan_terms(real, fakes, objective)
     with torch.no_grad():
         d_real, d_recon, d_prior = (torch.sigmoid(t).mean() for t in (real, recon, prior))
     return Losses(
         l_prior=fwd.kl.mean(),
         l_llike=kernels.feature_nll(f_recon, f_real.detach()),
-        l_gan=l_gan,
-        l_gen=l_gen,
-        real_cost=real_cost.detach(),
-        fake_cost=fake_cost.detach(),
+        l_gan=gan.l_gan,
+        l_gen=gan.l_gen,
+        real_cost=gan.real_cost,
+        fake_cost=gan.fake_cost,
         d_real=d_real,
         d_recon=d_recon,
         d_prior=d_prior,

@@ -41,19 +41,25 @@ def discriminator_weight_inverse(objective) -> float:
 
 
 def compute_gradients(fwd: Forward, losses: Losses, encoder: nn.Module, decoder: nn.Module,
-                      discriminator: nn.Module, objective) -> None:
-    """Accumulate each network's gradient into its ``.grad`` per the update rules above."""
+                      discriminator: nn.Module, objective, decoder_gan: bool = True) -> None:
+    """Accumulate each network's gradient into its ``.grad`` per the update rules above.
+
+    ``decoder_gan=False`` is the paper's VAE_Dis_l: the discriminator still learns the GAN game (so Dis_l
+    is a GAN discriminator's feature space), but the decoder steps on L_llike alone, at full weight."""
     x_fake = fwd.x_fake
     dis_params = [p for p in discriminator.parameters() if p.requires_grad]
     minimax = objective.generator_loss == "minimax"
+    want_input_grad = decoder_gan and minimax
 
     # 1. Discriminator. For the minimax game the decoder's GAN gradient is -dL_GAN/dx_fake: free here.
     x_fake.grad = None
-    torch.autograd.backward(losses.l_gan, inputs=dis_params + ([x_fake] if minimax else []), retain_graph=True)
-    if minimax:
+    torch.autograd.backward(losses.l_gan, inputs=dis_params + ([x_fake] if want_input_grad else []),
+                            retain_graph=True)
+    g_gen = None
+    if want_input_grad:
         g_gen = -x_fake.grad
         x_fake.grad = None
-    else:
+    elif decoder_gan:
         (g_gen,) = torch.autograd.grad(losses.l_gen, x_fake, retain_graph=True)
 
     # 2. Encoder: L_prior directly, L_llike through Dec; the GAN loss never enters. L_llike's gradient at the
@@ -64,8 +70,29 @@ def compute_gradients(fwd: Forward, losses: Losses, encoder: nn.Module, decoder:
     x_fake.grad = None
 
     # 3. Decoder parameters.
-    upstream = objective.gamma * g_llike + decoder_gan_weight(objective) * discriminator_weight_inverse(objective) * g_gen
+    if g_gen is None:
+        upstream = g_llike
+    else:
+        gan_weight = decoder_gan_weight(objective) * discriminator_weight_inverse(objective)
+        upstream = objective.gamma * g_llike + gan_weight * g_gen
     torch.autograd.backward(x_fake, grad_tensors=upstream, inputs=list(decoder.parameters()))
+
+
+def compute_generator_gradients(x_fake: torch.Tensor, l_gan: torch.Tensor, l_gen: torch.Tensor,
+                                decoder: nn.Module, discriminator: nn.Module, objective) -> None:
+    """The plain GAN: Dis <- L_GAN, Dec <- its GAN loss, with the same weighting as the VAE/GAN's decoder
+    (the released code's ``dis_weights_inv`` undone for Dec(z_p), the only fakes)."""
+    dis_params = [p for p in discriminator.parameters() if p.requires_grad]
+    minimax = objective.generator_loss == "minimax"
+    x_fake.grad = None
+    torch.autograd.backward(l_gan, inputs=dis_params + ([x_fake] if minimax else []), retain_graph=True)
+    if minimax:
+        g_gen = -x_fake.grad
+        x_fake.grad = None
+    else:
+        (g_gen,) = torch.autograd.grad(l_gen, x_fake, retain_graph=True)
+    inverse = 2.0 if objective.discriminator_weighting == "half" else 1.0
+    torch.autograd.backward(x_fake, grad_tensors=inverse * g_gen, inputs=list(decoder.parameters()))
 
 
 def equilibrium_updates(real_cost: float, fake_cost: float, value: float, margin: float) -> tuple[bool, bool]:

@@ -30,8 +30,8 @@ from vaegan_dist.train.session import LocalSession
 from vaegan_dist.train.storage import RunStorage, is_url
 
 # A resumed run cannot change these: the checkpoint's tensors have their shapes.
-_ARCHITECTURE_KEYS = ("data.image_size", "model.latent_dim", "model.encoder_fc", "model.discriminator_fc",
-                      "model.width")
+_ARCHITECTURE_KEYS = ("model.kind", "data.image_size", "model.latent_dim", "model.encoder_fc",
+                      "model.discriminator_fc", "model.width")
 
 
 def resolve_run(cfg: Config, now: datetime.datetime | None = None) -> TrainJob:

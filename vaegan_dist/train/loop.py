@@ -32,18 +32,22 @@ from vaegan_dist.train.tb_logger import TensorBoardLogger
 
 
 @torch.no_grad()
-def _grids(model: VAEGAN, z_fixed: torch.Tensor, x_fixed: torch.Tensor, runtime: Runtime) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fixed-z samples and fixed-batch reconstructions (rows alternate original / reconstruction)."""
+def _grids(model: VAEGAN, z_fixed: torch.Tensor, x_fixed: torch.Tensor, runtime: Runtime
+           ) -> dict[str, torch.Tensor]:
+    """Fixed-z samples and, for kinds with an encoder, fixed-batch reconstructions (rows alternate original /
+    reconstruction)."""
     model.eval()
     try:
         with runtime.autocast():
-            samples = model.decoder(z_fixed)
-            x = to_unit_range(x_fixed, runtime.device, runtime.memory_format)
-            recon = model.decoder(model.encoder(x)[0])
+            grids = {"samples": model.decoder(z_fixed)}
+            if model.can_reconstruct:
+                x = to_unit_range(x_fixed, runtime.device, runtime.memory_format)
+                recon = model.decoder(model.encoder(x)[0]).to(x.dtype)
+                grids["reconstructions"] = torch.cat([t for r in range(0, x.shape[0], 8)
+                                                      for t in (x[r : r + 8], recon[r : r + 8])])
     finally:
         model.train()
-    rows = [t for r in range(0, x.shape[0], 8) for t in (x[r : r + 8], recon[r : r + 8].to(x.dtype))]
-    return samples, torch.cat(rows)
+    return grids
 
 
 def _resume(model: VAEGAN, optimizers: dict[str, torch.optim.Optimizer], session: Session, job: TrainJob,
@@ -95,7 +99,7 @@ def train_loop(job: TrainJob, session: Session | None = None) -> dict[str, float
     session = session or RaySession(None if run.remote else run.local_dir)
     rank, world = session.world_rank, session.world_size
     runtime = runtime_for(session.gpu, session.device())
-    kind = model_kind()
+    kind = model_kind(cfg.model.kind)
     total = cfg.train.steps
 
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
@@ -148,10 +152,9 @@ def train_loop(job: TrainJob, session: Session | None = None) -> dict[str, float
                 tb.scalars({k: v for k, v in last.items() if k != "perf/first_step_unix"}, done)
                 print(progress_line(done, total, last, world, kind.progress), flush=True)
             if done % cfg.train.image_every == 0 or is_last:
-                samples, recon = _grids(model, z_fixed, x_fixed, runtime)
                 with _disk_errors(done, "the sample grids"):
-                    tb.grid("samples", samples, done)
-                    tb.grid("reconstructions", recon, done)
+                    for tag, images in _grids(model, z_fixed, x_fixed, runtime).items():
+                        tb.grid(tag, images, done)
         if checkpoint_now:
             check_finite_weights(model.networks(), done)
             _checkpoint(session, job, model, optimizers, done, start, last)

@@ -24,7 +24,7 @@ def base_lrs(optim) -> dict[str, float]:
 
 def build_optimizers(model: VAEGAN, optim) -> dict[str, torch.optim.Optimizer]:
     """One RMSProp per network of ``model``; ``optim`` is a :class:`vaegan_dist.config.OptimConfig`."""
-    exempt = {id(p) for p in model.encoder.head_parameters()}
+    exempt = {id(p) for p in model.encoder.head_parameters()} if model.encoder is not None else set()
     lrs = base_lrs(optim)
     return {
         name: torch.optim.RMSprop(_param_groups(network, optim.weight_decay, exempt), lr=lrs[name],
