@@ -26,7 +26,7 @@ from vaegan_dist.data.manifest import (
 from vaegan_dist.data.shards import ShardSeriesWriter
 from vaegan_dist.data.synthetic_faces import ATTRIBUTES, face
 
-RENDER_VERSION = 1  # bump when the drawing changes, so cached data sets are rebuilt
+RENDER_VERSION = 2  # bump when the drawing changes, so cached data sets are rebuilt
 SPLIT_FRACTIONS = (("train", 0.8), ("valid", 0.1), ("test", 0.1))
 
 
@@ -98,3 +98,9 @@ def ensure_synthetic(cache_dir: Path, num: int, size: int, seed: int = 0, progre
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return final
+
+
+def is_built_in(source: str | Path, cache_dir: str | Path) -> bool:
+    """Is ``source`` a built-in data set that :func:`ensure_synthetic` rendered into ``cache_dir``?"""
+    path = Path(str(source)).expanduser()
+    return path.name.startswith("synthetic-") and path.parent.resolve() == Path(cache_dir).expanduser().resolve()

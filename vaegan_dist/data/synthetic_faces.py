@@ -117,17 +117,20 @@ def render_face(rng: np.random.Generator, a: dict[str, int]) -> Image.Image:
         ex = cx + side * (hw - 1)
         d.ellipse([ex - 5, cy - 6, ex + 5, cy + 8], fill=skin)
         if a["Wearing_Earrings"]:
-            d.ellipse([ex - 3, cy + 8, ex + 3, cy + 14], fill=(250, 215, 60))
+            d.ellipse([ex - 5, cy + 7, ex + 5, cy + 17], fill=(250, 215, 60))
     d.ellipse([cx - hw, cy - hh, cx + hw, cy + hh], fill=skin)
     if a["Male"]:
         d.rectangle([cx - hw + 3, cy + 4, cx + hw - 3, cy + hh - 10], fill=skin)
         d.ellipse([cx - hw + 3, cy + hh - 22, cx + hw - 3, cy + hh + 1], fill=skin)
     if not a["No_Beard"]:
         d.chord([cx - hw + 2, cy - 4, cx + hw - 2, cy + hh + 2], 0, 180, fill=hair)
-    if not a["Young"]:
+    if not a["Young"]:  # forehead lines and nose-to-mouth folds, thick enough to survive 32 px
+        wrinkle = _rgb(np.array(skin) * 0.62)
         for k in range(3):
-            y = cy - hh * 0.55 + 4 * k
-            d.line([cx - 11 + yaw, y, cx + 11 + yaw, y], fill=_rgb(np.array(skin) * 0.75), width=1)
+            y = cy - hh * 0.6 + 5 * k
+            d.line([cx - 13 + yaw, y, cx + 13 + yaw, y], fill=wrinkle, width=3)
+        for side in (-1, 1):
+            d.line([cx + side * 7 + yaw, cy + 6, cx + side * 13 + yaw, cy + 20], fill=wrinkle, width=3)
 
     # Hair on top, bangs, hat.
     if not a["Bald"]:
@@ -153,18 +156,18 @@ def render_face(rng: np.random.Generator, a: dict[str, int]) -> Image.Image:
     for side in (-1, 1):
         ex = cx + side * 11 + yaw
         if a["Heavy_Makeup"]:
-            d.ellipse([ex - 7, ey - 6, ex + 7, ey + 2], fill=_rgb([120, 60, 140], rng, 20))
+            d.ellipse([ex - 9, ey - 8, ex + 9, ey + 3], fill=_rgb([120, 60, 140], rng, 20))
         d.ellipse([ex - 6, ey - 3, ex + 6, ey + 3], fill=(250, 250, 250))
         d.ellipse([ex - 2.5, ey - 2.5, ex + 2.5, ey + 2.5], fill=_rgb([60, 40, 30], rng, 15))
-        brow = 3 if a["Bushy_Eyebrows"] else 1
+        brow = 6 if a["Bushy_Eyebrows"] else 2
         d.line([ex - 7, ey - 8, ex + 7, ey - 8 - side * 0.5], fill=hair if not a["Bald"] else (60, 50, 40), width=brow)
     if a["Eyeglasses"]:
         frame = _rgb([20, 20, 20] if rng.random() < 0.6 else rng.integers(0, 256, 3))
         for side in (-1, 1):
             ex = cx + side * 11 + yaw
-            d.ellipse([ex - 9, ey - 7, ex + 9, ey + 7], outline=frame, width=2)
-            d.line([ex + side * 9, ey, cx + side * hw, ey - 2], fill=frame, width=2)
-        d.line([cx - 2 + yaw, ey, cx + 2 + yaw, ey], fill=frame, width=2)
+            d.ellipse([ex - 9, ey - 7, ex + 9, ey + 7], outline=frame, width=3)
+            d.line([ex + side * 9, ey, cx + side * hw, ey - 2], fill=frame, width=3)
+        d.line([cx - 2 + yaw, ey, cx + 2 + yaw, ey], fill=frame, width=3)
 
     # Nose, cheeks, mouth, moustache.
     d.line([cx + yaw, ey + 3, cx + yaw + 2, ey + 13, cx + yaw - 2, ey + 14], fill=_rgb(np.array(skin) * 0.7), width=1)
@@ -172,14 +175,20 @@ def render_face(rng: np.random.Generator, a: dict[str, int]) -> Image.Image:
         for side in (-1, 1):
             x = cx + side * 15 + yaw
             d.ellipse([x - 5, ey + 10, x + 5, ey + 17], fill=(235, 120, 130))
-    my, mw = cy + 18, 9 + (3 if a["Smiling"] else 0)
+    # Mouth: closed (a line), slightly open (a dark oval), smiling (a wide half-moon showing teeth, dark
+    # inside too when also open). Sizes in canvas pixels: at 32 px each is 4 canvas pixels.
+    my, mw = cy + 18, 9 + (5 if a["Smiling"] else 0)
     lips = (200, 30, 50) if a["Wearing_Lipstick"] else _rgb(np.array(skin) * [0.75, 0.55, 0.55])
-    if a["Mouth_Slightly_Open"]:
-        d.ellipse([cx - mw * 0.7 + yaw, my - 2, cx + mw * 0.7 + yaw, my + 6], fill=(60, 15, 20), outline=lips, width=2)
     if a["Smiling"]:
-        d.arc([cx - mw + yaw, my - 9, cx + mw + yaw, my + 5], 20, 160, fill=lips, width=3)
-    elif not a["Mouth_Slightly_Open"]:
-        d.line([cx - mw + yaw, my, cx + mw + yaw, my], fill=lips, width=3)
+        depth = 12 if a["Mouth_Slightly_Open"] else 8
+        d.chord([cx - mw + yaw, my - depth, cx + mw + yaw, my + depth], 0, 180,
+                fill=(60, 15, 20) if a["Mouth_Slightly_Open"] else (245, 242, 235), outline=lips, width=4)
+        if a["Mouth_Slightly_Open"]:
+            d.rectangle([cx - mw * 0.6 + yaw, my + 1, cx + mw * 0.6 + yaw, my + 4], fill=(245, 242, 235))
+    elif a["Mouth_Slightly_Open"]:
+        d.ellipse([cx - mw * 0.8 + yaw, my - 4, cx + mw * 0.8 + yaw, my + 8], fill=(60, 15, 20), outline=lips, width=3)
+    else:
+        d.line([cx - mw + yaw, my, cx + mw + yaw, my], fill=lips, width=4)
     if a["Mustache"]:
         d.chord([cx - 10 + yaw, my - 9, cx + 10 + yaw, my - 1], 180, 360, fill=hair)
 
