@@ -34,7 +34,7 @@ def tiny_config(data_dir: Path, run_root: Path, name: str = "run", *overrides: s
         f"data.source={data_dir}", f"train.storage_path={run_root}", f"train.name={name}",
         "data.batch_size=8", "data.loader_workers=0", "data.shuffle_buffer=16", "train.workers=0",
         "model.width=0.125", "model.encoder_fc=32", "model.discriminator_fc=16", "model.latent_dim=8",
-        "train.grid_size=8", *overrides,
+        "train.grid_size=8", "train.eval_every=0", *overrides,
     ])
 
 

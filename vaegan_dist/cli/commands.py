@@ -49,13 +49,31 @@ def train(args: argparse.Namespace) -> int:
     from vaegan_dist.train.launcher import launch
 
     run_dir = launch(cfg)
-    print(f"\nfinished. run directory: {run_dir}\n"
+    print(f"\n{final_metrics(run_dir)}finished. run directory: {run_dir}\n"
           f"  TensorBoard:  tensorboard --logdir {run_dir / 'tensorboard'}   (then open http://localhost:6006)\n"
           f"  sample grids: {run_dir / 'samples'}\n"
           f"  new samples:  vaegan-dist sample --checkpoint {run_dir} --out samples.png\n"
+          f"  all metrics:  vaegan-dist evaluate --checkpoint {run_dir}\n"
           f"  resume/extend: vaegan-dist train --preset {cfg.preset} train.name={run_dir.name} "
           f"train.steps=<more> ...")
     return 0
+
+
+def final_metrics(run_dir: Path) -> str:
+    """The newest checkpoint's evaluation, as the run's closing lines ("" when it has none)."""
+    from vaegan_dist.model import load_state
+
+    try:
+        state = load_state(run_dir)
+    except (FileNotFoundError, errors.CheckpointError):
+        return ""
+    shown = {k.removeprefix("eval/"): v for k, v in state.get("metrics", {}).items() if k.startswith("eval/")}
+    if not shown:
+        return ""
+    return (f"final evaluation at step {state['step']}: "
+            + ", ".join(f"{k} {v:.4g}" for k, v in shown.items())
+            + "\n  (fd, fd_recon: lower is better; attr_agreement, precision, recall: higher; sharpness_ratio: "
+              "1 = as sharp as the data)\n")
 
 
 def _write_grid(images, out: str) -> None:
@@ -85,6 +103,9 @@ def reconstruct(args: argparse.Namespace) -> int:
     from vaegan_dist.model import load_model
 
     model, cfg, _ = load_model(args.checkpoint)
+    if not model.can_reconstruct:
+        raise errors.CheckpointError(f"{args.checkpoint}: a {model.kind!r} model has no encoder, so it cannot "
+                                     "reconstruct; use `vaegan-dist sample`")
     check_image_size(open_source(args.data, args.split), cfg.data.image_size)
     images, _ = first_images(args.data, args.split, args.n)
     x = to_unit_range(images, next(model.parameters()).device)
@@ -93,4 +114,35 @@ def reconstruct(args: argparse.Namespace) -> int:
 
     rows = [t for r in range(0, x.shape[0], 8) for t in (x[r : r + 8], recon[r : r + 8])]
     _write_grid(torch.cat(rows), args.out)
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from vaegan_dist.evaluate.run import default_device, evaluate_checkpoint, metrics_table, write_json
+
+    result = evaluate_checkpoint(args.checkpoint, data=args.data, split=args.split, num=args.num,
+                                 evaluator=args.evaluator, inception_weights=args.inception_weights, seed=args.seed,
+                                 device=default_device())
+    print(metrics_table(result))
+    if args.json:
+        print(f"wrote {write_json(result, args.json).resolve()}")
+    return 0
+
+
+def evaluator_train(args: argparse.Namespace) -> int:
+    from vaegan_dist.data.sources import open_source
+    from vaegan_dist.evaluate.evaluator import cached_evaluator_path
+    from vaegan_dist.evaluate.run import default_device
+    from vaegan_dist.evaluate.train_evaluator import accuracy_table, train_evaluator
+
+    source = open_source(args.data, "train")
+    out = Path(args.out).expanduser() if args.out else cached_evaluator_path(args.cache_dir, source.fingerprint)
+    if out.suffix != ".pt":
+        raise errors.ConfigError(f"--out {out}: an evaluator file ends in .pt (its report is written beside it as .json)")
+    if out.exists() and not out.is_file():
+        raise IsADirectoryError(f"{out}: is a directory; --out names the evaluator file to write")
+    evaluator = train_evaluator(args.data, seed=args.seed, max_epochs=args.epochs, device=default_device())
+    print(accuracy_table(evaluator))
+    evaluator.save(out)
+    print(f"wrote {out.resolve()} and {out.with_suffix('.json').name} beside it")
     return 0

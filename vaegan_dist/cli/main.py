@@ -6,6 +6,8 @@
     vaegan-dist train --preset celeba64 data.source=/data/celeba64 train.workers=8
     vaegan-dist sample --checkpoint ~/vaegan-dist/runs/<run> --out samples.png
     vaegan-dist reconstruct --checkpoint ~/vaegan-dist/runs/<run> --data ~/data/faces64 --out recon.png
+    vaegan-dist evaluate --checkpoint ~/vaegan-dist/runs/<run> --json metrics.json
+    vaegan-dist evaluator train --data ~/data/celeba64          # once per data set (automatic for built-in)
 
 Errors in input (config keys and values, missing data or checkpoints) end with one line naming the key,
 value or file at fault and exit status 2.
@@ -22,6 +24,7 @@ from vaegan_dist.data.convert import MAX_WORKERS, SIZE_RANGE
 
 MAX_SHARD_SAMPLES = 100_000  # a shard is held in memory until it is full
 MAX_GRID = 1024  # images in a sample or reconstruction grid
+MAX_EVAL = 100_000  # held-out images of one evaluation
 
 
 def int_range(low: int, high: int | None = None):
@@ -114,6 +117,32 @@ def build_parser() -> argparse.ArgumentParser:
     recon.add_argument("--out", required=True, help="PNG file to write")
     recon.add_argument("--n", type=int_range(1, MAX_GRID), default=32, help=f"number of images (1..{MAX_GRID})")
     recon.set_defaults(func=commands.reconstruct)
+
+    evaluate = sub.add_parser("evaluate", help="every metric of a trained model (fd, fd_recon, attr_agreement, "
+                                               "pixel_mse, feature_mse, sharpness_ratio, precision, recall, fid)")
+    evaluate.add_argument("--checkpoint", required=True, help="state.pt, a checkpoint directory or a run directory")
+    evaluate.add_argument("--data", default=None, help="shard directory or manifest (default: what the run trained on)")
+    evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--num", type=int_range(8, MAX_EVAL), default=2000,
+                          help=f"held-out images, and as many samples (8..{MAX_EVAL}; fewer if the split is smaller)")
+    evaluate.add_argument("--json", default=None, metavar="OUT", help="also write the metrics to this JSON file")
+    evaluate.add_argument("--evaluator", default="", help="an evaluator file (default: the cached one for the data)")
+    evaluate.add_argument("--inception-weights", default=None, metavar="PATH",
+                          help="a local torchvision Inception v3 weights file: adds fid (never downloaded)")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the samples drawn from p(z)")
+    evaluate.set_defaults(func=commands.evaluate)
+
+    evaluator = sub.add_parser("evaluator", help="the attribute classifier whose features the metrics use")
+    evaluator_sub = evaluator.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ev_train = evaluator_sub.add_parser("train", help="train one on a data set's train split, early-stopped on "
+                                                      "valid, scored on test")
+    ev_train.add_argument("--data", required=True, help="shard directory or manifest with train, valid and test")
+    ev_train.add_argument("--out", default=None, help="file to write (default: the cache, where evaluate and "
+                                                      "training look for it)")
+    ev_train.add_argument("--cache-dir", default="~/vaegan-dist/data", help="data.cache_dir (default %(default)s)")
+    ev_train.add_argument("--seed", type=int, default=0)
+    ev_train.add_argument("--epochs", type=int_range(1, 1000), default=25, help="at most this many epochs")
+    ev_train.set_defaults(func=commands.evaluator_train)
     return parser
 
 

@@ -54,7 +54,8 @@ def smoke() -> Config:
         # equilibrium trick (with the saturating minimax loss the discriminator wins within ~200 steps and
         # the decoder's GAN gradient vanishes).
         objective=ObjectiveConfig(gamma=0.1, generator_loss="non_saturating", equilibrium=True),
-        train=TrainConfig(steps=400, log_every=20, image_every=100, checkpoint_every=100, grid_size=32),
+        train=TrainConfig(steps=400, log_every=20, image_every=100, checkpoint_every=100, grid_size=32,
+                          eval_every=100, eval_samples=400),
     )
 
 

@@ -95,6 +95,13 @@ class TrainConfig:
     # node is checked to see it. URLs (s3://, gs://) need nothing.
     shared_storage: bool = False
     grid_size: int = 64  # images in each TensorBoard grid
+    # Steps between evaluations (eval/* in TensorBoard and in Ray's reported metrics): fd, fd_recon,
+    # attr_agreement, sharpness_ratio, precision, recall on eval_samples held-out images; 0 = off.
+    eval_every: int = 2500
+    eval_samples: int = 1000
+    # An evaluator file from `vaegan-dist evaluator train`; "" = the cached one for this data (trained
+    # automatically for the built-in faces; for other data without one, evaluation is off with a warning).
+    evaluator: str = ""
 
     def worker_range(self) -> tuple[int, int]:
         """(min, max) Ray Train workers; equal for a fixed-size group."""

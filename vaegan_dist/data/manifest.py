@@ -6,6 +6,7 @@ and the evaluation code never care where images came from.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field, fields
@@ -55,6 +56,14 @@ class Manifest:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
+
+    def fingerprint(self) -> str:
+        """The data's identity: a sha256 over the image size, the attribute names and every shard's checksum
+        by split. Two manifests of the same shards agree however they are formatted or where they live; an
+        evaluator records it so that it is never used on data it was not trained for."""
+        content = {"image_size": self.image_size, "attributes": self.attributes,
+                   "splits": {split: [s.sha256 for s in shards] for split, shards in sorted(self.splits.items())}}
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
 def write_manifest(manifest: Manifest, directory: Path) -> Path:

@@ -10,6 +10,7 @@ workers run in a directory of their own.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,6 +44,9 @@ class ShardSource:
     splits: tuple[str, ...]  # the splits the source has (a bare shard list is one anonymous split)
     where: str  # for messages
     checksums: dict[str, str] = field(default_factory=dict)  # url -> sha256 from the manifest (none for a bare list)
+    # The data set's identity (Manifest.fingerprint); for a bare shard list, a hash of its URLs.
+    fingerprint: str = ""
+    samples: int = 0  # images in the split, from the manifest (0: unknown, a bare shard list)
 
 
 def is_remote(source: str) -> bool:
@@ -70,7 +74,8 @@ def _from_manifest(manifest: Manifest, base: str, split: str, where: str) -> Sha
         raise DataError(f"{where}: shards of a manifest cannot be read through pipe:")
     urls = [_shard_url(base, split, s.name, where) for s in shards]
     return ShardSource(urls, manifest.attributes, manifest.image_encoding, manifest.image_size,
-                       tuple(manifest.splits), where, {url: s.sha256 for url, s in zip(urls, shards)})
+                       tuple(manifest.splits), where, {url: s.sha256 for url, s in zip(urls, shards)},
+                       manifest.fingerprint(), sum(s.samples for s in shards))
 
 
 def _probe(urls: list[str], where: str) -> ShardSource:
@@ -91,7 +96,8 @@ def _probe(urls: list[str], where: str) -> ShardSource:
         raise DataError(f"{where}: samples need an image (.png or .jpg) and a .json; found {sorted(sample)}")
     attributes = list(json.loads(sample["json"]).get("attributes", {}))
     image = decode_image_bytes(sample[encoding], encoding, None)
-    return ShardSource(urls, attributes, encoding, int(image.shape[-1]), ("",), where)
+    fingerprint = hashlib.sha256("\n".join(urls).encode()).hexdigest()
+    return ShardSource(urls, attributes, encoding, int(image.shape[-1]), ("",), where, fingerprint=fingerprint)
 
 
 def open_source(source: str | Path | ShardSource, split: str = "train") -> ShardSource:

@@ -72,20 +72,26 @@ def resolve_checkpoint(path: str | Path) -> Path:
     raise FileNotFoundError(f"{path}: no such checkpoint, checkpoint directory or run directory")
 
 
-def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """The checkpoint's contents; only tensors and plain values are ever unpickled."""
-    file = resolve_checkpoint(path)
+def load_tensors(file: str | Path, map_location: str | torch.device = "cpu", what: str = "checkpoint") -> Any:
+    """``torch.load(weights_only=True)`` with one-line errors: a file that asks to unpickle anything beyond
+    tensors and plain values is refused (nothing in it has run), an unreadable one named as such."""
     try:
-        state = torch.load(file, map_location=map_location, weights_only=True)
+        return torch.load(file, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:  # weights_only refused something; nothing in the file has run
         refused = next((line.strip() for line in str(err).splitlines() if "GLOBAL" in line), None)
         if refused is not None:
             raise CheckpointError(f"{file}: refused to load: it holds more than tensors and plain values "
                                   f"({refused[:200]})") from None
-        raise CheckpointError(f"{file}: not a readable checkpoint (not a file written by torch.save)") from None
+        raise CheckpointError(f"{file}: not a readable {what} (not a file written by torch.save)") from None
     except Exception as err:  # truncated zip, a directory, unreadable
         first = str(err).splitlines()[0] if str(err) else ""
-        raise CheckpointError(f"{file}: not a readable checkpoint ({type(err).__name__}: {first[:200]})") from None
+        raise CheckpointError(f"{file}: not a readable {what} ({type(err).__name__}: {first[:200]})") from None
+
+
+def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The checkpoint's contents; only tensors and plain values are ever unpickled."""
+    file = resolve_checkpoint(path)
+    state = load_tensors(file, map_location)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"{file}: not a vaegan-dist checkpoint (format {found!r}, expected {FORMAT!r})")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 from vaegan_dist.config import Config
 from vaegan_dist.data.sources import ShardSource
@@ -24,6 +25,9 @@ class TrainJob:
     data: ShardSource  # the training split
     grid_data: ShardSource  # the split whose first images make the fixed reconstruction grid
     grid_split: str
+    # The evaluator's state (Evaluator.state(): tensors and plain values), resolved on the driver and shipped
+    # to rank 0 with the job so that no worker node needs the driver's cache; None = evaluation off.
+    evaluator: dict[str, Any] | None = None
 
     def with_run(self, run: RunStorage) -> TrainJob:
         """This job in another run directory (a Tune trial's), its config saying so too: a config.yaml or

@@ -19,8 +19,9 @@ import yaml
 from vaegan_dist.config import Config, ConfigError, config_from_dict, config_to_dict, config_to_flat_dict
 from vaegan_dist.data.sources import canonical, open_sources
 from vaegan_dist.data.stream import check_image_size
-from vaegan_dist.data.synthetic import ensure_synthetic
+from vaegan_dist.data.synthetic import ensure_synthetic, is_built_in
 from vaegan_dist.errors import TrainingError
+from vaegan_dist.evaluate.train_evaluator import no_evaluator_hint, resolve_evaluator
 from vaegan_dist.train.cluster import check_reachable, connect
 from vaegan_dist.train.errors import user_error_from
 from vaegan_dist.train.job import TrainJob
@@ -44,6 +45,7 @@ def resolve_run(cfg: Config, now: datetime.datetime | None = None) -> TrainJob:
                           "(no Ray) writes checkpoints to local or NFS paths only")
     if not cfg.train.name:
         cfg.train.name = f"{cfg.preset}-{(now or datetime.datetime.now()).strftime('%Y%m%d-%H%M%S')}"
+    built_in = not cfg.data.source or is_built_in(cfg.data.source, cfg.data.cache_dir)
     if cfg.data.source:
         cfg.data.source = canonical(cfg.data.source)
     else:
@@ -52,8 +54,15 @@ def resolve_run(cfg: Config, now: datetime.datetime | None = None) -> TrainJob:
     sources = open_sources(cfg.data.source, cfg.data.split, optional=("valid",))  # one manifest read
     check_image_size(sources[cfg.data.split], cfg.data.image_size)
     grid_split = "valid" if "valid" in sources else cfg.data.split  # grids show images the model never trains on
+    evaluator = None
+    if cfg.train.eval_every > 0:
+        found = resolve_evaluator(sources[cfg.data.split], cfg.data.cache_dir, cfg.train.evaluator, built_in=built_in)
+        if found is None:
+            print(f"warning: {no_evaluator_hint(sources[cfg.data.split])}; until then eval/* metrics are off")
+        else:
+            evaluator = found.state()
     return TrainJob(cfg, RunStorage(cfg.train.storage_path, cfg.train.name), sources[cfg.data.split],
-                    sources[grid_split], grid_split)
+                    sources[grid_split], grid_split, evaluator)
 
 
 def check_run_dir(job: TrainJob) -> None:

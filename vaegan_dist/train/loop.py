@@ -27,6 +27,7 @@ from vaegan_dist.train.optim import apply_settings, build_optimizers
 from vaegan_dist.train.progress import MetricMeter, progress_line
 from vaegan_dist.train.runtime import Runtime, runtime_for
 from vaegan_dist.train.session import RaySession, Session, check_same_step, checkpoint_write_failed
+from vaegan_dist.train.evaluation import TrainingEvaluation
 from vaegan_dist.train.step import TrainStep
 from vaegan_dist.train.tb_logger import TensorBoardLogger
 
@@ -124,15 +125,18 @@ def train_loop(job: TrainJob, session: Session | None = None) -> dict[str, float
         loader_workers=cfg.data.loader_workers, hflip=cfg.data.hflip, augment=cfg.data.augment)
     watch = NonFiniteWatch(runtime.device, kind.loss_terms)
 
-    tb = z_fixed = x_fixed = None
+    tb = z_fixed = x_fixed = evaluation = None
     if rank == 0:
+        if job.evaluator is not None and cfg.train.eval_every > 0:
+            evaluation = TrainingEvaluation(job, runtime.device)
         tb = TensorBoardLogger(run.local_dir, purge_step=start)
         z_fixed = torch.randn(cfg.train.grid_size, cfg.model.latent_dim,
                               generator=torch.Generator().manual_seed(cfg.train.seed)).to(runtime.device)
         x_fixed, _ = first_images(job.grid_data, job.grid_split, cfg.train.grid_size)
 
-    meter, last = MetricMeter(), {}
+    meter, last, last_eval = MetricMeter(), {}, {}
     first_step_at = None  # wall clock: start-up latency is measured against the driver's submit time
+    loop_started = time.perf_counter()
     for step in range(start, total):
         images, _ = next(stream)
         metrics = step_fn(images, step)
@@ -143,14 +147,23 @@ def train_loop(job: TrainJob, session: Session | None = None) -> dict[str, float
         is_last = done == total
         log_now = done % cfg.train.log_every == 0 or is_last
         checkpoint_now = done % cfg.train.checkpoint_every == 0 or is_last
-        if log_now or checkpoint_now:
+        eval_now = cfg.train.eval_every > 0 and (done % cfg.train.eval_every == 0 or is_last)
+        if log_now or checkpoint_now or eval_now:
             watch.check()  # every rank, same steps: stops all of them together
         if log_now:
             last = {**meter.means(), "perf/first_step_unix": first_step_at}
+        if eval_now and evaluation is not None:
+            last_eval = evaluation(model)
+            last_eval["perf/eval_share"] = evaluation.seconds / (time.perf_counter() - loop_started)
+            with _disk_errors(done, "the TensorBoard logs"):
+                tb.scalars(last_eval, done)
+        last = {**last, **last_eval}  # Ray's reports (and Tune's schedulers) see the newest evaluation
         if tb is not None:
             if log_now:
-                tb.scalars({k: v for k, v in last.items() if k != "perf/first_step_unix"}, done)
+                tb.scalars({k: v for k, v in last.items() if k != "perf/first_step_unix" and k not in last_eval}, done)
                 print(progress_line(done, total, last, world, kind.progress), flush=True)
+            if eval_now and evaluation is not None:
+                print(evaluation.line(done, last_eval), flush=True)
             if done % cfg.train.image_every == 0 or is_last:
                 with _disk_errors(done, "the sample grids"):
                     for tag, images in _grids(model, z_fixed, x_fixed, runtime).items():
@@ -162,11 +175,11 @@ def train_loop(job: TrainJob, session: Session | None = None) -> dict[str, float
                 with _disk_errors(done, "the TensorBoard logs"):
                     tb.writer.flush()
                     run.upload("tensorboard", "samples")
-        elif log_now:
+        elif log_now or eval_now:  # every rank reports at the same steps: rank 0's evaluation ends at this barrier
             session.report({**last, "step": done}, None, done)
 
     if tb is not None:
-        tb.hparams(cfg, {k: v for k, v in last.items() if k.startswith(("loss/", "gan/"))})
+        tb.hparams(cfg, {k: v for k, v in last.items() if k.startswith(("loss/", "gan/", "eval/"))})
         tb.close()
         run.upload("tensorboard", "samples")
     return last

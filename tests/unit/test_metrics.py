@@ -1,0 +1,83 @@
+"""The metrics against hand computations: closed-form Frechet distances of Gaussians, precision and recall
+counted on constructed point sets, agreement and MSE of perfect and known reconstructions, sharpness of
+images whose Laplacian is known."""
+
+import math
+
+import pytest
+import torch
+
+from vaegan_dist.evaluate import metrics as m
+
+
+def test_frechet_distance_of_diagonal_gaussians_by_hand():
+    # |mu1 - mu2|^2 = 1 + 4; tr S1 + tr S2 = 5 + 13; 2 tr sqrt(S1 S2) = 2 (sqrt 4 + sqrt 36) = 16
+    d = m.gaussian_frechet_distance(torch.zeros(2), torch.diag(torch.tensor([1.0, 4.0])),
+                                    torch.tensor([1.0, 2.0]), torch.diag(torch.tensor([4.0, 9.0])))
+    assert d == pytest.approx(5 + 18 - 16)
+
+
+def test_frechet_distance_of_non_commuting_gaussians_by_the_2x2_trace_formula():
+    # For a 2x2 PSD matrix M, tr sqrt(M) = sqrt(tr M + 2 sqrt(det M)); here M = S1^1/2 S2 S1^1/2, so
+    # tr M = tr(S1 S2) and det M = det S1 det S2: an expression with no matrix square root in it.
+    s1 = torch.tensor([[2.0, 0.7], [0.7, 1.0]], dtype=torch.float64)
+    s2 = torch.tensor([[1.0, -0.4], [-0.4, 3.0]], dtype=torch.float64)
+    mu1, mu2 = torch.tensor([0.5, -1.0]), torch.tensor([0.0, 1.0])
+    tr_sqrt = math.sqrt(float(torch.trace(s1 @ s2)) + 2 * math.sqrt(float(torch.det(s1) * torch.det(s2))))
+    expected = float((mu1 - mu2).square().sum() + s1.trace() + s2.trace()) - 2 * tr_sqrt
+    assert m.gaussian_frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-10)
+    assert m.gaussian_frechet_distance(mu1, s1, mu1, s1) == pytest.approx(0.0, abs=1e-10)
+
+
+def test_frechet_distance_of_samples_approaches_the_closed_form():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(200_000, 2, generator=g, dtype=torch.float64) * torch.tensor([1.0, 2.0])
+    b = torch.randn(200_000, 2, generator=g, dtype=torch.float64) * torch.tensor([2.0, 3.0]) + torch.tensor([1.0, 2.0])
+    assert m.frechet_distance(a, b) == pytest.approx(7.0, rel=0.02)  # the diagonal case above
+
+
+def test_precision_and_recall_counted_on_points_on_a_line():
+    line = lambda values: torch.tensor([[float(v), 0.0] for v in values])  # noqa: E731
+    real = line(range(10))  # k=1: every real point's ball has radius 1
+    assert m.precision_recall(real, real.clone(), k=1) == (1.0, 1.0)
+    # Fakes cover only 0..4 (radius 1 each): all are realistic; the reals 0..5 are within a fake ball
+    # (5 sits exactly on the ball of 4: the boundary counts), 6..9 are missed.
+    precision, recall = m.precision_recall(real, line(range(5)), k=1)
+    assert (precision, recall) == (1.0, 0.6)
+    # Half of the fakes far away: half are unrealistic; they do not cover anything real either.
+    precision, recall = m.precision_recall(real, line([0, 1, 2, 3, 4, 100, 101, 102, 103, 104]), k=1)
+    assert (precision, recall) == (0.5, 0.6)
+    assert m.precision_recall(real, line(range(100, 110)), k=1) == (0.0, 0.0)
+
+
+def test_precision_recall_needs_more_points_than_neighbours():
+    with pytest.raises(ValueError, match="needs more than 3 points"):
+        m.precision_recall(torch.zeros(3, 2), torch.zeros(10, 2), k=3)
+
+
+def test_a_perfect_reconstruction_agrees_everywhere_and_has_zero_error():
+    x = torch.rand(5, 3, 8, 8) * 2 - 1
+    logits = torch.randn(5, 4)
+    assert m.attribute_agreement(logits, logits.clone()) == 1.0
+    assert m.mean_squared_error(x, x.clone()) == 0.0
+
+
+def test_agreement_and_mse_by_hand():
+    original = torch.tensor([[1.0, -1.0], [2.0, 3.0]])
+    recon = torch.tensor([[0.5, 1.0], [-2.0, 0.1]])  # agrees on (0,0) and (1,1): 2 of 4
+    assert m.attribute_agreement(original, recon) == 0.5
+    assert m.mean_squared_error(torch.zeros(2, 2), torch.tensor([[1.0, 0.0], [2.0, 1.0]])) == pytest.approx(6 / 4)
+
+
+def test_laplacian_variance_by_hand_and_blur_lowers_sharpness():
+    flat = torch.full((2, 3, 6, 6), 0.3)
+    assert torch.all(m.laplacian_variance(flat) == 0)
+    # A +-1 checkerboard (same in all channels, so luminance = the value): the Laplacian is -8 * centre, i.e.
+    # +-8 in equal numbers over the 4x4 interior: variance 64 * 16 / 15 (unbiased).
+    checker = (torch.arange(6)[:, None] + torch.arange(6)[None, :]) % 2 * 2.0 - 1
+    images = checker.expand(1, 3, 6, 6)
+    assert m.laplacian_variance(images).item() == pytest.approx(64 * 16 / 15, rel=1e-6)
+    sharp = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    blurred = torch.nn.functional.avg_pool2d(sharp, 3, stride=1, padding=1)
+    assert m.sharpness_ratio(m.laplacian_variance(blurred), m.laplacian_variance(sharp)) < 0.2
+    assert m.sharpness_ratio(m.laplacian_variance(sharp), m.laplacian_variance(sharp)) == pytest.approx(1.0)

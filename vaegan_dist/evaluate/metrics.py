@@ -1,0 +1,85 @@
+"""The metrics, as functions of features and images. Each says what it measures and which way is better.
+
+Written here rather than taken from a library, in float64 and exactly: torchmetrics keeps its Frechet
+distance private to its Inception wrapper and has no precision/recall; piq's ``FID`` takes the matrix square
+root of the non-symmetric product by Newton-Schulz iteration (approximate), and its ``PR`` compares the
+real-fake distances with the real radii in the recall test where Kynkaanniemi et al. use the fake radii.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _psd_sqrt(matrix: torch.Tensor) -> torch.Tensor:
+    values, vectors = torch.linalg.eigh(matrix)
+    return (vectors * values.clamp_min(0).sqrt()) @ vectors.T
+
+
+def gaussian_frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor,
+                              sigma2: torch.Tensor) -> float:
+    """||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1^1/2 S2 S1^1/2)^1/2): the squared 2-Wasserstein distance between
+    two Gaussians. The inner root is of a symmetric PSD matrix, so eigh gives it exactly."""
+    mu1, sigma1, mu2, sigma2 = (t.double() for t in (mu1, sigma1, mu2, sigma2))
+    root1 = _psd_sqrt(sigma1)
+    cross = torch.linalg.eigvalsh(root1 @ sigma2 @ root1).clamp_min(0).sqrt().sum()
+    return float((mu1 - mu2).square().sum() + sigma1.trace() + sigma2.trace() - 2 * cross)
+
+
+def mean_and_covariance(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    f = features.double()
+    return f.mean(0), torch.cov(f.T)
+
+
+def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
+    """fd / fd_recon / fid: the Frechet distance between Gaussians fitted to two feature sets [N, D]. Lower is
+    better; 0 when both have the same mean and covariance. Biased upwards for small N: compare values
+    computed with the same N."""
+    return gaussian_frechet_distance(*mean_and_covariance(real), *mean_and_covariance(fake))
+
+
+def _kth_neighbour_radius(features: torch.Tensor, k: int) -> torch.Tensor:
+    distances = torch.cdist(features, features)
+    return distances.topk(k + 1, dim=1, largest=False).values[:, k]  # index 0 is the point itself
+
+
+def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> tuple[float, float]:
+    """Improved precision and recall (Kynkaanniemi et al. 2019). Each set's manifold is the union of balls
+    around its points reaching their k-th nearest neighbour. precision: the fraction of fakes inside the
+    real manifold (are samples realistic?); recall: the fraction of reals inside the fake manifold (is all
+    of the data covered, or have modes collapsed?). Both in [0, 1], higher is better."""
+    real, fake = real.double(), fake.double()
+    if min(len(real), len(fake)) <= k:
+        raise ValueError(f"precision/recall with k={k} needs more than {k} points per set")
+    cross = torch.cdist(real, fake)  # [R, F]
+    precision = (cross <= _kth_neighbour_radius(real, k)[:, None]).any(dim=0).double().mean()
+    recall = (cross <= _kth_neighbour_radius(fake, k)[None, :]).any(dim=1).double().mean()
+    return float(precision), float(recall)
+
+
+LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
+
+
+def laplacian_variance(images: torch.Tensor) -> torch.Tensor:
+    """Per image [N]: the variance of the 3x3 Laplacian of its luminance (images in [-1, 1]). Blur lowers it."""
+    gray = (0.299 * images[:, 0] + 0.587 * images[:, 1] + 0.114 * images[:, 2]).unsqueeze(1).float()
+    return F.conv2d(gray, LAPLACIAN.to(gray.device).view(1, 1, 3, 3)).flatten(1).var(dim=1)
+
+
+def sharpness_ratio(fake_laplacian_var: torch.Tensor, real_laplacian_var: torch.Tensor) -> float:
+    """sharpness_ratio: mean Laplacian variance of samples over that of real images. 1 is as sharp as the
+    data; below 1 is blurrier (the paper's complaint about VAEs), far above 1 is noise or artefacts."""
+    return float(fake_laplacian_var.double().mean() / real_laplacian_var.double().mean().clamp_min(1e-12))
+
+
+def attribute_agreement(logits_original: torch.Tensor, logits_reconstruction: torch.Tensor) -> float:
+    """attr_agreement: the fraction of (image, attribute) pairs on which the evaluator predicts the same
+    for the reconstruction as for the original. In [0, 1], higher is better; 1 for a perfect reconstruction."""
+    return float(((logits_original > 0) == (logits_reconstruction > 0)).double().mean())
+
+
+def mean_squared_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    """pixel_mse (images in [-1, 1]) and feature_mse (Dis_l): the mean over all values of the squared
+    difference. Lower is better; 0 for a perfect reconstruction."""
+    return float((a.double() - b.double()).square().mean())

@@ -1,0 +1,75 @@
+"""``vaegan-dist evaluate``: every metric of a checkpoint on a split of its data, as a table and as JSON.
+
+The data defaults to what the run trained on (its config says where); the evaluator to the cached one for
+that data, trained first for the built-in faces.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vaegan_dist.atomic import atomic_write_text
+from vaegan_dist.data.sources import open_sources
+from vaegan_dist.data.stream import check_image_size, first_images
+from vaegan_dist.data.synthetic import is_built_in
+from vaegan_dist.errors import DataError
+from vaegan_dist.evaluate.model_metrics import LOWER_IS_BETTER, METRICS, HeldOut, model_metrics
+from vaegan_dist.evaluate.train_evaluator import no_evaluator_hint, resolve_evaluator
+from vaegan_dist.model import load_model
+
+
+def evaluate_checkpoint(checkpoint: str | Path, *, data: str | None = None, split: str = "test", num: int = 2000,
+                        evaluator: str = "", inception_weights: str | None = None, seed: int = 0,
+                        device: str = "cpu", log=print) -> dict[str, Any]:
+    """The metrics of the model in ``checkpoint`` on ``num`` images of ``split`` (fewer if the split is
+    smaller), with ``num``, ``split``, ``step`` and ``model_kind``."""
+    model, cfg, step = load_model(checkpoint, device)
+    source = data or cfg.data.source
+    if not data and not Path(source).exists() and "://" not in source:
+        raise DataError(f"{source}: the data this model trained on is not here; pass --data")
+    sources = open_sources(source, split)
+    check_image_size(sources[split], cfg.data.image_size)
+    found = resolve_evaluator(sources[split], cfg.data.cache_dir, evaluator, device=device, log=log,
+                              built_in=is_built_in(source, cfg.data.cache_dir))
+    if found is None:
+        raise DataError(no_evaluator_hint(sources[split]))
+    images, _ = first_images(sources[split], split, num)
+    held_out = HeldOut.of(images, found)
+    inception = None
+    if inception_weights:
+        from vaegan_dist.evaluate.inception import load_inception
+
+        inception = load_inception(inception_weights, device)
+    values = model_metrics(model, found, held_out, METRICS, seed=seed, inception=inception)
+    return {**values, "num": len(held_out), "split": split, "step": step, "model_kind": model.kind}
+
+
+def metrics_table(result: dict[str, Any]) -> str:
+    lines = [f"{result['model_kind']} at step {result['step']}, {result['num']} {result['split']} images:"]
+    for name in METRICS:
+        value = result[name]
+        better = "lower is better" if name in LOWER_IS_BETTER else "higher is better"
+        if name == "sharpness_ratio":
+            better = "1 = as sharp as the data"
+        shown = "n/a" if value is None else f"{value:.4f}"
+        lines.append(f"  {name:<16} {shown:>10}   ({better})")
+    return "\n".join(lines)
+
+
+def write_json(result: dict[str, Any], path: str | Path) -> Path:
+    """Keys exactly METRICS + num, split, step, model_kind; metrics a kind cannot have are null."""
+    path = Path(path).expanduser()
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"{path.parent}: output directory does not exist")
+    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in result.items()}
+    atomic_write_text(path, json.dumps(clean, indent=1) + "\n")
+    return path
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
