@@ -16,7 +16,8 @@ def run_cli(*args, timeout=120):
                           timeout=timeout)
 
 
-@pytest.mark.parametrize("command", [[], ["prepare"], ["prepare", "synthetic"], ["train"], ["sample"], ["reconstruct"]])
+@pytest.mark.parametrize("command", [[], ["prepare"], ["prepare", "synthetic"], ["train"], ["sample"], ["reconstruct"],
+                                     ["evaluate"], ["evaluator", "train"]])
 def test_help_for_every_command(command):
     out = run_cli(*command, "--help")
     assert out.returncode == 0 and "usage: vaegan-dist" in out.stdout
@@ -28,6 +29,11 @@ def test_help_for_every_command(command):
     (["train", "data.image_size=100"], "config key 'data.image_size' must be one of 32, 64, 128"),
     (["train", "data.source=/no/such/shards"], "/no/such/shards: no such data directory"),
     (["sample", "--checkpoint", "/no/such/run", "--out", "x.png"], "/no/such/run: no such checkpoint"),
+    (["train", "model.kind=vqvae"], "config key 'model.kind' must be one of vaegan, vae, vae_disl, gan; got 'vqvae'"),
+    (["train", "train.eval_every=-1"], "config key 'train.eval_every' must be >= 0"),
+    (["evaluate", "--checkpoint", "/no/such/run"], "/no/such/run: no such checkpoint"),
+    (["evaluate", "--checkpoint", "/no/such/run", "--num", "3"], "argument --num: 3 is not in 8..100000"),
+    (["evaluator", "train", "--data", "/no/such/shards"], "/no/such/shards: no such data directory"),
     (["prepare", "celeba", "--root", "/no/such/celeba", "--out", "/tmp/x"], "/no/such/celeba: no such directory"),
     (["prepare", "folder", "--root", "/no/such/photos", "--out", "/tmp/x"], "/no/such/photos: no such directory"),
 ])

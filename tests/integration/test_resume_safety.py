@@ -61,9 +61,11 @@ def test_a_changed_architecture_is_refused_before_anything_is_written(faces32, t
     launch(tiny_config(faces32, tmp_path, "arch", "train.steps=1"))
     before = {p: p.read_bytes() for p in (tmp_path / "arch").rglob("*") if p.is_file()}
     with pytest.raises(ConfigError) as err:
-        launch(tiny_config(faces32, tmp_path, "arch", "train.steps=2", "model.latent_dim=12", "model.width=0.25"))
+        launch(tiny_config(faces32, tmp_path, "arch", "train.steps=2", "model.latent_dim=12", "model.width=0.25",
+                           "model.kind=gan"))
     message = str(err.value)
     assert "\n" not in message and "model.latent_dim=8 (got 12)" in message and "model.width=0.125 (got 0.25)" in message
+    assert "model.kind='vaegan' (got 'gan')" in message
     after = {p: p.read_bytes() for p in (tmp_path / "arch").rglob("*") if p.is_file()}
     assert after == before
 
