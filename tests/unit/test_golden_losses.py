@@ -81,7 +81,8 @@ def test_first_20_smoke_steps_follow_the_golden_curve(objective):
 def test_the_golden_curve_is_not_flat():
     """The comparison above means something only if the curve moves: the losses change over 20 steps."""
     golden = _golden("smoke")
-    assert golden["loss/l_llike"][-1] < 0.9 * golden["loss/l_llike"][0]
+    first, last = golden["loss/l_llike"][0], golden["loss/l_llike"][-1]
+    assert abs(last - first) > 0.1 * first  # (with smoke's gamma 0.01 the Dis_l features grow early: it rises)
     assert len({round(v, 4) for v in golden["gan/d_real"]}) > 10
 
 
