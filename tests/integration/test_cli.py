@@ -32,7 +32,7 @@ def test_help_for_every_command(command):
     (["train", "model.kind=vqvae"], "config key 'model.kind' must be one of vaegan, vae, vae_disl, gan; got 'vqvae'"),
     (["train", "train.eval_every=-1"], "config key 'train.eval_every' must be >= 0"),
     (["evaluate", "--checkpoint", "/no/such/run"], "/no/such/run: no such checkpoint"),
-    (["evaluate", "--checkpoint", "/no/such/run", "--num", "3"], "argument --num: 3 is not in 8..100000"),
+    (["evaluate", "--checkpoint", "/no/such/run", "--num", "3"], "argument --num: 3 is not in 8..20000"),
     (["evaluator", "train", "--data", "/no/such/shards"], "/no/such/shards: no such data directory"),
     (["prepare", "celeba", "--root", "/no/such/celeba", "--out", "/tmp/x"], "/no/such/celeba: no such directory"),
     (["prepare", "folder", "--root", "/no/such/photos", "--out", "/tmp/x"], "/no/such/photos: no such directory"),

@@ -144,3 +144,23 @@ def test_a_gan_cannot_reconstruct_and_says_so_in_one_line():
     with pytest.raises(CheckpointError, match="'gan' model: it has no encoder") as err:
         model.reconstruct(torch.zeros(2, 3, 32, 32))
     assert "\n" not in str(err.value)
+
+
+def test_the_equilibrium_trick_never_pauses_the_vae_disl_decoder():
+    """Its decoder gets no GAN gradient, so the GAN balance has no say over its step; vaegan's is paused."""
+    from vaegan_dist.config import build_config
+    from vaegan_dist.train.optim import build_optimizers
+    from vaegan_dist.train.runtime import runtime_for
+    from vaegan_dist.train.step import TrainStep
+
+    skipped = {}
+    for kind in ("vae_disl", "vaegan"):
+        cfg = build_config("smoke", [f"model.kind={kind}", "objective.equilibrium=true",
+                                     "objective.equilibrium_value=0.05", "objective.equilibrium_margin=0.01"])
+        model = _model(kind)
+        cfg.model.latent_dim = 6
+        step = TrainStep(model.networks(), build_optimizers(model, cfg.optim), cfg, runtime_for(False),
+                         noise_seed=0, kind=model_kind(kind))
+        metrics = step(torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8), 0)
+        skipped[kind] = metrics["equilibrium/decoder_skipped"].item()
+    assert skipped == {"vae_disl": 0.0, "vaegan": 1.0}  # costs far above 0.05 + 0.01: a playing decoder pauses

@@ -118,8 +118,10 @@ def reconstruct(args: argparse.Namespace) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    from vaegan_dist.evaluate.run import default_device, evaluate_checkpoint, metrics_table, write_json
+    from vaegan_dist.evaluate.run import check_json_target, default_device, evaluate_checkpoint, metrics_table, write_json
 
+    if args.json:
+        check_json_target(args.json)
     result = evaluate_checkpoint(args.checkpoint, data=args.data, split=args.split, num=args.num,
                                  evaluator=args.evaluator, inception_weights=args.inception_weights, seed=args.seed,
                                  device=default_device())

@@ -54,7 +54,7 @@ def validate(cfg: Config) -> Config:
     _require(t.start_retries >= 0, "train.start_retries", t.start_retries, "must be >= 0")
     _require(t.cpus_per_worker > 0, "train.cpus_per_worker", t.cpus_per_worker, "must be > 0")
     _require(t.eval_every >= 0, "train.eval_every", t.eval_every, "must be >= 0 (0 = off)")
-    _require(8 <= t.eval_samples <= 100_000, "train.eval_samples", t.eval_samples, "must be in [8, 100000]")
+    _require(8 <= t.eval_samples <= 20_000, "train.eval_samples", t.eval_samples, "must be in [8, 20000]")
     for key in ("log_every", "image_every", "checkpoint_every", "keep_checkpoints", "grid_size"):
         _require(getattr(t, key) >= 1, f"train.{key}", getattr(t, key), "must be >= 1")
     _require(t.max_failures >= -1, "train.max_failures", t.max_failures, "must be >= 0, or -1 for unlimited")

@@ -118,6 +118,8 @@ class Evaluator:
 def load_evaluator(path: str | Path, device: torch.device | str = "cpu") -> Evaluator:
     """Read an evaluator file; only tensors and plain values are ever unpickled."""
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a directory, not an evaluator file (.pt)")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such evaluator file")
     state = load_tensors(path, "cpu", "evaluator")

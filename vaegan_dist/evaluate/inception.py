@@ -30,7 +30,9 @@ def load_inception(path: str | Path, device: torch.device | str = "cpu") -> Call
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such Inception weights file")
     state = load_tensors(path, "cpu", "weights file")
-    network = inception_v3(weights=None, aux_logits=True, init_weights=False, transform_input=False)
+    # transform_input=True, as torchvision builds it for its ImageNet weights (the ported Google weights expect
+    # its rescaling of ImageNet-normalised input)
+    network = inception_v3(weights=None, aux_logits=True, init_weights=False, transform_input=True)
     try:
         network.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as err:

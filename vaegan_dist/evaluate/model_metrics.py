@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from vaegan_dist.data.codec import to_unit_range
+from vaegan_dist.data.manifest import DataError
 from vaegan_dist.evaluate import metrics as m
 from vaegan_dist.evaluate.evaluator import Evaluator
 from vaegan_dist.model import VAEGAN
@@ -37,9 +38,9 @@ class HeldOut:
     laplacian_var: torch.Tensor  # [N]
 
     @classmethod
-    def of(cls, images: torch.Tensor, evaluator: Evaluator, batch: int = 256) -> HeldOut:
+    def of(cls, images: torch.Tensor, evaluator: Evaluator, batch: int = 256, where: str = "the held-out set") -> HeldOut:
         if len(images) <= PR_NEIGHBOURS:
-            raise ValueError(f"the held-out set has {len(images)} images; metrics need more than {PR_NEIGHBOURS}")
+            raise DataError(f"{where}: only {len(images)} images; the metrics need more than {PR_NEIGHBOURS}")
         features, logits = evaluator.features_and_logits(images, batch)
         lap = torch.cat([m.laplacian_variance(to_unit_range(c, evaluator.device)) for c in images.split(batch)])
         return cls(images.cpu(), features, logits, lap)

@@ -39,7 +39,7 @@ def evaluate_checkpoint(checkpoint: str | Path, *, data: str | None = None, spli
     if found is None:
         raise DataError(no_evaluator_hint(sources[split]))
     images, _ = first_images(sources[split], split, num)
-    held_out = HeldOut.of(images, found)
+    held_out = HeldOut.of(images, found, where=f"{sources[split].where} split {split!r}")
     inception = None
     if inception_weights:
         from vaegan_dist.evaluate.inception import load_inception
@@ -61,11 +61,19 @@ def metrics_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_json(result: dict[str, Any], path: str | Path) -> Path:
-    """Keys exactly METRICS + num, split, step, model_kind; metrics a kind cannot have are null."""
+def check_json_target(path: str | Path) -> Path:
+    """Refuse a --json target before minutes of evaluation, not after."""
     path = Path(path).expanduser()
     if not path.parent.is_dir():
         raise FileNotFoundError(f"{path.parent}: output directory does not exist")
+    if path.is_dir():
+        raise IsADirectoryError(f"--json {path}: is a directory; name the JSON file to write")
+    return path
+
+
+def write_json(result: dict[str, Any], path: str | Path) -> Path:
+    """Keys exactly METRICS + num, split, step, model_kind; metrics a kind cannot have are null."""
+    path = check_json_target(path)
     clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in result.items()}
     atomic_write_text(path, json.dumps(clean, indent=1) + "\n")
     return path

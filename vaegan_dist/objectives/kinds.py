@@ -45,6 +45,7 @@ class ModelKind:
     progress: tuple[tuple[str, str, str], ...]  # (metric key, label, format) on the console progress line
     loss_terms: tuple[str, ...]  # the metrics that must stay finite, in the order a failure names them
     run: ForwardBackward
+    decoder_plays_gan: bool = True  # False for vae_disl: the equilibrium trick never pauses its decoder
 
     @property
     def has_encoder(self) -> bool:
@@ -121,7 +122,7 @@ KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (
               ("loss/l_prior", "loss/l_llike", "loss/l_gan", "loss/l_gen"), _vaegan),
     ModelKind("vae_disl", KIND_NETWORKS["vae_disl"],
               (*_VAE_PROGRESS, *_GAN_PROGRESS, ("gan/d_recon", "D(x~)", ".2f"), ("gan/d_prior", "D(x_p)", ".2f")),
-              ("loss/l_prior", "loss/l_llike", "loss/l_gan", "loss/l_gen"), _vae_disl),
+              ("loss/l_prior", "loss/l_llike", "loss/l_gan", "loss/l_gen"), _vae_disl, decoder_plays_gan=False),
     ModelKind("vae", KIND_NETWORKS["vae"], _VAE_PROGRESS, ("loss/l_prior", "loss/l_llike"), _vae),
     ModelKind("gan", KIND_NETWORKS["gan"], (*_GAN_PROGRESS, ("gan/d_prior", "D(x_p)", ".2f")),
               ("loss/l_gan", "loss/l_gen"), _gan),

@@ -33,5 +33,5 @@ class TrainingEvaluation:
         return {f"eval/{k}": v for k, v in values.items() if v is not None}
 
     def line(self, step: int, metrics: dict[str, float]) -> str:
-        shown = " ".join(f"{k.removeprefix('eval/')} {v:.4g}" for k, v in metrics.items())
+        shown = " ".join(f"{k.removeprefix('eval/')} {v:.4g}" for k, v in metrics.items() if k.startswith("eval/"))
         return f"eval  step {step:7d} | {len(self.held_out)} held-out images | {shown}"

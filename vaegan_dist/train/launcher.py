@@ -20,7 +20,7 @@ from vaegan_dist.config import Config, ConfigError, config_from_dict, config_to_
 from vaegan_dist.data.sources import canonical, open_sources
 from vaegan_dist.data.stream import check_image_size
 from vaegan_dist.data.synthetic import ensure_synthetic, is_built_in
-from vaegan_dist.errors import TrainingError
+from vaegan_dist.errors import DataError, TrainingError
 from vaegan_dist.evaluate.train_evaluator import no_evaluator_hint, resolve_evaluator
 from vaegan_dist.train.cluster import check_reachable, connect
 from vaegan_dist.train.errors import user_error_from
@@ -56,9 +56,16 @@ def resolve_run(cfg: Config, now: datetime.datetime | None = None) -> TrainJob:
     grid_split = "valid" if "valid" in sources else cfg.data.split  # grids show images the model never trains on
     evaluator = None
     if cfg.train.eval_every > 0:
-        found = resolve_evaluator(sources[cfg.data.split], cfg.data.cache_dir, cfg.train.evaluator, built_in=built_in)
+        try:
+            found = resolve_evaluator(sources[cfg.data.split], cfg.data.cache_dir, cfg.train.evaluator,
+                                      built_in=built_in)
+        except (FileNotFoundError, IsADirectoryError) as err:
+            raise ConfigError(f"config key 'train.evaluator': {err}") from None
         if found is None:
             print(f"warning: {no_evaluator_hint(sources[cfg.data.split])}; until then eval/* metrics are off")
+        elif 0 < sources[grid_split].samples <= 3:
+            raise DataError(f"{sources[grid_split].where}: split {grid_split!r} has {sources[grid_split].samples} "
+                            "images; evaluation needs more than 3 (or set train.eval_every=0)")
         else:
             evaluator = found.state()
     return TrainJob(cfg, RunStorage(cfg.train.storage_path, cfg.train.name), sources[cfg.data.split],

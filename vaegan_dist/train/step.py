@@ -59,8 +59,10 @@ class TrainStep:
         update = dict.fromkeys(self.optimizers, True)
         if obj.equilibrium and outcome.gan_costs is not None:
             real_cost, fake_cost = _mean_over_ranks(torch.stack(outcome.gan_costs)).tolist()
-            update["decoder"], update["discriminator"] = equilibrium_updates(
+            decoder, update["discriminator"] = equilibrium_updates(
                 real_cost, fake_cost, obj.equilibrium_value, obj.equilibrium_margin)
+            if self.kind.decoder_plays_gan:  # vae_disl's decoder learns L_llike alone: never paused by the game
+                update["decoder"] = decoder
 
         lrs = set_lrs(self.optimizers, step, self.cfg.train.steps, self.cfg.optim)
         grad_norms = {}
