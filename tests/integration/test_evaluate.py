@@ -147,6 +147,10 @@ def test_evaluator_train_cli_writes_the_weights_and_the_report(faces32, tmp_path
     assert load_evaluator(out).attributes == report["attributes"]
     assert main(["evaluator", "train", "--data", str(faces32), "--out", str(tmp_path / "ev.txt")]) == 2
     assert "an evaluator file ends in .pt" in capsys.readouterr().err
+    (tmp_path / "mine.json").write_text('{"my": "notes"}')
+    assert main(["evaluator", "train", "--data", str(faces32), "--out", str(tmp_path / "mine.pt")]) == 2
+    assert "mine.json exists and is not an evaluator report" in capsys.readouterr().err
+    assert (tmp_path / "mine.json").read_text() == '{"my": "notes"}' and not (tmp_path / "mine.pt").exists()
 
 
 def test_fid_from_a_local_inception_weights_file(faces_eval, evaluator_cache, tmp_path, capsys):

@@ -143,8 +143,25 @@ def evaluator_train(args: argparse.Namespace) -> int:
         raise errors.ConfigError(f"--out {out}: an evaluator file ends in .pt (its report is written beside it as .json)")
     if out.exists() and not out.is_file():
         raise IsADirectoryError(f"{out}: is a directory; --out names the evaluator file to write")
+    _check_not_foreign_report(out.with_suffix(".json"))
     evaluator = train_evaluator(args.data, seed=args.seed, max_epochs=args.epochs, device=default_device())
     print(accuracy_table(evaluator))
     evaluator.save(out)
     print(f"wrote {out.resolve()} and {out.with_suffix('.json').name} beside it")
     return 0
+
+
+def _check_not_foreign_report(report: Path) -> None:
+    """The evaluator's report is written beside it: never over a JSON file that is not an earlier report."""
+    import json
+
+    from vaegan_dist.evaluate.evaluator import FORMAT
+
+    if not report.exists():
+        return
+    try:
+        ours = json.loads(report.read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    if not ours:
+        raise errors.ConfigError(f"--out: {report} exists and is not an evaluator report; choose another --out")
