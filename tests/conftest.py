@@ -28,6 +28,28 @@ def faces32(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def faces_eval(tmp_path_factory):
+    """1200 faces at 32 px (960 train), enough for an evaluator to learn something in seconds."""
+    from vaegan_dist.data.synthetic import prepare_synthetic
+
+    out = tmp_path_factory.mktemp("faces_eval")
+    prepare_synthetic(out, num=1200, size=32, seed=5, workers=2, shard_samples=200, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def evaluator_cache(faces_eval, tmp_path_factory):
+    """A cache directory holding an evaluator for faces_eval, where training and evaluate look for it."""
+    from vaegan_dist.evaluate.evaluator import cached_evaluator_path
+    from vaegan_dist.evaluate.train_evaluator import train_evaluator
+
+    cache = tmp_path_factory.mktemp("cache")
+    evaluator = train_evaluator(faces_eval, max_epochs=15, log=lambda line: None)
+    evaluator.save(cached_evaluator_path(cache, evaluator.fingerprint))
+    return cache
+
+
 def tiny_config(data_dir: Path, run_root: Path, name: str = "run", *overrides: str) -> Config:
     """The smoke preset shrunk further so that a step takes a few milliseconds."""
     return build_config("smoke", [

@@ -12,29 +12,9 @@ from tests.conftest import tiny_config
 from vaegan_dist.cli.main import main
 from vaegan_dist.data.stream import first_images
 from vaegan_dist.evaluate import METRICS, cached_evaluator_path, load_evaluator
-from vaegan_dist.evaluate.train_evaluator import train_evaluator
 from vaegan_dist.train.launcher import launch, resolve_run
 
 JSON_KEYS = {*METRICS, "num", "split", "step", "model_kind"}
-
-
-@pytest.fixture(scope="module")
-def faces_eval(tmp_path_factory):
-    """1200 faces at 32 px (960 train), enough for an evaluator to learn something in seconds."""
-    from vaegan_dist.data.synthetic import prepare_synthetic
-
-    out = tmp_path_factory.mktemp("faces_eval")
-    prepare_synthetic(out, num=1200, size=32, seed=5, workers=2, shard_samples=200, progress=False)
-    return out
-
-
-@pytest.fixture(scope="module")
-def evaluator_cache(faces_eval, tmp_path_factory):
-    """A cache directory holding an evaluator for faces_eval, where training and evaluate look for it."""
-    cache = tmp_path_factory.mktemp("cache")
-    evaluator = train_evaluator(faces_eval, max_epochs=15, log=lambda line: None)
-    evaluator.save(cached_evaluator_path(cache, evaluator.fingerprint))
-    return cache
 
 
 def test_the_evaluator_beats_chance_by_a_wide_margin(faces_eval, evaluator_cache):

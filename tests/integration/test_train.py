@@ -8,6 +8,7 @@ import time
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
 
 import kernels
 from tests.conftest import tiny_config
@@ -110,10 +111,17 @@ def test_tensorboard_holds_scalars_images_and_hparams(faces32, tmp_path):
     assert set(events.Tags()["images"]) == {"samples", "reconstructions"}
     image = events.Images("samples")[-1]
     assert image.step == 4 and image.width > 0
-    hparams = EventAccumulator(str(tmp_path / "tb" / "tensorboard" / "hparams"))
-    hparams.Reload()
-    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(hparams.summary_metadata)
-    assert "final/loss/l_llike" in hparams.Tags()["scalars"]
+    # TensorBoard's HParams view: this run is a session whose metrics are its own scalar curves.
+    assert {"_hparams_/experiment", "_hparams_/session_start_info", "_hparams_/session_end_info"} <= set(
+        events.summary_metadata)
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(
+        events.summary_metadata["_hparams_/experiment"].plugin_data.content).experiment
+    assert "loss/l_llike" in {m.name.tag for m in experiment.metric_infos}
+    start = plugin_data_pb2.HParamsPluginData.FromString(
+        events.summary_metadata["_hparams_/session_start_info"].plugin_data.content).session_start_info
+    assert start.hparams["model.kind"].string_value == "vaegan"
+    assert start.hparams["train.steps"].number_value == 4
+    assert not (tmp_path / "tb" / "tensorboard" / "hparams").exists()
     assert sorted(p.name for p in (tmp_path / "tb" / "samples").iterdir()) == [
         "reconstructions_00000002.png", "reconstructions_00000004.png", "samples_00000002.png", "samples_00000004.png"]
 

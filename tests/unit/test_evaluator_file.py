@@ -1,7 +1,6 @@
 """The evaluator file: it round-trips, it is read without running code, and it refuses data it was not
 trained for (its features would not mean 'real' there)."""
 
-import pickle
 
 import pytest
 import torch

@@ -59,6 +59,25 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
+def tune(args: argparse.Namespace) -> int:
+    from tune.sweep import SweepSettings, load_space_text, run_sweep, saved_settings
+    from vaegan_dist.config import ConfigError
+
+    if args.resume and not args.name:
+        raise ConfigError("--resume needs --name: the sweep to continue")
+    if args.space is None:
+        if not args.resume:
+            raise ConfigError("--space is required: a search space file, or gamma | lrs | paper")
+        settings = saved_settings(args.preset, tuple(args.overrides), args.name)  # as it was started
+    else:
+        text, file = load_space_text(args.space)
+        settings = SweepSettings(space=text, space_file=file, preset=args.preset, overrides=tuple(args.overrides),
+                                 trials=args.trials, scheduler=args.scheduler, search=args.search,
+                                 metric=args.metric, mode=args.mode, name=args.name, seed=args.seed)
+    run_sweep(settings, resume=args.resume)
+    return 0
+
+
 def final_metrics(run_dir: Path) -> str:
     """The newest checkpoint's evaluation, as the run's closing lines ("" when it has none)."""
     from vaegan_dist.model import load_state
@@ -118,7 +137,13 @@ def reconstruct(args: argparse.Namespace) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    from vaegan_dist.evaluate.run import check_json_target, default_device, evaluate_checkpoint, metrics_table, write_json
+    from vaegan_dist.evaluate.run import (
+        check_json_target,
+        default_device,
+        evaluate_checkpoint,
+        metrics_table,
+        write_json,
+    )
 
     if args.json:
         check_json_target(args.json)

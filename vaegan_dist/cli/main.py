@@ -8,6 +8,7 @@
     vaegan-dist reconstruct --checkpoint ~/vaegan-dist/runs/<run> --data ~/data/faces64 --out recon.png
     vaegan-dist evaluate --checkpoint ~/vaegan-dist/runs/<run> --json metrics.json
     vaegan-dist evaluator train --data ~/data/celeba64          # once per data set (automatic for built-in)
+    vaegan-dist tune --space gamma --trials 8 train.workers=1 train.cpus_per_worker=0.49
 
 Errors in input (config keys and values, missing data or checkpoints) end with one line naming the key,
 value or file at fault and exit status 2.
@@ -131,6 +132,30 @@ def build_parser() -> argparse.ArgumentParser:
                           help="a local torchvision Inception v3 weights file: adds fid (never downloaded)")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the samples drawn from p(z)")
     evaluate.set_defaults(func=commands.evaluate)
+
+    tune = sub.add_parser("tune", help="sweep hyperparameters with Ray Tune: one run per trial, results.csv, "
+                                       "the best trial", description="Sweep a search space (a YAML file of config "
+                          "keys and distributions, or a ready one: gamma, lrs, paper) over the cluster. Rerun with "
+                          "--resume --name SWEEP to continue an interrupted sweep.")
+    tune.add_argument("--space", default=None, help="search space file, or gamma | lrs | paper (tune/spaces); "
+                                                   "with --resume it may be left out (the sweep's own is used)")
+    tune.add_argument("--trials", type=int_range(1, 10_000), default=None,
+                      help="samples to draw (random, optuna; default 8); grid search runs every combination once")
+    tune.add_argument("--scheduler", default="asha", choices=("asha", "fifo"),
+                      help="asha stops bad trials at the evaluation steps; fifo runs every trial to the end")
+    tune.add_argument("--search", default="random", choices=("random", "grid", "optuna"),
+                      help="optuna needs the optional extra: pip install 'vaegan-dist[optuna]'")
+    tune.add_argument("--metric", default="eval/fd", help="what trials are compared on (default eval/fd)")
+    tune.add_argument("--mode", default="", choices=("", "min", "max"), help="default: min for fd and losses, "
+                                                                            "max for attr_agreement, precision, ...")
+    tune.add_argument("--name", default="", help="the sweep's directory under train.storage_path "
+                                                "(default sweep-<date>-<time>)")
+    tune.add_argument("--resume", action="store_true", help="continue the sweep --name: finished trials are kept, "
+                                                            "unfinished ones resume from their checkpoints")
+    tune.add_argument("--preset", default="smoke", choices=sorted(PRESETS), help="base config (default: smoke)")
+    tune.add_argument("--seed", type=int, default=0, help="the search algorithm's seed")
+    tune.add_argument("overrides", nargs="*", metavar="key=value", help="base config overrides for every trial")
+    tune.set_defaults(func=commands.tune)
 
     evaluator = sub.add_parser("evaluator", help="the attribute classifier whose features the metrics use")
     evaluator_sub = evaluator.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -16,6 +16,8 @@ from vaegan_dist.config.parse import (
     config_from_dict,
     config_to_dict,
     config_to_flat_dict,
+    key_type,
+    set_key,
 )
 from vaegan_dist.config.presets import PRESETS, preset
 from vaegan_dist.config.schema import (
@@ -38,5 +40,5 @@ def build_config(preset_name: str = "smoke", overrides: list[str] | None = None)
 __all__ = [
     "Config", "DataConfig", "ModelConfig", "ObjectiveConfig", "OptimConfig", "TrainConfig", "RayConfig",
     "ConfigError", "PRESETS", "preset", "build_config", "apply_overrides", "config_from_dict",
-    "config_to_dict", "config_to_flat_dict", "validate", "save_config", "all_keys",
+    "config_to_dict", "config_to_flat_dict", "validate", "save_config", "all_keys", "key_type", "set_key",
 ]

@@ -96,6 +96,12 @@ def _leaf_type(key: str) -> tuple[list[str], Any]:
     return parts, cls
 
 
+def key_type(key: str) -> Any:
+    """The annotated type of a dotted leaf key (``float`` for ``objective.gamma``); unknown keys and groups
+    are one-line errors with a close match."""
+    return _leaf_type(key)[1]
+
+
 def set_key(cfg: Config, key: str, value: Any) -> None:
     """Set one dotted key in place, converting and checking the type."""
     parts, tp = _leaf_type(key)

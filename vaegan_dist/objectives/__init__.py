@@ -2,7 +2,15 @@
 model kinds that choose among them."""
 
 from vaegan_dist.objectives.kinds import KINDS, ModelKind, StepOutcome, model_kind
-from vaegan_dist.objectives.losses import Forward, GanTerms, Losses, compute_losses, decoder_gan_weight, gan_terms, run_forward
+from vaegan_dist.objectives.losses import (
+           Forward,
+           GanTerms,
+           Losses,
+           compute_losses,
+           decoder_gan_weight,
+           gan_terms,
+           run_forward,
+)
 from vaegan_dist.objectives.routing import (
            compute_generator_gradients,
            compute_gradients,

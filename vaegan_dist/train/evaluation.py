@@ -25,6 +25,7 @@ class TrainingEvaluation:
         self.held_out = HeldOut.of(images, self.evaluator)
         self.seed = job.cfg.train.seed
         self.seconds = 0.0  # spent evaluating, for perf/eval_share
+        self.tags = [f"eval/{k}" for k in CHEAP_METRICS]
 
     def __call__(self, model: VAEGAN) -> dict[str, float]:
         started = time.perf_counter()

@@ -28,6 +28,8 @@ class TrainJob:
     # The evaluator's state (Evaluator.state(): tensors and plain values), resolved on the driver and shipped
     # to rank 0 with the job so that no worker node needs the driver's cache; None = evaluation off.
     evaluator: dict[str, Any] | None = None
+    # The config keys TensorBoard's HParams view shows for this run (a sweep: the swept ones); () = all.
+    hparam_keys: tuple[str, ...] = ()
 
     def with_run(self, run: RunStorage) -> TrainJob:
         """This job in another run directory (a Tune trial's), its config saying so too: a config.yaml or

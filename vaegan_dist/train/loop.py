@@ -21,13 +21,13 @@ from vaegan_dist.model import VAEGAN, build_model
 from vaegan_dist.model.store import load_state
 from vaegan_dist.objectives import model_kind
 from vaegan_dist.train.checkpoint import save_checkpoint
+from vaegan_dist.train.evaluation import TrainingEvaluation
 from vaegan_dist.train.health import NonFiniteWatch, check_finite_weights
 from vaegan_dist.train.job import TrainJob
 from vaegan_dist.train.optim import apply_settings, build_optimizers
 from vaegan_dist.train.progress import MetricMeter, progress_line
 from vaegan_dist.train.runtime import Runtime, runtime_for
 from vaegan_dist.train.session import RaySession, Session, check_same_step, checkpoint_write_failed
-from vaegan_dist.train.evaluation import TrainingEvaluation
 from vaegan_dist.train.step import TrainStep
 from vaegan_dist.train.tb_logger import TensorBoardLogger
 
@@ -130,6 +130,7 @@ def train_loop(job: TrainJob, session: Session | None = None) -> dict[str, float
         if job.evaluator is not None and cfg.train.eval_every > 0:
             evaluation = TrainingEvaluation(job, runtime.device)
         tb = TensorBoardLogger(run.local_dir, purge_step=start)
+        tb.start_hparams(cfg, [*kind.loss_terms, *(evaluation.tags if evaluation else [])], job.hparam_keys)
         z_fixed = torch.randn(cfg.train.grid_size, cfg.model.latent_dim,
                               generator=torch.Generator().manual_seed(cfg.train.seed)).to(runtime.device)
         x_fixed, _ = first_images(job.grid_data, job.grid_split, cfg.train.grid_size)
@@ -179,7 +180,7 @@ def train_loop(job: TrainJob, session: Session | None = None) -> dict[str, float
             session.report({**last, "step": done}, None, done)
 
     if tb is not None:
-        tb.hparams(cfg, {k: v for k, v in last.items() if k.startswith(("loss/", "gan/", "eval/"))})
+        tb.end_hparams()
         tb.close()
         run.upload("tensorboard", "samples")
     return last

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams
 
 from vaegan_dist.config import Config, config_to_flat_dict
 from vaegan_dist.data.codec import write_grid
@@ -36,9 +37,22 @@ class TensorBoardLogger:
         self.writer.add_image(tag, write_grid(images, path, nrow), step)
         return path
 
-    def hparams(self, cfg: Config, final_metrics: dict[str, float]) -> None:
-        metrics = {f"final/{k}": v for k, v in final_metrics.items()}
-        self.writer.add_hparams(flat_hparams(cfg), metrics, run_name="hparams")
+    def start_hparams(self, cfg: Config, metric_tags: list[str], keys: tuple[str, ...] = ()) -> None:
+        """Declare this run a session of TensorBoard's HParams view: its hyperparameters (``keys``, or every
+        config key) and the scalar tags it compares runs on. Written at the start, not at the end (what
+        ``add_hparams`` does), so that a run stopped early by a Tune scheduler or killed still shows, with
+        the newest values of its ``eval/*`` curves. The values come from the scalars in this same
+        directory (``add_hparams`` would write them into a separate run)."""
+        values = flat_hparams(cfg)
+        if keys:
+            values = {k: values[k] for k in keys if k in values}
+        experiment, start, _ = hparams(values, dict.fromkeys(metric_tags, 0.0))
+        for summary in (experiment, start):
+            self.writer.file_writer.add_summary(summary)
+
+    def end_hparams(self) -> None:
+        _, _, end = hparams({}, {})
+        self.writer.file_writer.add_summary(end)
 
     def close(self) -> None:
         self.writer.close()

@@ -1,0 +1,169 @@
+"""`vaegan-dist tune` for real: a Ray Tune sweep of Ray Train trials on a local Ray started by the CLI.
+
+Each sweep runs as a subprocess with its own RAY_TMPDIR, so that whatever Ray processes it leaves (a
+driver killed with SIGKILL leaves its local cluster) are found and stopped by that directory, never by
+`ray stop`, which would reach other clusters on the machine.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from vaegan_dist.model.store import find_checkpoints, load_state
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.ray]
+
+# Small enough for 2 CPU cores: each trial is one worker with half a core, decoding in its own process.
+TRIAL = ["--preset", "smoke", "train.workers=1", "train.cpus_per_worker=0.49", "data.loader_workers=0",
+         "data.batch_size=8", "train.log_every=10", "train.eval_every=10", "train.eval_samples=64",
+         "train.image_every=20", "train.start_timeout_s=60", "train.collective_timeout_s=120"]
+
+
+def _kill_ray_of(ray_tmp: Path) -> None:
+    """Stop every process of the Ray that used ``ray_tmp`` (its command lines name that directory)."""
+    for _ in range(3):
+        found = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if str(ray_tmp) in cmdline:
+                found.append(int(proc.name))
+        for pid in found:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if not found:
+            return
+        time.sleep(1)
+
+
+@pytest.fixture
+def ray_tmp():
+    path = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # short: Ray's socket paths must fit in 107 bytes
+    yield path
+    _kill_ray_of(path)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _tune(args: list[str], ray_tmp: Path, **popen) -> subprocess.Popen:
+    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "vaegan_dist.cli.main", "tune", *args], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, **popen)
+
+
+def _finish(proc: subprocess.Popen, timeout: float) -> str:
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        pytest.fail(f"the sweep did not finish within {timeout} s:\n{out[-4000:]}")
+    assert proc.returncode == 0, out[-4000:]
+    return out
+
+
+def _results(sweep: Path) -> list[dict[str, str]]:
+    with open(sweep / "results.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_an_asha_sweep_stops_bad_trials_and_names_the_best(faces_eval, evaluator_cache, tmp_path, ray_tmp):
+    space = tmp_path / "space.yaml"
+    space.write_text("objective.gamma: {grid: [1.0e-6, 1.0e-2]}\noptim.lr_decoder: {grid: [1.0e-6, 1.0e-3]}\n")
+    proc = _tune(["--space", str(space), "--search", "grid", "--name", "asha", *TRIAL, "train.steps=40",
+                  f"data.source={faces_eval}", f"data.cache_dir={evaluator_cache}", f"train.storage_path={tmp_path}"],
+                 ray_tmp)
+    out = _finish(proc, timeout=540)
+    sweep = tmp_path / "asha"
+    rows = _results(sweep)
+    assert len(rows) == 4
+    assert {r["status"] for r in rows} <= {"completed", "stopped early"}
+    assert any(r["status"] == "stopped early" and int(r["step"]) < 40 for r in rows), rows
+    assert any(r["status"] == "completed" and r["step"] == "40" for r in rows), rows
+    fds = [float(r["eval/fd"]) for r in rows]
+    assert fds == sorted(fds)  # best first (fd: lower is better)
+    best = rows[0]
+    assert f"best trial: {best['trial_id']} (eval/fd {float(best['eval/fd']):.4g}" in out
+    assert f"train.name={best['trial_id']}" in out and f"train.storage_path={sweep / 'runs'}" in out
+    # Every trial is its own run: its config names it, its TensorBoard holds its own eval curve and hparams.
+    gammas = set()
+    for row in rows:
+        run = sweep / "runs" / row["trial_id"]
+        assert row["run_dir"] == str(run)
+        assert f"name: {row['trial_id']}" in (run / "config.yaml").read_text()
+        events = EventAccumulator(str(run / "tensorboard"))
+        events.Reload()
+        steps = [e.step for e in events.Scalars("eval/fd")]
+        assert steps and steps[-1] == int(row["step"])
+        assert "_hparams_/session_start_info" in events.summary_metadata
+        gammas.add(float(row["objective.gamma"]))
+        if row["status"] == "completed":
+            assert load_state(run)["step"] == 40 and Path(row["checkpoint"]) == find_checkpoints(run)[-1]
+    assert gammas == {1e-6, 1e-2}
+
+
+def test_a_killed_sweep_resumes_without_rerunning_finished_trials(faces_eval, evaluator_cache, tmp_path, ray_tmp):
+    """One trial at a time (1.5 CPUs each on 2): the first finishes, the driver is killed with SIGKILL while the
+    second is midway, and --resume finishes the second from its checkpoint and leaves the first alone."""
+    space = tmp_path / "space.yaml"
+    space.write_text("objective.gamma: {grid: [1.0e-3, 1.0e-2]}\n")
+    args = [*TRIAL, "train.cpus_per_worker=1.5", "train.steps=200", "train.checkpoint_every=20", "train.eval_every=50",
+            f"data.source={faces_eval}", f"data.cache_dir={evaluator_cache}", f"train.storage_path={tmp_path}"]
+    proc = _tune(["--space", str(space), "--search", "grid", "--scheduler", "fifo", "--name", "killed", *args], ray_tmp)
+    runs = tmp_path / "killed" / "runs"
+    deadline = time.monotonic() + 420
+    first = second = first_done_at = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        done = [r for r in (runs.iterdir() if runs.exists() else []) if find_checkpoints(r)
+                and load_state(r)["step"] == 200]
+        if done and first is None:
+            first, first_done_at = done[0], time.monotonic()
+        others = [r for r in runs.iterdir() if r != first and find_checkpoints(r)] if first else []
+        # Tune saves its experiment state at least every 10 s: wait until it has seen the first trial end.
+        if others and time.monotonic() - first_done_at > 12:
+            second = others[0]
+            break
+        time.sleep(0.5)
+    assert proc.poll() is None and first is not None and second is not None, "the sweep never got midway"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    assert load_state(second)["step"] < 200
+    first_checkpoint = find_checkpoints(first)[-1]
+    first_mtime = (first_checkpoint / "state.pt").stat().st_mtime_ns
+    _kill_ray_of(ray_tmp)  # the killed driver's local Ray
+
+    out = _finish(_tune(["--resume", "--name", "killed", *args], ray_tmp), timeout=420)
+    rows = {r["trial_id"]: r for r in _results(tmp_path / "killed")}
+    assert {rows[first.name]["status"], rows[second.name]["status"]} == {"completed"}
+    assert load_state(second)["step"] == 200
+    assert "resuming from checkpoint_000000" in out  # the second trial continued from its own checkpoint
+    assert f"trial {second.name}: " in out and f"trial {first.name}: " not in out  # the finished one was not restarted
+    assert (first_checkpoint / "state.pt").stat().st_mtime_ns == first_mtime
+
+
+def test_a_sweep_that_cannot_be_placed_is_refused_at_once(faces_eval, evaluator_cache, tmp_path, ray_tmp):
+    proc = _tune(["--space", "gamma", "--trials", "2", *TRIAL, "train.workers=2", "train.cpus_per_worker=1",
+                  f"data.source={faces_eval}", f"data.cache_dir={evaluator_cache}", f"train.storage_path={tmp_path}"],
+                 ray_tmp)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("vaegan-dist tune: error: a trial needs 2 worker(s) x 1 CPU and 0.01 CPU for its driver; "
+                           "the cluster has 2 CPU"), last
+    assert not (tmp_path / "sweep").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith("sweep-")]

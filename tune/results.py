@@ -1,0 +1,126 @@
+"""A sweep's outcome: ``results.csv`` (every trial, best first) and the best trial named with the command that
+continues it. Read from Tune's saved experiment state, so a sweep that was resumed, or whose trials were
+stopped early, is summarised the same way."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vaegan_dist.errors import TrainingError
+from vaegan_dist.model.store import find_checkpoints
+from vaegan_dist.train.storage import RunStorage
+
+RESULTS_FILE = "results.csv"
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    trial_id: str
+    status: str  # completed | stopped early | error | unfinished
+    params: dict[str, Any]
+    metrics: dict[str, float]  # the trial's last report: eval/*, loss/*
+    step: int
+    run_dir: str
+    checkpoint: str
+    error: str
+
+
+def trial_status(tune_status: str, step: int, steps: int) -> str:
+    if tune_status == "ERROR":
+        return "error"
+    if tune_status == "TERMINATED":
+        return "completed" if step >= steps else "stopped early"
+    return "unfinished"
+
+
+def _newest_checkpoint(run_dir: str, reported: str) -> str:
+    if "://" not in run_dir:
+        found = find_checkpoints(Path(run_dir))
+        return str(found[-1]) if found else ""
+    return reported or ""
+
+
+def collect_rows(trials, runs_path: str, steps: int) -> list[TrialRow]:
+    rows = []
+    for trial in trials:
+        last = dict(trial.last_result or {})
+        step = int(last.get("step", 0) or 0)
+        run_dir = f"{runs_path}/{trial.trial_id}"
+        error = ""
+        if trial.status == "ERROR":
+            error = (str(getattr(trial, "error_msg", "") or "").strip().splitlines() or ["see the trial's log"])[-1][:300]
+        metrics = {k: float(v) for k, v in last.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool) and k.startswith(("eval/", "loss/"))}
+        rows.append(TrialRow(trial.trial_id, trial_status(trial.status, step, steps), dict(trial.config), metrics, step,
+                             run_dir, _newest_checkpoint(run_dir, str(last.get("checkpoint_path", ""))), error))
+    return rows
+
+
+def sort_rows(rows: list[TrialRow], metric: str, mode: str) -> list[TrialRow]:
+    """Best first by ``metric``; trials without a finite value last."""
+
+    def key(row: TrialRow) -> tuple[int, float]:
+        value = row.metrics.get(metric, math.nan)
+        if not math.isfinite(value):
+            return (1, 0.0)
+        return (0, value if mode == "min" else -value)
+
+    return sorted(rows, key=key)
+
+
+def results_csv(rows: list[TrialRow], metric: str) -> str:
+    params = sorted({k for row in rows for k in row.params})
+    measured = sorted({k for row in rows for k in row.metrics} - {metric})
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["rank", "trial_id", "status", metric, "step", *params, *measured, "run_dir", "checkpoint", "error"])
+    for rank, row in enumerate(rows, 1):
+        writer.writerow([rank, row.trial_id, row.status, row.metrics.get(metric, ""), row.step,
+                         *(row.params.get(k, "") for k in params), *(row.metrics.get(k, "") for k in measured),
+                         row.run_dir, row.checkpoint, row.error])
+    return out.getvalue()
+
+
+def continue_command(preset: str, overrides: list[str], params: dict[str, Any], runs_path: str, trial_id: str,
+                     steps: int) -> str:
+    from tune.trial import trial_overrides
+
+    args = ["vaegan-dist", "train", "--preset", preset, *overrides, *trial_overrides(params),
+            f"train.storage_path={runs_path}", f"train.name={trial_id}", f"train.steps={steps}"]
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def summarise(grid, settings, plan, store: RunStorage) -> list[TrialRow]:
+    """Write results.csv into the sweep directory, print the table's head and the best trial."""
+    from ray.tune import ExperimentAnalysis
+
+    del grid  # the saved state holds every trial of the experiment, including those of earlier sessions
+    analysis = ExperimentAnalysis(store.url if store.remote else str(store.local_dir))
+    steps = plan.base.cfg.train.steps
+    mode = settings.resolved_mode()
+    rows = sort_rows(collect_rows(analysis.trials, plan.runs_path, steps), settings.metric, mode)
+    store.write_text(RESULTS_FILE, results_csv(rows, settings.metric))
+    print(f"\n{len(rows)} trial(s): " + ", ".join(f"{sum(r.status == s for r in rows)} {s}" for s in
+                                                 ("completed", "stopped early", "error", "unfinished")
+                                                 if any(r.status == s for r in rows)))
+    for row in rows[:10]:
+        value = row.metrics.get(settings.metric)
+        shown = f"{value:.4g}" if value is not None else "-"
+        params = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.params.items())
+        print(f"  {row.trial_id}  {settings.metric} {shown:>9}  step {row.step:>7}  {row.status:<13} {params}")
+    print(f"results: {store.where()}/{RESULTS_FILE}")
+    best = rows[0] if rows and settings.metric in rows[0].metrics else None
+    if best is None:
+        raise TrainingError(f"no trial of sweep {store.name} reported {settings.metric}: see the status and error "
+                            f"columns of {store.where()}/{RESULTS_FILE}")
+    print(f"best trial: {best.trial_id} ({settings.metric} {best.metrics[settings.metric]:.4g}, {best.status} at step "
+          f"{best.step})\n  checkpoint: {best.checkpoint or '(none yet)'}\n  continue it: "
+          + continue_command(settings.preset, list(settings.overrides), best.params, plan.runs_path, best.trial_id,
+                             steps if best.step < steps else 2 * steps))
+    return rows
