@@ -47,12 +47,14 @@ def main() -> None:
     for seed in args.seeds:
         for kind in args.kinds:
             name = f"{kind}-seed{seed}-{args.steps}"
+            finished_before = (root / name / f"checkpoint_{args.steps:08d}").is_dir()
             started = time.time()
             run([*cli, "train", "--preset", args.preset, f"model.kind={kind}", f"train.steps={args.steps}",
                  f"train.seed={seed}", f"train.workers={args.workers}", f"train.storage_path={root}",
                  f"train.name={name}", "train.eval_every=0", f"train.checkpoint_every={args.steps}",
                  f"train.image_every={max(1, args.steps // 4)}", *args.extra])
-            minutes[kind].append((time.time() - started) / 60)
+            if not finished_before:  # a reused run's minutes would be the few seconds of its start-up
+                minutes[kind].append((time.time() - started) / 60)
             out = root / f"{name}.json"
             run([*cli, "evaluate", "--checkpoint", str(root / name), "--json", str(out)])
             results[kind].append(json.loads(out.read_text()))
@@ -71,7 +73,8 @@ def main() -> None:
                 cells.append(f"{values[0]:.4g}")
             else:
                 cells.append(f"{statistics.mean(values):.4g} ± {statistics.stdev(values):.2g}")
-        print(f"| {kind} | " + " | ".join(cells) + f" | {statistics.mean(minutes[kind]):.1f} |")
+        trained = f"{statistics.mean(minutes[kind]):.1f}" if minutes[kind] else "(reused)"
+        print(f"| {kind} | " + " | ".join(cells) + f" | {trained} |")
 
 
 if __name__ == "__main__":

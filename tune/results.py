@@ -54,7 +54,8 @@ def collect_rows(trials, runs_path: str, steps: int) -> list[TrialRow]:
         run_dir = f"{runs_path}/{trial.trial_id}"
         error = ""
         if trial.status == "ERROR":
-            error = (str(getattr(trial, "error_msg", "") or "").strip().splitlines() or ["see the trial's log"])[-1][:300]
+            lines = str(trial.get_error() or "").strip().splitlines()
+            error = (lines[-1] if lines else "see the trial's log")[:300]
         metrics = {k: float(v) for k, v in last.items()
                    if isinstance(v, (int, float)) and not isinstance(v, bool) and k.startswith(("eval/", "loss/"))}
         rows.append(TrialRow(trial.trial_id, trial_status(trial.status, step, steps), dict(trial.config), metrics, step,
@@ -96,11 +97,17 @@ def continue_command(preset: str, overrides: list[str], params: dict[str, Any], 
     return " ".join(shlex.quote(a) for a in args)
 
 
-def summarise(grid, settings, plan, store: RunStorage) -> list[TrialRow]:
-    """Write results.csv into the sweep directory, print the table's head and the best trial."""
+def resume_command(settings, store: RunStorage) -> str:
+    storage = [o for o in settings.overrides if o.partition("=")[0].strip() == "train.storage_path"][-1:]
+    return " ".join(shlex.quote(a) for a in ["vaegan-dist", "tune", "--resume", "--name", store.name, *storage])
+
+
+def summarise(settings, plan, store: RunStorage) -> list[TrialRow]:
+    """Write results.csv into the sweep directory, print the table's head and the best trial. Read from the
+    saved experiment state, which holds every trial, including those of earlier sessions of a resumed sweep.
+    A sweep with unfinished trials (interrupted) ends with an error that says how to resume it."""
     from ray.tune import ExperimentAnalysis
 
-    del grid  # the saved state holds every trial of the experiment, including those of earlier sessions
     analysis = ExperimentAnalysis(store.url if store.remote else str(store.local_dir))
     steps = plan.base.cfg.train.steps
     mode = settings.resolved_mode()
@@ -115,6 +122,10 @@ def summarise(grid, settings, plan, store: RunStorage) -> list[TrialRow]:
         params = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.params.items())
         print(f"  {row.trial_id}  {settings.metric} {shown:>9}  step {row.step:>7}  {row.status:<13} {params}")
     print(f"results: {store.where()}/{RESULTS_FILE}")
+    unfinished = sum(r.status == "unfinished" for r in rows)
+    if unfinished:
+        raise TrainingError(f"sweep {store.name} stopped with {unfinished} unfinished trial(s); continue it with: "
+                            f"{resume_command(settings, store)}")
     best = rows[0] if rows and settings.metric in rows[0].metrics else None
     if best is None:
         raise TrainingError(f"no trial of sweep {store.name} reported {settings.metric}: see the status and error "

@@ -27,7 +27,8 @@ from vaegan_dist.config import Config, ConfigError, key_type, set_key, validate
 DISTRIBUTIONS = ("loguniform", "uniform", "choice", "grid")
 CONTINUOUS = ("loguniform", "uniform")
 MAX_VALUES = 1000  # choices or grid values of one key
-MAX_GRID = 10_000  # trials of a full grid
+MAX_TRIALS = 10_000  # trials of one sweep, grid keys included
+MAX_JOINT_CHECKS = 4096  # combinations of values checked together before Ray starts
 
 # Keys a sweep decides itself, or that would make trials incomparable or unplaceable.
 NOT_SWEPT = {
@@ -44,6 +45,10 @@ NOT_SWEPT = {
     "data.split": "the metric must mean the same for every trial",
     "data.cache_dir": "the metric must mean the same for every trial",
     "ray.address": "the sweep runs on one cluster",
+    "data.image_size": "the data is opened and checked once for every trial",
+    "data.synthetic_samples": "the data is opened and checked once for every trial",
+    "train.log_every": "the scheduler's grace period is set from it; set it as an override",
+    "model.sync_batchnorm": "every trial needs the same resources; set it as an override",
 }
 
 
@@ -97,9 +102,13 @@ class SearchSpace:
             if trials is not None and trials != size:
                 raise ConfigError(f"--trials {trials}: --search grid runs each of the {size} combinations in "
                                   f"{self.path} once; leave --trials out")
-            return 1, size
-        samples = trials if trials is not None else 8
-        return samples, samples * self.grid_size
+            samples, total = 1, size
+        else:
+            samples = trials if trials is not None else 8
+            total = samples * self.grid_size
+        if total > MAX_TRIALS:
+            raise ConfigError(f"{self.path}: this sweep would run {total} trials; at most {MAX_TRIALS}")
+        return samples, total
 
 
 def _number(path: str, key: str, value: Any) -> float:
@@ -107,7 +116,7 @@ def _number(path: str, key: str, value: Any) -> float:
         raise ConfigError(f"{path}: key {key!r}: {value!r} is not a number")
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"{path}: key {key!r}: {value!r} is not a number") from None
     if not math.isfinite(number):
         raise ConfigError(f"{path}: key {key!r}: {value!r} is not a finite number")
@@ -163,17 +172,59 @@ def _dimension(path: str, key: Any, spec: Any, base: Config) -> Dimension:
     return Dimension(key, kind, typed)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice (PyYAML would keep the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str) and key in seen:
+                raise ConfigError(f"key {key!r} is given twice")
+            seen.add(key if isinstance(key, str) else repr(key))
+        return super().construct_mapping(node, deep=deep)
+
+
+def _check_together(space: SearchSpace, base: Config) -> None:
+    """Values valid one by one can be invalid together (a margin above a swept equilibrium_value): check
+    every combination of the bounds and the listed values, or a seeded sample of them when there are many."""
+    import itertools
+    import random
+
+    if len(space.dimensions) < 2:
+        return
+    candidates = [d.values for d in space.dimensions]
+    total = math.prod(len(c) for c in candidates)
+    if total <= MAX_JOINT_CHECKS:
+        combos = itertools.product(*candidates)
+    else:
+        rng = random.Random(0)
+        combos = (tuple(rng.choice(c) for c in candidates) for _ in range(MAX_JOINT_CHECKS))
+    for combo in combos:
+        cfg = copy.deepcopy(base)
+        for d, value in zip(space.dimensions, combo):
+            set_key(cfg, d.key, value)
+        try:
+            validate(cfg)
+        except ConfigError as err:
+            together = ", ".join(f"{d.key}={v}" for d, v in zip(space.dimensions, combo))
+            raise ConfigError(f"{space.path}: a trial could get {together}, and then {err}") from None
+
+
 def parse_space(text: str, path: str, base: Config) -> SearchSpace:
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a search space") from None
     if not isinstance(raw, dict) or not raw:
         raise ConfigError(f"{path}: expected a mapping of config keys to distributions, e.g. "
                           "'objective.gamma: {loguniform: [1.0e-7, 1.0e-1]}'")
     space = SearchSpace(path, tuple(_dimension(path, key, spec, base) for key, spec in raw.items()))
-    if space.grid_size > MAX_GRID:
-        raise ConfigError(f"{path}: the grid keys make {space.grid_size} trials per sample; at most {MAX_GRID}")
+    _check_together(space, base)
     return space
 
 

@@ -15,17 +15,20 @@ import datetime
 import json
 import math
 import os
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from tune.results import summarise
 from tune.space import SearchSpace, parse_space, resolve_space_path
 from vaegan_dist.config import ConfigError, build_config
 from vaegan_dist.evaluate import CHEAP_METRICS, LOWER_IS_BETTER
+from vaegan_dist.evaluate.model_metrics import NEEDS_ENCODER
+from vaegan_dist.objectives import model_kind
 from vaegan_dist.train.cluster import check_reachable, connect
 from vaegan_dist.train.launcher import resolve_run
 from vaegan_dist.train.runtime import use_gpu
-from vaegan_dist.train.storage import RunStorage
+from vaegan_dist.train.storage import RunStorage, is_url
 
 DRIVER_CPU = 0.01  # a trial's own actor only waits on its trainer
 SWEEP_FILE = "sweep.json"
@@ -50,7 +53,6 @@ class SweepSettings:
     mode: str = ""  # "" = from the metric (min for fd, max for attr_agreement, ...)
     name: str = ""
     seed: int = 0
-    extra: dict = field(default_factory=dict)
 
     def resolved_mode(self) -> str:
         if self.mode:
@@ -59,10 +61,16 @@ class SweepSettings:
         return "min" if name in LOWER_IS_BETTER or self.metric.startswith("loss/") else "max"
 
 
-def check_metric(metric: str, has_evaluator: bool, eval_every: int) -> None:
+def check_metric(metric: str, kinds: list[str], has_evaluator: bool, eval_every: int) -> None:
+    """The metric must be one that every trial's model kind reports during training."""
     known = [f"eval/{m}" for m in CHEAP_METRICS] + list(TRAINING_METRICS)
     if metric not in known:
         raise ConfigError(f"--metric {metric!r} is not reported during training; use one of {', '.join(known)}")
+    needs = ("encoder" if metric in ("loss/l_llike", "loss/l_prior") or metric.removeprefix("eval/") in NEEDS_ENCODER
+             else "discriminator" if metric in ("loss/l_gan", "loss/l_gen") else None)
+    for kind in kinds:
+        if needs and needs not in model_kind(kind).networks:
+            raise ConfigError(f"--metric {metric}: model.kind={kind} never reports it (it has no {needs})")
     if metric.startswith("eval/") and eval_every <= 0:
         raise ConfigError(f"--metric {metric} needs evaluations during training; got train.eval_every={eval_every}")
     if metric.startswith("eval/") and not has_evaluator:
@@ -70,8 +78,13 @@ def check_metric(metric: str, has_evaluator: bool, eval_every: int) -> None:
                           "a training loss such as --metric loss/l_llike")
 
 
-def placeable_trials(resources: dict[str, float], workers: int, cpus_per_worker: float, gpu: bool) -> int:
-    """Trials the cluster can run at once: each needs its driver plus all its workers placed together."""
+def placeable_trials(resources: dict[str, float], workers: int, cpus_per_worker: float, gpu: bool,
+                     nodes: list[dict[str, float]] | None = None) -> int:
+    """Trials the cluster can run at once: each needs its driver plus all its workers placed together, and
+    one worker must fit on one node (``nodes``: each alive node's resources; None = not checked)."""
+    if nodes is not None and not any(n.get("CPU", 0) + 1e-9 >= cpus_per_worker and (not gpu or n.get("GPU", 0) >= 1)
+                                     for n in nodes):
+        return 0
     per_trial = workers * cpus_per_worker + DRIVER_CPU
     fits = math.floor(resources.get("CPU", 0.0) / per_trial + 1e-9)
     if gpu:
@@ -79,70 +92,98 @@ def placeable_trials(resources: dict[str, float], workers: int, cpus_per_worker:
     return fits
 
 
-def _need(workers: int, cpus: float, gpu: bool, resources: dict[str, float]) -> str:
+def _need(workers: int, cpus: float, gpu: bool, resources: dict[str, float], nodes: list[dict[str, float]]) -> str:
     has = f"{resources.get('CPU', 0):g} CPU" + (f", {resources.get('GPU', 0):g} GPU" if gpu else "")
+    largest = max((n.get("CPU", 0) for n in nodes), default=0)
     return (f"a trial needs {workers} worker(s) x {cpus:g} CPU{' + 1 GPU' if gpu else ''} and {DRIVER_CPU} CPU for "
-            f"its driver; the cluster has {has}")
+            f"its driver; the cluster has {has}" + (f" (at most {largest:g} CPU on one node)" if len(nodes) > 1 else ""))
+
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# Overrides a resumed sweep may change: where to find it and how to reach and wait for the cluster.
+OPERATIONAL_KEYS = ("train.storage_path", "ray.address", "train.start_timeout_s", "train.start_retries")
+
+
+def check_name(name: str) -> str:
+    if not NAME.match(name):
+        raise ConfigError(f"--name {name!r}: use letters, digits, '.', '_' and '-' (one directory name, at most 128 "
+                          "characters, not starting with '.' or '-')")
+    return name
 
 
 def sweep_storage(storage_path: str, name: str) -> RunStorage:
-    return RunStorage(storage_path, name)
+    if not is_url(storage_path):
+        storage_path = str(Path(storage_path).expanduser().resolve())
+    return RunStorage(storage_path, check_name(name))
 
 
-def check_sweep_dir(store: RunStorage, settings: SweepSettings, resume: bool) -> None:
-    """A new sweep needs a new directory; ``--resume`` needs a sweep of ours started with these settings."""
-    saved_text = store.read_text(SWEEP_FILE)
-    exists = store._entries() is not None
-    if not resume:
-        if exists:
-            raise ConfigError(f"--name {store.name}: {store.where()} exists; pass --resume to continue that sweep, "
-                              "or choose another --name")
-        return
-    if saved_text is None:
-        raise ConfigError(f"--resume: {store.where()} is not a sweep started by vaegan-dist tune (no {SWEEP_FILE})")
-    try:
-        saved = json.loads(saved_text)
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{store.where()}/{SWEEP_FILE}: unreadable ({err})") from None
-    now = dataclasses.asdict(settings)
-    changed = [f"{k} {saved.get(k)!r} (got {v!r})" for k, v in now.items()
-               if k not in ("space_file", "extra") and _plain(saved.get(k)) != _plain(v)]
-    if changed:
-        raise ConfigError(f"--resume: sweep {store.name} was started with {'; '.join(changed)}; a resumed sweep keeps "
-                          "its space, scheduler, search and overrides")
+def check_new_sweep_dir(store: RunStorage) -> None:
+    """A new sweep never writes into a directory that exists (ours or not)."""
+    if store._entries() is not None:
+        raise ConfigError(f"--name {store.name}: {store.where()} exists; continue that sweep with --resume --name "
+                          f"{store.name}, or choose another --name")
 
 
-def saved_settings(preset: str, overrides: tuple[str, ...], name: str) -> SweepSettings:
-    """The settings sweep ``name`` was started with (``--resume`` without ``--space``); the sweep is looked
-    for under the train.storage_path that ``preset`` and ``overrides`` give."""
-    storage = build_config(preset, list(overrides)).train.storage_path
-    if "://" not in storage:
-        storage = str(Path(storage).expanduser().resolve())
-    store = sweep_storage(storage, name)
+_FIELD_TYPES = {"space": str, "space_file": str, "preset": str, "scheduler": str, "search": str, "metric": str,
+                "mode": str, "name": str, "seed": int}
+
+
+def saved_settings(name: str, overrides: tuple[str, ...]) -> SweepSettings:
+    """The settings sweep ``name`` was started with, for ``--resume``. ``overrides`` may only be operational
+    (OPERATIONAL_KEYS): they are found under train.storage_path and applied after the sweep's own."""
+    other = [o for o in overrides if o.partition("=")[0].strip() not in OPERATIONAL_KEYS]
+    if other:
+        raise ConfigError(f"--resume: override {other[0]!r} would change the sweep; a resumed sweep keeps its config "
+                          f"(only {', '.join(OPERATIONAL_KEYS)} may be given)")
+    store = sweep_storage(build_config("smoke", list(overrides)).train.storage_path, name)
     text = store.read_text(SWEEP_FILE)
     if text is None:
         raise ConfigError(f"--resume: {store.where()} is not a sweep started by vaegan-dist tune (no {SWEEP_FILE})")
+    where = f"{store.where()}/{SWEEP_FILE}"
     try:
         saved = json.loads(text)
-        saved["overrides"] = tuple(saved.get("overrides", ()))
-        return SweepSettings(**saved)
-    except (json.JSONDecodeError, TypeError) as err:
-        raise ConfigError(f"{store.where()}/{SWEEP_FILE}: unreadable ({str(err)[:200]})") from None
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{where}: unreadable ({err})") from None
+    if not isinstance(saved, dict):
+        raise ConfigError(f"{where}: expected a JSON object")
+    for key, tp in _FIELD_TYPES.items():
+        if key in saved and (not isinstance(saved[key], tp) or isinstance(saved[key], bool)):
+            raise ConfigError(f"{where}: {key} must be a {tp.__name__}, got {saved[key]!r}"[:300])
+    trials = saved.get("trials")
+    if trials is not None and (not isinstance(trials, int) or isinstance(trials, bool) or trials < 1):
+        raise ConfigError(f"{where}: trials must be a positive integer or null, got {trials!r}"[:300])
+    saved_overrides = saved.get("overrides", [])
+    if not isinstance(saved_overrides, list) or not all(isinstance(o, str) for o in saved_overrides):
+        raise ConfigError(f"{where}: overrides must be a list of key=value strings")
+    unknown = set(saved) - set(_FIELD_TYPES) - {"trials", "overrides", "extra"}
+    if unknown or saved.get("name") != name:
+        raise ConfigError(f"{where}: not the settings of sweep {name!r} (unexpected {sorted(unknown) or 'name'})"[:300])
+    saved["overrides"] = (*saved_overrides, *overrides)
+    saved.pop("extra", None)
+    return SweepSettings(**saved)
 
 
-def _plain(value):
-    return list(value) if isinstance(value, tuple) else value
-
-
-def _search_algorithm(settings: SweepSettings, mode: str):
-    if settings.search != "optuna":
-        return None
+def require_optuna() -> None:
     try:
         import optuna  # noqa: F401
-        from ray.tune.search.optuna import OptunaSearch
     except ImportError:
         raise ConfigError("--search optuna needs Optuna: pip install 'vaegan-dist[optuna]'") from None
-    return OptunaSearch(metric=settings.metric, mode=mode, seed=settings.seed)
+
+
+def _search_algorithm(settings: SweepSettings, mode: str, concurrent: int):
+    """The searcher, holding the sweep's concurrency limit: Tune ignores TuneConfig.max_concurrent_trials
+    for a BasicVariantGenerator passed in (it only wraps Searchers), and trials beyond what the cluster can
+    place would wait for workers until start_timeout_s x start_retries and fail."""
+    if settings.search != "optuna":
+        from ray.tune.search import BasicVariantGenerator
+
+        # Seeded: a rerun of the same command draws the same trials.
+        return BasicVariantGenerator(random_state=settings.seed, max_concurrent=concurrent)
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    return ConcurrencyLimiter(OptunaSearch(metric=settings.metric, mode=mode, seed=settings.seed),
+                              max_concurrent=concurrent)
 
 
 def _scheduler(settings: SweepSettings, steps: int, eval_every: int, log_every: int):
@@ -168,6 +209,10 @@ def run_sweep(settings: SweepSettings, resume: bool = False, now: datetime.datet
     if settings.mode not in ("", "min", "max"):
         raise ConfigError(f"--mode {settings.mode!r}: use min or max")
     base = build_config(settings.preset, list(settings.overrides))
+    named = [o for o in settings.overrides if o.partition("=")[0].strip() == "train.name"]
+    if named:
+        raise ConfigError(f"override {named[0]!r}: each trial's run is named after its trial id; name the sweep "
+                          "with --name")
     low, high = base.train.worker_range()
     if low != high or low < 1:
         raise ConfigError(f"config key 'train.workers' is {base.train.workers!r}; each trial of a sweep runs a fixed "
@@ -175,39 +220,50 @@ def run_sweep(settings: SweepSettings, resume: bool = False, now: datetime.datet
     space: SearchSpace = parse_space(settings.space, settings.space_file, base)
     num_samples, trials = space.trial_count(settings.search, settings.trials)
     param_space = space.for_search(settings.search)
+    if settings.search == "optuna":
+        require_optuna()
     mode = settings.resolved_mode()
-    search_alg = _search_algorithm(settings, mode)
     if not settings.name:
         settings = dataclasses.replace(settings, name=f"sweep-{(now or datetime.datetime.now()).strftime('%Y%m%d-%H%M%S')}")
     # The base job: data opened and checked, evaluator resolved, once for every trial.
     job = resolve_run(dataclasses.replace(base, train=dataclasses.replace(base.train, name=f"{settings.name}-base")))
-    check_metric(settings.metric, job.evaluator is not None, base.train.eval_every)
+    kinds = next((list(d.values) for d in space.dimensions if d.key == "model.kind"), [base.model.kind])
+    check_metric(settings.metric, kinds, job.evaluator is not None, base.train.eval_every)
     store = sweep_storage(job.cfg.train.storage_path, settings.name)
-    check_sweep_dir(store, settings, resume)
+    if not resume:
+        check_new_sweep_dir(store)
 
     connect(base.ray.address)
     import ray
 
     resources = ray.cluster_resources()
     gpu = use_gpu(base.train.device, resources.get("GPU", 0))
-    fits = placeable_trials(resources, low, base.train.cpus_per_worker, gpu)
+    if base.model.sync_batchnorm and not gpu:
+        raise ConfigError("config key 'model.sync_batchnorm' needs GPU workers: PyTorch's SyncBatchNorm has no CPU "
+                          "implementation; got true on a CPU-only sweep")
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    fits = placeable_trials(resources, low, base.train.cpus_per_worker, gpu, nodes)
     if fits < 1:
-        raise ConfigError(f"{_need(low, base.train.cpus_per_worker, gpu, resources)}: lower train.cpus_per_worker "
-                          "(fractions are fine, e.g. 0.49) or train.workers")
+        raise ConfigError(f"{_need(low, base.train.cpus_per_worker, gpu, resources, nodes)}: lower "
+                          "train.cpus_per_worker (fractions are fine, e.g. 0.49) or train.workers")
     concurrent = min(fits, trials)
+    search_alg = _search_algorithm(settings, mode, concurrent)
     if not store.remote:
         check_reachable(job.cfg)
-    if not resume:
-        store.mark_ours()
+    if not resume:  # sweep.json, not a run marker: `vaegan-dist train` must never take this directory for a run
         store.write_text(SWEEP_FILE, json.dumps(dataclasses.asdict(settings), indent=2) + "\n")
 
     runs_path = f"{store.url}/runs" if store.remote else str(store.local_dir / "runs")
     plan = TrialPlan(job, runs_path, settings.metric, gpu, tuple(d.key for d in space.dimensions))
     trainable = tune.with_resources(tune.with_parameters(run_trial, plan=plan), {"cpu": DRIVER_CPU})
-    print(f"sweep {settings.name}: {trials} trial(s) of {low} worker(s) each, {concurrent} at a time, "
+    at_once = "as many at a time as when it started" if resume else f"{concurrent} at a time"
+    print(f"sweep {settings.name}: {trials} trial(s) of {low} worker(s) each, {at_once}, "
           f"{settings.search} search, {settings.scheduler} on {settings.metric} ({mode})\n"
           f"  directory:   {store.where()}\n  TensorBoard: tensorboard --logdir {runs_path}", flush=True)
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # every trial has its own TensorBoard run
+    # Tune's own result files (what ExperimentAnalysis reads), but not its TensorBoard logger: every trial's
+    # run already has a TensorBoard directory of its own, and a second copy would show each trial twice.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
     experiment = store.url if store.remote else str(store.local_dir)
     if resume:
         if not tune.Tuner.can_restore(experiment):
@@ -221,12 +277,13 @@ def run_sweep(settings: SweepSettings, resume: bool = False, now: datetime.datet
             tune_config=tune.TuneConfig(metric=settings.metric, mode=mode, num_samples=num_samples,
                                         scheduler=_scheduler(settings, base.train.steps, base.train.eval_every,
                                                              base.train.log_every),
-                                        search_alg=search_alg, max_concurrent_trials=concurrent),
+                                        search_alg=search_alg),
             run_config=tune.RunConfig(name=settings.name, storage_path=job.cfg.train.storage_path, verbose=1,
-                                      failure_config=tune.FailureConfig(max_failures=0)),
+                                      failure_config=tune.FailureConfig(max_failures=0),
+                                      callbacks=[JsonLoggerCallback(), CSVLoggerCallback()]),
         )
-    grid = tuner.fit()
-    summarise(grid, settings, plan, store)
+    tuner.fit()  # Ctrl-C: Tune saves the sweep and returns; summarise then says how to resume it
+    summarise(settings, plan, store)
     return store.where()
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
+import json
 import shlex
 from types import SimpleNamespace
 
@@ -100,16 +102,26 @@ def test_a_trial_fits_when_its_workers_and_driver_fit_together():
     assert placeable_trials({"CPU": 2}, 2, 0.49, gpu=False) == 2
     assert placeable_trials({"CPU": 64, "GPU": 8}, 2, 4, gpu=True) == 4  # GPUs bound it: 8 / 2
     assert placeable_trials({"CPU": 64, "GPU": 1}, 2, 4, gpu=True) == 0
+    # A worker must fit on one node: 3 CPUs per worker fit nowhere on two 2-CPU nodes.
+    assert placeable_trials({"CPU": 4}, 1, 3, gpu=False, nodes=[{"CPU": 2}, {"CPU": 2}]) == 0
+    assert placeable_trials({"CPU": 6}, 2, 2, gpu=False, nodes=[{"CPU": 2}] * 3) == 1  # 6 / (2 x 2 + 0.01)
+    assert placeable_trials({"CPU": 8, "GPU": 1}, 1, 1, gpu=True, nodes=[{"CPU": 4}, {"CPU": 4, "GPU": 1}]) == 1
 
 
-def test_the_metric_must_be_one_training_reports():
-    check_metric("eval/fd", has_evaluator=True, eval_every=100)
+def test_the_metric_must_be_one_every_trial_reports():
+    check_metric("eval/fd", ["vaegan"], has_evaluator=True, eval_every=100)
+    check_metric("eval/fd", ["gan", "vae"], True, 100)
+    check_metric("loss/l_llike", ["vae"], False, 0)
     with pytest.raises(ConfigError, match="--metric 'eval/fid' is not reported during training"):
-        check_metric("eval/fid", True, 100)
+        check_metric("eval/fid", ["vaegan"], True, 100)
     with pytest.raises(ConfigError, match="needs evaluations during training; got train.eval_every=0"):
-        check_metric("eval/fd", True, 0)
+        check_metric("eval/fd", ["vaegan"], True, 0)
     with pytest.raises(ConfigError, match="needs an evaluator"):
-        check_metric("eval/recall", False, 100)
+        check_metric("eval/recall", ["vaegan"], False, 100)
+    with pytest.raises(ConfigError, match="--metric eval/fd_recon: model.kind=gan never reports it .it has no encoder"):
+        check_metric("eval/fd_recon", ["vaegan", "gan"], True, 100)
+    with pytest.raises(ConfigError, match="model.kind=vae never reports it .it has no discriminator"):
+        check_metric("loss/l_gan", ["vae"], True, 100)
     assert SweepSettings("", "", metric="eval/fd").resolved_mode() == "min"
     assert SweepSettings("", "", metric="eval/attr_agreement").resolved_mode() == "max"
     assert SweepSettings("", "", metric="loss/l_llike").resolved_mode() == "min"
@@ -137,10 +149,13 @@ def test_a_trial_status_comes_from_tune_and_the_steps_reached():
     assert trial_status("RUNNING", 100, 400) == "unfinished"
     trial = SimpleNamespace(trial_id="x1", status="TERMINATED", config={"objective.gamma": 0.5},
                             last_result={"step": 100, "eval/fd": 3.0, "loss/l_gan": 1.0, "perf/images_per_s": 9.0,
-                                         "config": {"objective.gamma": 0.5}}, error_msg=None)
-    (row,) = collect_rows([trial], "/nowhere/runs", 400)
+                                         "config": {"objective.gamma": 0.5}}, get_error=lambda: None)
+    failed = SimpleNamespace(trial_id="x2", status="ERROR", config={}, last_result={},
+                             get_error=lambda: "Traceback ...\n  File x\nTrainingError: step 7: loss/l_gan is nan")
+    row, bad = collect_rows([trial, failed], "/nowhere/runs", 400)
     assert (row.status, row.step, row.metrics, row.run_dir) == ("stopped early", 100,
                                                                {"eval/fd": 3.0, "loss/l_gan": 1.0}, "/nowhere/runs/x1")
+    assert (bad.status, bad.error) == ("error", "TrainingError: step 7: loss/l_gan is nan")
 
 
 def test_the_continue_command_rebuilds_the_trials_exact_config():
@@ -163,8 +178,101 @@ def test_the_cli_refuses_a_bad_space_before_starting_ray(tmp_path, capsys):
     assert len(err.splitlines()) == 1
     assert main(["tune", "--space", str(tmp_path / "missing.yaml")]) == 2
     assert "no such file (ready spaces: gamma, lrs, paper)" in capsys.readouterr().err
-    assert main(["tune", "--resume", "--space", "gamma"]) == 2
+    assert main(["tune", "--resume"]) == 2
     assert "--resume needs --name" in capsys.readouterr().err
     assert main(["tune", "--resume", "--name", "nothing-here", f"train.storage_path={tmp_path}"]) == 2
     assert "is not a sweep started by vaegan-dist tune" in capsys.readouterr().err
+    assert main(["tune", "--space", "gamma", "--name", "../../escape", f"train.storage_path={tmp_path}"]) == 2
+    assert "--name '../../escape': use letters, digits" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())[1:]  # nothing written but the bad space itself
+
+
+def test_a_sweep_names_its_trials_itself(tmp_path, capsys):
+    assert main(["tune", "--space", "gamma", "train.name=mine", f"train.storage_path={tmp_path}"]) == 2
+    assert "override 'train.name=mine': each trial's run is named after its trial id" in capsys.readouterr().err
+    assert main(["tune", "--space", "gamma", "train.workers=0", f"train.storage_path={tmp_path}"]) == 2
+    assert "each trial of a sweep runs a fixed number (>= 1) of Ray Train workers" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("objective.gamma: {uniform: [0, 1" + "0" * 400 + "]}", "is not a number"),
+    ("a: " + "[" * 3000 + "]" * 3000, "nested too deeply"),
+    ("objective.gamma: {grid: [0.1]}\nobjective.gamma: {grid: [0.2]}", "key 'objective.gamma' is given twice"),
+    ("data.image_size: {grid: [32, 64]}", "key 'data.image_size' cannot be swept: the data is opened and checked once"),
+    ("objective.equilibrium_value: {uniform: [0.4, 0.9]}\nobjective.equilibrium_margin: {uniform: [0.2, 0.39]}\n"
+     "objective.gamma: {grid: [0.1]}", None),
+    ("objective.equilibrium_value: {uniform: [0.4, 0.9]}\nobjective.equilibrium_margin: {uniform: [0.2, 0.6]}",
+     "a trial could get objective.equilibrium_value=0.4, objective.equilibrium_margin=0.6, and then config key "
+     "'objective.equilibrium_margin' must be in [0, objective.equilibrium_value)"),
+])
+def test_hostile_spaces(text, expected):
+    if expected is None:
+        space(text)
+        return
+    with pytest.raises(ConfigError) as err:
+        space(text)
+    assert expected in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_sweep_has_a_bounded_number_of_trials():
+    big = space("data.batch_size: {choice: [" + ", ".join(str(v) for v in range(2, 202)) + "]}\n"
+                "model.latent_dim: {grid: [" + ", ".join(str(v) for v in range(1, 101)) + "]}")
+    with pytest.raises(ConfigError, match="this sweep would run 20000 trials; at most 10000"):
+        big.for_search("grid") and big.trial_count("grid", None)
+    assert big.trial_count("random", 100) == (100, 10000)
+
+
+def test_asha_compares_trials_at_the_evaluation_steps():
+    from tune.sweep import _scheduler
+
+    asha = _scheduler(SweepSettings("", "", metric="eval/fd"), steps=400, eval_every=100, log_every=20)
+    assert (asha._time_attr, asha._max_t, asha._reduction_factor) == ("step", 400, 2)
+    assert [b._rungs[i][0] for b in asha._brackets[:1] for i in range(len(b._rungs))] == [400, 200, 100]
+    by_loss = _scheduler(SweepSettings("", "", metric="loss/l_llike"), steps=400, eval_every=100, log_every=20)
+    assert by_loss._brackets[0]._rungs[-1][0] == 20  # the first logged step
+    assert type(_scheduler(SweepSettings("", "", scheduler="fifo"), 400, 100, 20)).__name__ == "FIFOScheduler"
+
+
+def test_only_reports_holding_the_metric_reach_tune():
+    from tune.trial import TRIAL_STARTED, MetricReportCallback
+
+    sent = []
+    callback = MetricReportCallback.__new__(MetricReportCallback)  # outside a Tune session: no queue to open
+    callback.metric, callback.started_unix = "eval/fd", 123.0
+    callback._training_actor_item_queue = SimpleNamespace(put=sent.append)
+    callback.after_report(None, [{"step": 20, "loss/l_gan": 1.0}], None)
+    callback.after_report(None, [{"step": 40, "eval/fd": 9.0}, {"step": 40}], SimpleNamespace(path="/r/checkpoint_40"))
+    assert sent == [{"step": 40, "eval/fd": 9.0, TRIAL_STARTED: 123.0, "checkpoint_path": "/r/checkpoint_40"}]
+
+
+def test_resume_takes_the_sweep_as_it_was_started(tmp_path, capsys):
+    from tune.sweep import saved_settings
+
+    sweep = tmp_path / "s1"
+    sweep.mkdir()
+    settings = SweepSettings("objective.gamma: {grid: [0.1]}", "x.yaml", overrides=("train.steps=40",),
+                             name="s1", trials=None, search="grid")
+    (sweep / "sweep.json").write_text(json.dumps(dataclasses.asdict(settings)))
+    assert saved_settings("s1", (f"train.storage_path={tmp_path}",)) == dataclasses.replace(
+        settings, overrides=("train.steps=40", f"train.storage_path={tmp_path}"))
+    with pytest.raises(ConfigError, match="--resume: override 'train.steps=80' would change the sweep"):
+        saved_settings("s1", (f"train.storage_path={tmp_path}", "train.steps=80"))
+    assert main(["tune", "--resume", "--name", "s1", "--trials", "3", "--scheduler", "fifo",
+                 f"train.storage_path={tmp_path}"]) == 2
+    assert "--resume continues sweep s1 as it was started: leave out --trials, --scheduler" in capsys.readouterr().err
+    for bad, expected in [("[1, 2]", "expected a JSON object"), ('{"name": "s1", "trials": "many"}', "trials must be"),
+                          ('{"name": "s1", "space": 3}', "space must be a str"), ("{oops", "unreadable"),
+                          ('{"name": "other", "space": "", "space_file": ""}', "not the settings of sweep 's1'")]:
+        (sweep / "sweep.json").write_text(bad)
+        with pytest.raises(ConfigError, match=expected):
+            saved_settings("s1", (f"train.storage_path={tmp_path}",))
+
+
+def test_the_searcher_holds_the_concurrency_limit():
+    """Tune ignores TuneConfig.max_concurrent_trials for a BasicVariantGenerator passed in: the limit must be
+    the searcher's own, or trials the cluster cannot place start and wait for workers."""
+    from tune.sweep import _search_algorithm
+
+    searcher = _search_algorithm(SweepSettings("", "", seed=3), "min", concurrent=2)
+    assert type(searcher).__name__ == "BasicVariantGenerator" and searcher.max_concurrent == 2

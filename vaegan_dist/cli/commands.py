@@ -63,17 +63,24 @@ def tune(args: argparse.Namespace) -> int:
     from tune.sweep import SweepSettings, load_space_text, run_sweep, saved_settings
     from vaegan_dist.config import ConfigError
 
-    if args.resume and not args.name:
-        raise ConfigError("--resume needs --name: the sweep to continue")
-    if args.space is None:
-        if not args.resume:
-            raise ConfigError("--space is required: a search space file, or gamma | lrs | paper")
-        settings = saved_settings(args.preset, tuple(args.overrides), args.name)  # as it was started
+    options = {"--space": args.space, "--trials": args.trials, "--scheduler": args.scheduler, "--search": args.search,
+               "--metric": args.metric, "--mode": args.mode, "--preset": args.preset, "--seed": args.seed}
+    if args.resume:
+        if not args.name:
+            raise ConfigError("--resume needs --name: the sweep to continue")
+        given = [option for option, value in options.items() if value is not None]
+        if given:
+            raise ConfigError(f"--resume continues sweep {args.name} as it was started: leave out {', '.join(given)}")
+        settings = saved_settings(args.name, tuple(args.overrides))
     else:
+        if args.space is None:
+            raise ConfigError("--space is required: a search space file, or gamma | lrs | paper")
         text, file = load_space_text(args.space)
-        settings = SweepSettings(space=text, space_file=file, preset=args.preset, overrides=tuple(args.overrides),
-                                 trials=args.trials, scheduler=args.scheduler, search=args.search,
-                                 metric=args.metric, mode=args.mode, name=args.name, seed=args.seed)
+        settings = SweepSettings(space=text, space_file=file, preset=args.preset or "smoke",
+                                 overrides=tuple(args.overrides), trials=args.trials,
+                                 scheduler=args.scheduler or "asha", search=args.search or "random",
+                                 metric=args.metric or "eval/fd", mode=args.mode or "", name=args.name,
+                                 seed=args.seed or 0)
     run_sweep(settings, resume=args.resume)
     return 0
 

@@ -135,25 +135,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     tune = sub.add_parser("tune", help="sweep hyperparameters with Ray Tune: one run per trial, results.csv, "
                                        "the best trial", description="Sweep a search space (a YAML file of config "
-                          "keys and distributions, or a ready one: gamma, lrs, paper) over the cluster. Rerun with "
-                          "--resume --name SWEEP to continue an interrupted sweep.")
-    tune.add_argument("--space", default=None, help="search space file, or gamma | lrs | paper (tune/spaces); "
-                                                   "with --resume it may be left out (the sweep's own is used)")
+                          "keys and distributions, or a ready one: gamma, lrs, paper) over the cluster. "
+                          "`--resume --name SWEEP` continues an interrupted sweep as it was started.")
+    tune.add_argument("--space", default=None, help="search space file, or gamma | lrs | paper (tune/spaces)")
     tune.add_argument("--trials", type=int_range(1, 10_000), default=None,
                       help="samples to draw (random, optuna; default 8); grid search runs every combination once")
-    tune.add_argument("--scheduler", default="asha", choices=("asha", "fifo"),
-                      help="asha stops bad trials at the evaluation steps; fifo runs every trial to the end")
-    tune.add_argument("--search", default="random", choices=("random", "grid", "optuna"),
-                      help="optuna needs the optional extra: pip install 'vaegan-dist[optuna]'")
-    tune.add_argument("--metric", default="eval/fd", help="what trials are compared on (default eval/fd)")
-    tune.add_argument("--mode", default="", choices=("", "min", "max"), help="default: min for fd and losses, "
-                                                                            "max for attr_agreement, precision, ...")
+    tune.add_argument("--scheduler", default=None, choices=("asha", "fifo"),
+                      help="asha (default) stops bad trials at the evaluation steps; fifo runs every trial to the end")
+    tune.add_argument("--search", default=None, choices=("random", "grid", "optuna"),
+                      help="default random; optuna needs the optional extra: pip install 'vaegan-dist[optuna]'")
+    tune.add_argument("--metric", default=None, help="what trials are compared on (default eval/fd)")
+    tune.add_argument("--mode", default=None, choices=("min", "max"), help="default: min for fd and losses, "
+                                                                          "max for attr_agreement, precision, ...")
     tune.add_argument("--name", default="", help="the sweep's directory under train.storage_path "
                                                 "(default sweep-<date>-<time>)")
-    tune.add_argument("--resume", action="store_true", help="continue the sweep --name: finished trials are kept, "
-                                                            "unfinished ones resume from their checkpoints")
-    tune.add_argument("--preset", default="smoke", choices=sorted(PRESETS), help="base config (default: smoke)")
-    tune.add_argument("--seed", type=int, default=0, help="the search algorithm's seed")
+    tune.add_argument("--resume", action="store_true",
+                      help="continue the sweep --name as it was started: finished trials are kept, unfinished and "
+                           "errored ones continue from their checkpoints; only train.storage_path, ray.address, "
+                           "train.start_timeout_s and train.start_retries may be given")
+    tune.add_argument("--preset", default=None, choices=sorted(PRESETS), help="base config (default: smoke)")
+    tune.add_argument("--seed", type=int, default=None, help="seed of the random, grid or optuna search (default 0)")
     tune.add_argument("overrides", nargs="*", metavar="key=value", help="base config overrides for every trial")
     tune.set_defaults(func=commands.tune)
 

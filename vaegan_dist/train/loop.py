@@ -171,16 +171,16 @@ def train_loop(job: TrainJob, session: Session | None = None) -> dict[str, float
                         tb.grid(tag, images, done)
         if checkpoint_now:
             check_finite_weights(model.networks(), done)
-            _checkpoint(session, job, model, optimizers, done, start, last)
-            if tb is not None:
+            if tb is not None:  # before the report: a Tune scheduler may stop the trial as soon as it sees it
                 with _disk_errors(done, "the TensorBoard logs"):
+                    if is_last:
+                        tb.end_hparams()
                     tb.writer.flush()
                     run.upload("tensorboard", "samples")
+            _checkpoint(session, job, model, optimizers, done, start, last)
         elif log_now or eval_now:  # every rank reports at the same steps: rank 0's evaluation ends at this barrier
             session.report({**last, "step": done}, None, done)
 
     if tb is not None:
-        tb.end_hparams()
-        tb.close()
-        run.upload("tensorboard", "samples")
+        tb.close()  # everything was flushed and uploaded before the last report
     return last
