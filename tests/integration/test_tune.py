@@ -149,7 +149,7 @@ def test_a_killed_sweep_resumes_without_rerunning_finished_trials(faces_eval, ev
     first_mtime = (first_checkpoint / "state.pt").stat().st_mtime_ns
     _kill_ray_of(ray_tmp)  # the killed driver's local Ray
 
-    out = _finish(_tune(["--resume", "--name", "killed", *args], ray_tmp), timeout=420)
+    out = _finish(_tune(["--resume", "--name", "killed", f"train.storage_path={tmp_path}"], ray_tmp), timeout=420)
     rows = {r["trial_id"]: r for r in _results(tmp_path / "killed")}
     assert {rows[first.name]["status"], rows[second.name]["status"]} == {"completed"}
     assert load_state(second)["step"] == 200
