@@ -276,3 +276,28 @@ def test_the_searcher_holds_the_concurrency_limit():
 
     searcher = _search_algorithm(SweepSettings("", "", seed=3), "min", concurrent=2)
     assert type(searcher).__name__ == "BasicVariantGenerator" and searcher.max_concurrent == 2
+
+
+def test_optuna_samples_inside_the_space_and_learns_from_results():
+    pytest.importorskip("optuna")  # in the dev extra: CI always runs this
+    from tune.sweep import _search_algorithm
+
+    parsed = space("objective.gamma: {loguniform: [1e-7, 1e-1]}\ndata.batch_size: {choice: [16, 32]}")
+    searcher = _search_algorithm(SweepSettings("", "", search="optuna", seed=1), "min", concurrent=2)
+    assert searcher.set_search_properties("eval/fd", "min", parsed.for_search("optuna"))
+    first, second = searcher.suggest("t0"), searcher.suggest("t1")
+    assert searcher.suggest("t2") is None  # two at a time
+    for trial_id, config in (("t0", first), ("t1", second)):
+        assert 1e-7 <= config["objective.gamma"] <= 1e-1 and config["data.batch_size"] in (16, 32)
+        searcher.on_trial_complete(trial_id, {"eval/fd": config["objective.gamma"]})
+    assert searcher.suggest("t2") is not None
+
+
+def test_optuna_missing_is_one_line_naming_the_extra(monkeypatch):
+    import sys
+
+    from tune.sweep import require_optuna
+
+    monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna now raises ImportError
+    with pytest.raises(ConfigError, match=r"--search optuna needs Optuna: pip install 'vaegan-dist\[optuna\]'"):
+        require_optuna()
