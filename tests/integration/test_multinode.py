@@ -93,3 +93,23 @@ def test_killed_worker_resumes_from_the_last_checkpoint_and_finishes(two_nodes, 
     assert min(restarts - {0}) >= killed_after  # resumed from a checkpoint at or after the kill, not from scratch
     for checkpoint in find_checkpoints(tmp_path / "fault"):
         load_state(checkpoint)  # every checkpoint on disk is complete and readable
+
+
+def test_a_sweep_spreads_its_trials_over_both_nodes(two_nodes, faces_eval, evaluator_cache, tmp_path, capsys):
+    """Each node has 1 CPU and each trial needs 0.98 + 0.01: the two trials run at once only on different nodes."""
+    import csv
+
+    from tune.sweep import SweepSettings, run_sweep
+
+    overrides = (f"data.source={faces_eval}", f"data.cache_dir={evaluator_cache}", f"train.storage_path={tmp_path}",
+                 "train.shared_storage=true", "train.workers=1", "train.cpus_per_worker=0.98", "data.loader_workers=0",
+                 "data.batch_size=8", "train.steps=20", "train.eval_every=10", "train.log_every=10",
+                 "train.eval_samples=64", "train.image_every=20", "train.start_timeout_s=60",
+                 "train.collective_timeout_s=60")
+    run_sweep(SweepSettings(space="objective.gamma: {grid: [1.0e-3, 1.0e-2]}\n", space_file="space.yaml",
+                            search="grid", scheduler="fifo", name="spread", overrides=overrides))
+    assert "2 trial(s) of 1 worker(s) each, 2 at a time" in capsys.readouterr().out
+    with open(tmp_path / "spread" / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["status"], r["step"]) for r in rows] == [("completed", "20")] * 2
+    assert {float(r["objective.gamma"]) for r in rows} == {1e-3, 1e-2}
