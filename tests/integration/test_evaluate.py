@@ -149,3 +149,24 @@ def test_fid_from_a_local_inception_weights_file(faces_eval, evaluator_cache, tm
     assert main(["evaluate", "--checkpoint", str(run), "--inception-weights", str(tmp_path / "bad.pth")]) == 2
     err = capsys.readouterr().err
     assert "bad.pth: not a readable weights file" in err and err.count("\n") == 1
+
+
+def test_too_few_held_out_images_is_one_line_before_training_and_in_evaluate(tmp_path, capsys):
+    """30 faces split 80/10/10: 3 valid and 3 test images, too few for precision/recall's 3 neighbours."""
+    from vaegan_dist.data.synthetic import prepare_synthetic
+    from vaegan_dist.errors import DataError
+
+    data = tmp_path / "tiny"
+    prepare_synthetic(data, num=30, size=32, seed=1, workers=1, shard_samples=10, progress=False)
+    evaluator = tmp_path / "ev.pt"
+    assert main(["evaluator", "train", "--data", str(data), "--out", str(evaluator), "--epochs", "1"]) == 0
+    cfg = tiny_config(data, tmp_path, "few", "train.eval_every=2", f"train.evaluator={evaluator}")
+    with pytest.raises(DataError, match=r"split 'valid' has 3 images; evaluation needs more than 3 \(or set "
+                                        r"train.eval_every=0\)"):
+        resolve_run(cfg)
+    assert not (tmp_path / "few").exists()
+    launch(tiny_config(data, tmp_path, "few", "train.steps=2"))  # without evaluation it trains
+    capsys.readouterr()
+    code = main(["evaluate", "--checkpoint", str(tmp_path / "few"), "--evaluator", str(evaluator)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "only 3 images; the metrics need more than 3" in err
