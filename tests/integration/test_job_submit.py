@@ -2,8 +2,11 @@
 cluster/local_cluster.sh, through cluster/submit.sh."""
 
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -25,7 +28,7 @@ def local_cluster():
     try:
         yield {**env, "RAY_ADDRESS": f"http://127.0.0.1:{DASHBOARD_PORT}"}
     finally:
-        subprocess.run(["bash", script, "stop"], env=env, timeout=120, capture_output=True)
+        subprocess.run(["bash", script, "stop", GCS_PORT], env=env, timeout=120, capture_output=True)
 
 
 def submit(env, *args):
@@ -48,3 +51,41 @@ def test_job_submission_trains_across_the_two_nodes(local_cluster, faces32, tmp_
                      "train.name=refused", "train.steps=4", *tiny)
     assert refused.returncode != 0
     assert "'train.storage_path' is a local path" in refused.stdout + refused.stderr
+
+
+def test_stopping_the_local_cluster_leaves_other_ray_clusters_alone():
+    """`local_cluster.sh stop` stops its own cluster only (`ray stop` would take every Ray on the machine,
+    a user's ray.init and a running sweep included)."""
+    ray_tmp = tempfile.mkdtemp(prefix="rs", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "RAY_AUTH_MODE": "token"}
+    env.pop("RAY_ADDRESS", None)
+    hold = ("import ray, sys; ray.init(num_cpus=1, include_dashboard=False); print('up', flush=True); "
+            "sys.stdin.readline(); print(ray.get(ray.remote(lambda: 'still alive').remote()), flush=True)")
+    other = subprocess.Popen([sys.executable, "-c", hold], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                             env={**env, "RAY_TMPDIR": ray_tmp})
+    try:
+        assert other.stdout.readline().strip() == "up"
+        script = str(ROOT / "cluster" / "local_cluster.sh")
+        subprocess.run(["bash", script, "start", "6393", "8277"], env=env, check=True, timeout=180, capture_output=True)
+        stopped = subprocess.run(["bash", script, "stop", "6393"], env=env, timeout=120, capture_output=True, text=True)
+        assert stopped.returncode == 0 and "stopped the cluster on GCS port 6393" in stopped.stdout
+        assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and _names_port(p, "6393")]
+        out, _ = other.communicate("\n", timeout=60)
+        assert "still alive" in out
+    finally:
+        other.kill()
+        other.wait(timeout=30)
+        for proc in Path("/proc").iterdir():  # what the killed driver's local Ray left, found by its directory
+            try:
+                if proc.name.isdigit() and ray_tmp in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                    os.kill(int(proc.name), signal.SIGKILL)
+            except OSError:
+                pass
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def _names_port(proc: Path, port: str) -> bool:
+    try:
+        return f":{port}" in (proc / "cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
