@@ -69,6 +69,15 @@ for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
         time.sleep(0.2)
     if not pids:
         break
+# `ray start --head` recorded this cluster as the machine's current one: a later plain ray.init() would try
+# to join it (and time out) instead of starting its own. Forget it if it is this one, as `ray stop` does.
+current = os.path.join(os.environ.get("RAY_TMPDIR", "/tmp"), "ray", "ray_current_cluster")
+try:
+    with open(current) as f:
+        if f.read().strip().endswith(f":{port}"):
+            os.remove(current)
+except OSError:
+    pass
 print(f"stopped the cluster on GCS port {port}")
 PY
     ;;

@@ -70,6 +70,8 @@ def test_stopping_the_local_cluster_leaves_other_ray_clusters_alone():
         stopped = subprocess.run(["bash", script, "stop", "6393"], env=env, timeout=120, capture_output=True, text=True)
         assert stopped.returncode == 0 and "stopped the cluster on GCS port 6393" in stopped.stdout
         assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and _names_port(p, "6393")]
+        current = Path(os.environ.get("RAY_TMPDIR", "/tmp")) / "ray" / "ray_current_cluster"
+        assert not current.exists() or not current.read_text().strip().endswith(":6393")  # ray.init() starts its own
         out, _ = other.communicate("\n", timeout=60)
         assert "still alive" in out
     finally:
