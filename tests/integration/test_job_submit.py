@@ -3,7 +3,6 @@ cluster/local_cluster.sh, through cluster/submit.sh."""
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import kill_processes_naming
 from vaegan_dist.model.store import load_state
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -77,12 +77,7 @@ def test_stopping_the_local_cluster_leaves_other_ray_clusters_alone():
     finally:
         other.kill()
         other.wait(timeout=30)
-        for proc in Path("/proc").iterdir():  # what the killed driver's local Ray left, found by its directory
-            try:
-                if proc.name.isdigit() and ray_tmp in (proc / "cmdline").read_bytes().decode(errors="replace"):
-                    os.kill(int(proc.name), signal.SIGKILL)
-            except OSError:
-                pass
+        kill_processes_naming(ray_tmp)  # what the killed driver's local Ray left, found by its directory
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from tests.conftest import kill_processes_naming
 from vaegan_dist.model.store import find_checkpoints, load_state
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.ray]
@@ -30,34 +31,11 @@ TRIAL = ["--preset", "smoke", "train.workers=1", "train.cpus_per_worker=0.49", "
          "train.image_every=20", "train.start_timeout_s=60", "train.collective_timeout_s=120"]
 
 
-def _kill_ray_of(ray_tmp: Path) -> None:
-    """Stop every process of the Ray that used ``ray_tmp`` (its command lines name that directory)."""
-    for _ in range(3):
-        found = []
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit():
-                continue
-            try:
-                cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            if str(ray_tmp) in cmdline:
-                found.append(int(proc.name))
-        for pid in found:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        if not found:
-            return
-        time.sleep(1)
-
-
 @pytest.fixture
 def ray_tmp():
     path = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # short: Ray's socket paths must fit in 107 bytes
     yield path
-    _kill_ray_of(path)
+    kill_processes_naming(str(path))
     shutil.rmtree(path, ignore_errors=True)
 
 
@@ -147,7 +125,7 @@ def test_a_killed_sweep_resumes_without_rerunning_finished_trials(faces_eval, ev
     newest = find_checkpoints(second)[-1].name
     first_checkpoint = find_checkpoints(first)[-1]
     first_mtime = (first_checkpoint / "state.pt").stat().st_mtime_ns
-    _kill_ray_of(ray_tmp)  # the killed driver's local Ray
+    kill_processes_naming(str(ray_tmp))  # the killed driver's local Ray
 
     out = _finish(_tune(["--resume", "--name", "killed", f"train.storage_path={tmp_path}"], ray_tmp), timeout=420)
     rows = {r["trial_id"]: r for r in _results(tmp_path / "killed")}
