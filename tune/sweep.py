@@ -119,7 +119,7 @@ def sweep_storage(storage_path: str, name: str) -> RunStorage:
 
 def check_new_sweep_dir(store: RunStorage) -> None:
     """A new sweep never writes into a directory that exists (ours or not)."""
-    if store._entries() is not None:
+    if store.exists():
         raise ConfigError(f"--name {store.name}: {store.where()} exists; continue that sweep with --resume --name "
                           f"{store.name}, or choose another --name")
 

@@ -301,3 +301,17 @@ def test_optuna_missing_is_one_line_naming_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna now raises ImportError
     with pytest.raises(ConfigError, match=r"--search optuna needs Optuna: pip install 'vaegan-dist\[optuna\]'"):
         require_optuna()
+
+
+def test_a_new_sweep_never_takes_a_directory_that_exists(tmp_path):
+    from tune.sweep import check_new_sweep_dir, sweep_storage
+
+    check_new_sweep_dir(sweep_storage(str(tmp_path), "fresh"))
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="--name taken: .*taken exists; continue that sweep with --resume"):
+        check_new_sweep_dir(sweep_storage(str(tmp_path), "taken"))
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(ConfigError, match="a-file exists"):
+        check_new_sweep_dir(sweep_storage(str(tmp_path), "a-file"))
+    assert (tmp_path / "taken" / "notes.txt").read_text() == "mine"

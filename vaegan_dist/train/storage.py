@@ -93,6 +93,10 @@ class RunStorage:
             return None
         return [info.base_name for info in fs.get_file_info(pyarrow.fs.FileSelector(root))]
 
+    def exists(self) -> bool:
+        """Whether anything (a directory, or a file in the way) is at this run's path."""
+        return self._entries() is not None
+
     def check_ours(self) -> None:
         """Refuse a run directory that is not ours, reading only: ours is new, empty, marked as a vaegan-dist
         run, or (runs from before the marker) holds a complete config.yaml of ours and a checkpoint_*
