@@ -39,6 +39,9 @@ class ModelConfig:
     discriminator_fc: int = 512
     width: float = 1.0  # multiplies every convolution's channel count (the smoke preset narrows it)
     sync_batchnorm: bool = False  # SyncBatchNorm across workers instead of per-replica statistics
+    # attributes: every network the kind has also gets the image's attribute vector y (the paper's section
+    # 4.2), so that Dec(z, y) generates faces to order; the attributes are the data set's.
+    condition: Literal["none", "attributes"] = "none"
 
 
 @dataclass

@@ -8,7 +8,7 @@ Metrics that need an encoder (reconstructions) or a discriminator (Dis_l) are ``
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -36,31 +36,58 @@ class HeldOut:
     features: torch.Tensor  # [N, F]
     logits: torch.Tensor  # [N, A]
     laplacian_var: torch.Tensor  # [N]
+    # The images' own attributes (0/1 [N, A]) and their names: what a conditioned model generates from.
+    attributes: torch.Tensor | None = None
+    attribute_names: tuple[str, ...] = field(default=())
 
     @classmethod
-    def of(cls, images: torch.Tensor, evaluator: Evaluator, batch: int = 256, where: str = "the held-out set") -> HeldOut:
+    def of(cls, images: torch.Tensor, evaluator: Evaluator, batch: int = 256, where: str = "the held-out set",
+           attributes: torch.Tensor | None = None, attribute_names: Sequence[str] = ()) -> HeldOut:
         if len(images) <= PR_NEIGHBOURS:
             raise DataError(f"{where}: only {len(images)} images; the metrics need more than {PR_NEIGHBOURS}")
         features, logits = evaluator.features_and_logits(images, batch)
         lap = torch.cat([m.laplacian_variance(to_unit_range(c, evaluator.device)) for c in images.split(batch)])
-        return cls(images.cpu(), features, logits, lap)
+        return cls(images.cpu(), features, logits, lap, None if attributes is None else attributes.cpu(),
+                   tuple(attribute_names))
 
     def __len__(self) -> int:
         return len(self.images)
 
+    def condition(self, model: VAEGAN) -> torch.Tensor | None:
+        """The held-out images' attributes in the order a conditioned model's y follows; None for others."""
+        if not model.conditioned:
+            return None
+        if self.attributes is None:
+            raise DataError("this model is conditioned on attributes, and the held-out images have none")
+        return reorder_attributes(self.attributes, self.attribute_names, model.attributes, "the held-out data")
+
+
+def reorder_attributes(values: torch.Tensor, names: Sequence[str], wanted: Sequence[str], where: str) -> torch.Tensor:
+    """Columns of ``values`` (named ``names``) picked and ordered as ``wanted``: data sets and models may list
+    the same attributes in another order, and a missing one is an error, never a silently zero column."""
+    index = {n: i for i, n in enumerate(names)}
+    missing = [n for n in wanted if n not in index]
+    if missing:
+        raise DataError(f"{where} lacks attributes the model needs: {', '.join(missing[:8])}"
+                        + (f" (+{len(missing) - 8} more)" if len(missing) > 8 else ""))
+    return values[:, [index[n] for n in wanted]]
+
 
 def _batches(model: VAEGAN, held_out: HeldOut, device: torch.device, batch: int, generator: torch.Generator,
              reconstruct: bool, dis_l: bool):
-    """Yields (samples, reconstructions or None, originals or None, Dis_l pair or None) per batch, in [-1, 1]."""
-    for chunk in held_out.images.split(batch):
+    """Yields (samples, reconstructions or None, originals or None, Dis_l pair or None) per batch, in [-1, 1].
+    A conditioned model generates each sample with the attributes of the held-out image in its place."""
+    condition = held_out.condition(model)
+    for start, chunk in zip(range(0, len(held_out), batch), held_out.images.split(batch)):
+        y = None if condition is None else condition[start : start + len(chunk)].to(device)
         z = torch.randn(len(chunk), model.latent_dim, generator=generator).to(device)
-        samples = model.decoder(z).float()
+        samples = model.decoder(z, y).float()
         recon = x = dis_pair = None
         if reconstruct:
             x = to_unit_range(chunk, device)
-            recon = model.decoder(model.encoder(x)[0]).float()
+            recon = model.decoder(model.encoder(x, y)[0], y).float()
             if dis_l:
-                dis_pair = (model.discriminator(recon)[1], model.discriminator(x)[1])
+                dis_pair = (model.discriminator(recon, y)[1], model.discriminator(x, y)[1])
         yield samples, recon, x, dis_pair
 
 

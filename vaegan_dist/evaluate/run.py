@@ -38,8 +38,9 @@ def evaluate_checkpoint(checkpoint: str | Path, *, data: str | None = None, spli
                               built_in=is_built_in(source, cfg.data.cache_dir))
     if found is None:
         raise DataError(no_evaluator_hint(sources[split]))
-    images, _ = first_images(sources[split], split, num)
-    held_out = HeldOut.of(images, found, where=f"{sources[split].where} split {split!r}")
+    images, attrs = first_images(sources[split], split, num)
+    held_out = HeldOut.of(images, found, where=f"{sources[split].where} split {split!r}", attributes=attrs,
+                          attribute_names=sources[split].attributes)
     inception = None
     if inception_weights:
         from vaegan_dist.evaluate.inception import load_inception

@@ -6,25 +6,27 @@ import torch
 from torch import nn
 
 from vaegan_dist.model.architecture import KERNEL, Architecture
-from vaegan_dist.model.layers import PAD, deconv_bn_relu, fc_bn_relu, paper_init
+from vaegan_dist.model.layers import PAD, deconv_bn_relu, fc_bn_relu, join_condition, paper_init
 
 
 class Decoder(nn.Module):
     """FC to (C, side, side) with BN + ReLU, stride-2 transposed convs with BN + ReLU, a 5x5 conv to RGB, tanh.
 
     At 64 px: 128 -> 256x8x8 -> 256x16x16 -> 128x32x32 -> 32x64x64 -> 3x64x64.
+    An attribute-conditioned decoder gets y beside z: Dec(z, y) generates a face with the attributes y.
     """
 
-    def __init__(self, arch: Architecture, latent_dim: int):
+    def __init__(self, arch: Architecture, latent_dim: int, condition_dim: int = 0):
         super().__init__()
+        self.condition_dim = condition_dim
         self.start = (arch.decoder_start, arch.bottom_side, arch.bottom_side)
-        self.fc = fc_bn_relu(latent_dim, arch.decoder_start * arch.bottom_side**2)
+        self.fc = fc_bn_relu(latent_dim + condition_dim, arch.decoder_start * arch.bottom_side**2)
         channels = (arch.decoder_start, *arch.decoder_channels)
         self.deconvs = nn.Sequential(*[deconv_bn_relu(a, b) for a, b in zip(channels, channels[1:])])
         self.to_rgb = nn.Conv2d(channels[-1], 3, KERNEL, padding=PAD)
         paper_init(self)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """z: [B, latent] -> images [B, 3, S, S] in (-1, 1)."""
-        h = self.fc(z).view(z.shape[0], *self.start)
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """z: [B, latent] (and y: [B, attributes] 0/1 if conditioned) -> images [B, 3, S, S] in (-1, 1)."""
+        h = self.fc(join_condition(z, y, self.condition_dim, "decoder")).view(z.shape[0], *self.start)
         return torch.tanh(self.to_rgb(self.deconvs(h)))

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from vaegan_dist.model.architecture import KERNEL, Architecture
-from vaegan_dist.model.layers import PAD, conv_bn_relu, fc_bn_relu, paper_init
+from vaegan_dist.model.layers import PAD, conv_bn_relu, fc_bn_relu, join_condition, paper_init
 
 
 class Discriminator(nn.Module):
@@ -14,20 +14,23 @@ class Discriminator(nn.Module):
 
     The forward pass returns the logit (the sigmoid lives in the loss, for numerical stability) and the
     output of the Dis_l convolution before its BN, flattened: at 64 px that is the 4th conv, 256x8x8.
+    An attribute-conditioned discriminator gets y at its FC layer, after Dis_l: it judges whether an image
+    is a real face *with these attributes*, while Dis_l (the similarity metric) stays a function of the image.
     """
 
-    def __init__(self, arch: Architecture, fc: int):
+    def __init__(self, arch: Architecture, fc: int, condition_dim: int = 0):
         super().__init__()
+        self.condition_dim = condition_dim
         self.stem = nn.Sequential(nn.Conv2d(3, arch.discriminator_stem, KERNEL, padding=PAD), nn.ReLU(inplace=True))
         channels = (arch.discriminator_stem, *arch.discriminator_channels)
         self.blocks = nn.ModuleList(conv_bn_relu(a, b) for a, b in zip(channels, channels[1:]))
         self.dis_l_block = arch.dis_l_block
-        self.fc = fc_bn_relu(channels[-1] * arch.bottom_side**2, fc)
+        self.fc = fc_bn_relu(channels[-1] * arch.bottom_side**2 + condition_dim, fc)
         self.logit = nn.Linear(fc, 1)
         paper_init(self)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: [N, 3, S, S] -> logits [N], Dis_l features [N, dis_l_features]."""
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: [N, 3, S, S] (and y: [N, attributes] 0/1 if conditioned) -> logits [N], Dis_l features [N, F]."""
         h = self.stem(x)
         features = None
         for i, (conv, bn, relu) in enumerate(self.blocks):
@@ -35,5 +38,5 @@ class Discriminator(nn.Module):
             if i == self.dis_l_block:
                 features = h.flatten(1)
             h = relu(bn(h))
-        logits = self.logit(self.fc(h.flatten(1))).squeeze(1)
+        logits = self.logit(self.fc(join_condition(h.flatten(1), y, self.condition_dim, "discriminator"))).squeeze(1)
         return logits, features

@@ -38,6 +38,22 @@ def fc_bn_relu(n_in: int, n_out: int) -> nn.Sequential:
     )
 
 
+def join_condition(h: torch.Tensor, y: torch.Tensor | None, condition_dim: int, network: str) -> torch.Tensor:
+    """``h`` with the attribute vector ``y`` (0/1 per attribute, [B, condition_dim]) appended as +-1 features:
+    how an attribute-conditioned network (the paper's section 4.2) sees y. A conditioned network refuses to
+    run without y and an unconditioned one refuses a y, so a caller can never silently drop the condition."""
+    if condition_dim == 0:
+        if y is not None:
+            raise ValueError(f"the {network} is not conditioned on attributes, but was given an attribute vector")
+        return h
+    if y is None:
+        raise ValueError(f"the {network} is conditioned on {condition_dim} attributes: pass them as y")
+    if y.shape != (h.shape[0], condition_dim):
+        raise ValueError(f"the {network} expects attributes of shape [{h.shape[0]}, {condition_dim}], "
+                         f"got {list(y.shape)}")
+    return torch.cat([h, y.to(h.dtype) * 2 - 1], dim=1)
+
+
 def fan_in(weight: torch.Tensor, transposed: bool) -> int:
     """Inputs feeding one output unit. A transposed conv's weight is [in, out, k, k]."""
     receptive = weight[0, 0].numel() if weight.dim() > 2 else 1

@@ -24,6 +24,7 @@ from vaegan_dist.model.vaegan import VAEGAN, build_model
 
 FORMAT = "vaegan-dist-checkpoint/1"
 STATE_FILE = "state.pt"
+RUN_MARKER = ".vaegan-dist-run"  # written into every run directory we create: what makes it ours
 
 
 def checkpoint_name(step: int) -> str:
@@ -101,15 +102,23 @@ def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> di
     return state
 
 
+def saved_attributes(state: dict[str, Any], where: str) -> tuple[str, ...]:
+    """The attribute names a conditioned model's y vectors follow (empty for an unconditioned model)."""
+    names = state.get("attributes", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise CheckpointError(f"{where}: its 'attributes' entry is not a list of names")
+    return tuple(names)
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[VAEGAN, Config, int]:
     """A trained model in eval mode, its config and its step: what ``sample`` and users' scripts need."""
     state = load_state(path, map_location=device)
     where = str(resolve_checkpoint(path))
     try:
         cfg = validate(config_from_dict(state["config"], source=where))
-        model = build_model(cfg.model, cfg.data.image_size)
+        model = build_model(cfg.model, cfg.data.image_size, saved_attributes(state, where))
         model.load_state_dict(state["model"])
-    except (ConfigError, RuntimeError, TypeError, AttributeError) as err:
+    except (ConfigError, RuntimeError, TypeError, AttributeError, ValueError) as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise CheckpointError(f"{where}: its weights do not fit its config ({first[:200]})") from None
     return model.to(device).eval(), cfg, int(state["step"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -24,10 +26,14 @@ KIND_NETWORKS: dict[str, tuple[str, ...]] = {
 class VAEGAN(nn.Module):
     """Encoder, decoder (= generator) and discriminator, or the subset a baseline kind has. Training wraps
     each in DDP separately, because each has its own loss and optimiser; this container is what checkpoints
-    hold. A network the kind does not have is ``None``, so its weights are neither built nor saved."""
+    hold. A network the kind does not have is ``None``, so its weights are neither built nor saved.
+
+    ``attributes`` names the attributes of an attribute-conditioned model (the paper's section 4.2), in the
+    order of its y vectors; every network it has then takes y (0/1 per attribute) beside its input."""
 
     def __init__(self, image_size: int = 64, latent_dim: int = 128, encoder_fc: int = 2048,
-                 discriminator_fc: int = 512, width: float = 1.0, kind: str = "vaegan"):
+                 discriminator_fc: int = 512, width: float = 1.0, kind: str = "vaegan",
+                 attributes: Sequence[str] = ()):
         super().__init__()
         if kind not in KIND_NETWORKS:
             raise ValueError(f"unknown model kind {kind!r}; choose one of: {', '.join(KIND_NETWORKS)}")
@@ -35,9 +41,15 @@ class VAEGAN(nn.Module):
         self.kind = kind
         self.arch: Architecture = architecture(image_size, width)
         self.latent_dim = latent_dim
-        self.encoder = Encoder(self.arch, latent_dim, encoder_fc) if "encoder" in has else None
-        self.decoder = Decoder(self.arch, latent_dim)
-        self.discriminator = Discriminator(self.arch, discriminator_fc) if "discriminator" in has else None
+        self.attributes: tuple[str, ...] = tuple(attributes)
+        c = len(self.attributes)
+        self.encoder = Encoder(self.arch, latent_dim, encoder_fc, c) if "encoder" in has else None
+        self.decoder = Decoder(self.arch, latent_dim, c)
+        self.discriminator = Discriminator(self.arch, discriminator_fc, c) if "discriminator" in has else None
+
+    @property
+    def conditioned(self) -> bool:
+        return bool(self.attributes)
 
     def networks(self) -> dict[str, nn.Module]:
         """The trained networks by name: each gets its own optimiser, DDP wrapper and gradient."""
@@ -53,29 +65,43 @@ class VAEGAN(nn.Module):
                                   "reconstruct images (only sample)")
         return self.encoder
 
+    def _condition(self, y: torch.Tensor | None) -> torch.Tensor | None:
+        """y on the model's device; a conditioned model refuses to run without one (see join_condition)."""
+        if y is None:
+            if self.conditioned:
+                raise CheckpointError(f"this model is conditioned on {len(self.attributes)} attributes "
+                                      f"({', '.join(self.attributes[:5])}...): give the attributes of each image")
+            return None
+        return y.to(next(self.parameters()).device)
+
     @torch.no_grad()
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Posterior means for images in [-1, 1]: the latent codes used for attribute vectors."""
-        mu, _ = self._need_encoder()(x)
+        mu, _ = self._need_encoder()(x, self._condition(y))
         return mu
 
     @torch.no_grad()
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.decoder(z, self._condition(y))
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, n: int, generator: torch.Generator | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
+        """n images from p(z); a conditioned model generates them with the attributes y ([n, attributes], 0/1)."""
         device = next(self.parameters()).device
         z = torch.randn(n, self.latent_dim, generator=generator, device="cpu").to(device)
-        return self.decoder(z)
+        return self.decoder(z, self._condition(y))
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encode(x))
+    def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.decode(self.encode(x, y), y)
 
 
-def build_model(model_cfg, image_size: int) -> VAEGAN:
-    """From a :class:`vaegan_dist.config.ModelConfig` (kept duck-typed: the model knows no config module)."""
+def build_model(model_cfg, image_size: int, attributes: Sequence[str] = ()) -> VAEGAN:
+    """From a :class:`vaegan_dist.config.ModelConfig` (kept duck-typed: the model knows no config module).
+    ``attributes``: the data's attribute names, used when the config asks for an attribute-conditioned model."""
+    conditioned = getattr(model_cfg, "condition", "none") == "attributes"
+    if conditioned and not attributes:
+        raise ValueError("model.condition=attributes needs a data set with attributes, and this one has none")
     return VAEGAN(image_size=image_size, latent_dim=model_cfg.latent_dim, encoder_fc=model_cfg.encoder_fc,
                   discriminator_fc=model_cfg.discriminator_fc, width=model_cfg.width,
-                  kind=getattr(model_cfg, "kind", "vaegan"))
+                  kind=getattr(model_cfg, "kind", "vaegan"), attributes=attributes if conditioned else ())

@@ -22,7 +22,7 @@ from torch import nn
 
 import kernels
 from vaegan_dist.model.vaegan import KIND_NETWORKS
-from vaegan_dist.objectives.losses import compute_losses, gan_terms, run_forward
+from vaegan_dist.objectives.losses import compute_losses, gan_terms, repeat_condition, run_forward
 from vaegan_dist.objectives.routing import compute_generator_gradients, compute_gradients
 
 
@@ -34,8 +34,8 @@ class StepOutcome:
     gan_costs: tuple[torch.Tensor, torch.Tensor] | None  # (real, fake) for the equilibrium trick, if any
 
 
-ForwardBackward = Callable[[dict[str, nn.Module], torch.Tensor, torch.Tensor, torch.Tensor, object, object],
-                           StepOutcome]
+ForwardBackward = Callable[[dict[str, nn.Module], torch.Tensor, torch.Tensor, torch.Tensor, object, object,
+                            torch.Tensor | None], StepOutcome]
 
 
 @dataclass(frozen=True)
@@ -52,16 +52,17 @@ class ModelKind:
         return "encoder" in self.networks
 
     def forward_backward(self, networks: dict[str, nn.Module], x: torch.Tensor, eps: torch.Tensor,
-                         z_p: torch.Tensor, objective, autocast) -> StepOutcome:
+                         z_p: torch.Tensor, objective, autocast, y: torch.Tensor | None = None) -> StepOutcome:
         """Forward once under ``autocast``, then fill the gradient of every network in ``networks`` (the
-        model's ``networks()``, possibly DDP-wrapped; see objectives.routing)."""
-        return self.run(networks, x, eps, z_p, objective, autocast)
+        model's ``networks()``, possibly DDP-wrapped; see objectives.routing). ``y``: the batch's attributes,
+        for an attribute-conditioned model (every network gets them), else None."""
+        return self.run(networks, x, eps, z_p, objective, autocast, y)
 
 
-def _vaegan(networks, x, eps, z_p, objective, autocast, decoder_gan: bool = True) -> StepOutcome:
+def _vaegan(networks, x, eps, z_p, objective, autocast, y, decoder_gan: bool = True) -> StepOutcome:
     encoder, decoder, discriminator = (networks[n] for n in ("encoder", "decoder", "discriminator"))
     with autocast():
-        fwd = run_forward(encoder, decoder, discriminator, x, eps, z_p)
+        fwd = run_forward(encoder, decoder, discriminator, x, eps, z_p, y)
         losses = compute_losses(fwd, objective)
     compute_gradients(fwd, losses, encoder, decoder, discriminator, objective, decoder_gan=decoder_gan)
     terms = {"loss/l_prior": losses.l_prior.detach(), "loss/l_llike": losses.l_llike.detach(),
@@ -79,16 +80,16 @@ def _vaegan(networks, x, eps, z_p, objective, autocast, decoder_gan: bool = True
     return StepOutcome(metrics, (losses.real_cost, losses.fake_cost))
 
 
-def _vae_disl(networks, x, eps, z_p, objective, autocast) -> StepOutcome:
-    return _vaegan(networks, x, eps, z_p, objective, autocast, decoder_gan=False)
+def _vae_disl(networks, x, eps, z_p, objective, autocast, y) -> StepOutcome:
+    return _vaegan(networks, x, eps, z_p, objective, autocast, y, decoder_gan=False)
 
 
-def _vae(networks, x, eps, z_p, objective, autocast) -> StepOutcome:
+def _vae(networks, x, eps, z_p, objective, autocast, y) -> StepOutcome:
     encoder, decoder = networks["encoder"], networks["decoder"]
     with autocast():
-        mu, logvar = encoder(x)
+        mu, logvar = encoder(x, y)
         z, kl = kernels.reparameterize_kl(mu, logvar, eps)
-        x_rec = decoder(z)
+        x_rec = decoder(z, y)
         l_prior = kl.mean()
         l_llike = kernels.feature_nll(x_rec, x.to(x_rec.dtype))  # 1/2 ||x~ - x||^2 over pixels
     params = [p for net in (encoder, decoder) for p in net.parameters()]
@@ -99,11 +100,11 @@ def _vae(networks, x, eps, z_p, objective, autocast) -> StepOutcome:
     return StepOutcome(metrics, None)
 
 
-def _gan(networks, x, eps, z_p, objective, autocast) -> StepOutcome:
+def _gan(networks, x, eps, z_p, objective, autocast, y) -> StepOutcome:
     decoder, discriminator = networks["decoder"], networks["discriminator"]
     with autocast():
-        x_fake = decoder(z_p)
-        logits, _ = discriminator(torch.cat([x.to(x_fake.dtype), x_fake]))
+        x_fake = decoder(z_p, y)
+        logits, _ = discriminator(torch.cat([x.to(x_fake.dtype), x_fake]), repeat_condition(y, 2))
         real, prior = logits.float().chunk(2)
         gan = gan_terms(real, [prior], objective)
     compute_generator_gradients(x_fake, gan.l_gan, gan.l_gen, decoder, discriminator, objective)

@@ -37,12 +37,19 @@ class Forward:
         return t[:b], t[b : 2 * b], t[2 * b :]
 
 
-def run_forward(encoder, decoder, discriminator, x: torch.Tensor, eps: torch.Tensor, z_p: torch.Tensor) -> Forward:
-    """x -> Enc -> z -> Dec -> x~ ; z_p -> Dec -> x_p ; Dis on [x, x~, x_p] in one pass each."""
-    mu, logvar = encoder(x)
+def repeat_condition(y: torch.Tensor | None, times: int) -> torch.Tensor | None:
+    """The attribute vectors of a batch for a pass over ``times`` stacked copies of it (None stays None)."""
+    return None if y is None else y.repeat(times, 1)
+
+
+def run_forward(encoder, decoder, discriminator, x: torch.Tensor, eps: torch.Tensor, z_p: torch.Tensor,
+                y: torch.Tensor | None = None) -> Forward:
+    """x -> Enc -> z -> Dec -> x~ ; z_p -> Dec -> x_p ; Dis on [x, x~, x_p] in one pass each. A conditioned
+    model sees the batch's attributes y everywhere: prior samples are generated with the real images' y."""
+    mu, logvar = encoder(x, y)
     z, kl = kernels.reparameterize_kl(mu, logvar, eps)
-    x_fake = decoder(torch.cat([z, z_p.to(z.dtype)]))
-    logits, features = discriminator(torch.cat([x.to(x_fake.dtype), x_fake]))
+    x_fake = decoder(torch.cat([z, z_p.to(z.dtype)]), repeat_condition(y, 2))
+    logits, features = discriminator(torch.cat([x.to(x_fake.dtype), x_fake]), repeat_condition(y, 3))
     return Forward(mu, logvar, z, kl, x_fake, logits, features)
 
 

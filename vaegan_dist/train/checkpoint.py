@@ -26,6 +26,7 @@ def save_checkpoint(directory: Path, *, model: VAEGAN, optimizers: dict[str, tor
         "format": FORMAT,
         "step": int(step),
         "model": model.state_dict(),
+        "attributes": list(model.attributes),  # what y means, for a conditioned model; [] otherwise
         "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
         "config": config_to_dict(cfg),
         "data_position": {k: int(v) for k, v in data_position.items()},

@@ -21,8 +21,8 @@ from vaegan_dist.train.job import TrainJob
 class TrainingEvaluation:
     def __init__(self, job: TrainJob, device: torch.device):
         self.evaluator = Evaluator.from_state(job.evaluator, "the run's evaluator").to(device)
-        images, _ = first_images(job.grid_data, job.grid_split, job.cfg.train.eval_samples)
-        self.held_out = HeldOut.of(images, self.evaluator)
+        images, attrs = first_images(job.grid_data, job.grid_split, job.cfg.train.eval_samples)
+        self.held_out = HeldOut.of(images, self.evaluator, attributes=attrs, attribute_names=job.grid_data.attributes)
         self.seed = job.cfg.train.seed
         self.seconds = 0.0  # spent evaluating, for perf/eval_share
         self.tags = [f"eval/{k}" for k in CHEAP_METRICS]

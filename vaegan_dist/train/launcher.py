@@ -32,7 +32,7 @@ from vaegan_dist.train.storage import RunStorage, is_url
 
 # A resumed run cannot change these: the checkpoint's tensors have their shapes.
 _ARCHITECTURE_KEYS = ("model.kind", "data.image_size", "model.latent_dim", "model.encoder_fc",
-                      "model.discriminator_fc", "model.width")
+                      "model.discriminator_fc", "model.width", "model.condition")
 
 
 def resolve_run(cfg: Config, now: datetime.datetime | None = None) -> TrainJob:
@@ -53,6 +53,9 @@ def resolve_run(cfg: Config, now: datetime.datetime | None = None) -> TrainJob:
                                                cfg.data.image_size))
     sources = open_sources(cfg.data.source, cfg.data.split, optional=("valid",))  # one manifest read
     check_image_size(sources[cfg.data.split], cfg.data.image_size)
+    if cfg.model.condition == "attributes" and not sources[cfg.data.split].attributes:
+        raise ConfigError(f"config key 'model.condition': 'attributes' needs data with attributes, and "
+                          f"{sources[cfg.data.split].where} has none (prepare folder takes them with --attributes)")
     grid_split = "valid" if "valid" in sources else cfg.data.split  # grids show images the model never trains on
     evaluator = None
     if cfg.train.eval_every > 0:

@@ -33,17 +33,17 @@ from vaegan_dist.train.tb_logger import TensorBoardLogger
 
 
 @torch.no_grad()
-def _grids(model: VAEGAN, z_fixed: torch.Tensor, x_fixed: torch.Tensor, runtime: Runtime
-           ) -> dict[str, torch.Tensor]:
+def _grids(model: VAEGAN, z_fixed: torch.Tensor, x_fixed: torch.Tensor, y_fixed: torch.Tensor | None,
+           runtime: Runtime) -> dict[str, torch.Tensor]:
     """Fixed-z samples and, for kinds with an encoder, fixed-batch reconstructions (rows alternate original /
-    reconstruction)."""
+    reconstruction). A conditioned model's samples get the attributes of the fixed images (``y_fixed``)."""
     model.eval()
     try:
         with runtime.autocast():
-            grids = {"samples": model.decoder(z_fixed)}
+            grids = {"samples": model.decoder(z_fixed, y_fixed)}
             if model.can_reconstruct:
                 x = to_unit_range(x_fixed, runtime.device, runtime.memory_format)
-                recon = model.decoder(model.encoder(x)[0]).to(x.dtype)
+                recon = model.decoder(model.encoder(x, y_fixed)[0], y_fixed).to(x.dtype)
                 grids["reconstructions"] = torch.cat([t for r in range(0, x.shape[0], 8)
                                                       for t in (x[r : r + 8], recon[r : r + 8])])
     finally:
@@ -58,6 +58,11 @@ def _resume(model: VAEGAN, optimizers: dict[str, torch.optim.Optimizer], session
     with session.restore_dir() as checkpoint_dir:
         if checkpoint_dir is not None:
             state = load_state(checkpoint_dir, map_location=runtime.device)
+            saved = tuple(state.get("attributes", ()))
+            if saved != model.attributes:
+                raise TrainingError(f"{checkpoint_dir}: the checkpoint is conditioned on attributes {list(saved)}, "
+                                    f"but this run's data and model.condition give {list(model.attributes)}; "
+                                    "resume with the data and model.condition it was trained with")
             model.load_state_dict(state["model"])
             for name, opt in optimizers.items():
                 opt.load_state_dict(state["optimizers"][name])
@@ -104,7 +109,7 @@ def train_loop(job: TrainJob, session: Session | None = None) -> dict[str, float
     total = cfg.train.steps
 
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
-    model = build_model(cfg.model, cfg.data.image_size)
+    model = build_model(cfg.model, cfg.data.image_size, job.data.attributes)
     if cfg.model.sync_batchnorm and world > 1:
         for name, network in model.networks().items():
             setattr(model, name, nn.SyncBatchNorm.convert_sync_batchnorm(network))
@@ -125,7 +130,7 @@ def train_loop(job: TrainJob, session: Session | None = None) -> dict[str, float
         loader_workers=cfg.data.loader_workers, hflip=cfg.data.hflip, augment=cfg.data.augment)
     watch = NonFiniteWatch(runtime.device, kind.loss_terms)
 
-    tb = z_fixed = x_fixed = evaluation = None
+    tb = z_fixed = x_fixed = y_fixed = evaluation = None
     if rank == 0:
         if job.evaluator is not None and cfg.train.eval_every > 0:
             evaluation = TrainingEvaluation(job, runtime.device)
@@ -133,14 +138,16 @@ def train_loop(job: TrainJob, session: Session | None = None) -> dict[str, float
         tb.start_hparams(cfg, [*kind.loss_terms, *(evaluation.tags if evaluation else [])], job.hparam_keys)
         z_fixed = torch.randn(cfg.train.grid_size, cfg.model.latent_dim,
                               generator=torch.Generator().manual_seed(cfg.train.seed)).to(runtime.device)
-        x_fixed, _ = first_images(job.grid_data, job.grid_split, cfg.train.grid_size)
+        x_fixed, attrs_fixed = first_images(job.grid_data, job.grid_split, cfg.train.grid_size)
+        if model.conditioned:  # one sample per fixed image, with its attributes
+            z_fixed, y_fixed = z_fixed[: len(x_fixed)], attrs_fixed.to(runtime.device)
 
     meter, last, last_eval = MetricMeter(), {}, {}
     first_step_at = None  # wall clock: start-up latency is measured against the driver's submit time
     loop_started = time.perf_counter()
     for step in range(start, total):
-        images, _ = next(stream)
-        metrics = step_fn(images, step)
+        images, attrs = next(stream)
+        metrics = step_fn(images, step, attributes=attrs if model.conditioned else None)
         watch.update(metrics, step)
         meter.add(metrics, images.shape[0])
         first_step_at = first_step_at or time.time()
@@ -167,7 +174,7 @@ def train_loop(job: TrainJob, session: Session | None = None) -> dict[str, float
                 print(evaluation.line(done, last_eval), flush=True)
             if done % cfg.train.image_every == 0 or is_last:
                 with _disk_errors(done, "the sample grids"):
-                    for tag, images in _grids(model, z_fixed, x_fixed, runtime).items():
+                    for tag, images in _grids(model, z_fixed, x_fixed, y_fixed, runtime).items():
                         tb.grid(tag, images, done)
         if checkpoint_now:
             check_finite_weights(model.networks(), done)

@@ -39,9 +39,10 @@ class TrainStep:
         self.noise = torch.Generator(device=runtime.device)
         self.noise.manual_seed(noise_seed)
 
-    def __call__(self, images: torch.Tensor, step: int,
-                 noise: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-        """One step on a uint8 batch; ``noise`` = (eps, z_p) replaces this rank's own draws (tests).
+    def __call__(self, images: torch.Tensor, step: int, noise: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 attributes: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """One step on a uint8 batch; ``noise`` = (eps, z_p) replaces this rank's own draws (tests);
+        ``attributes`` (0/1 [B, A]) only for an attribute-conditioned model.
         Returns detached scalar metrics; "loss/*" keys are the terms that must stay finite."""
         obj, device = self.cfg.objective, self.runtime.device
         x = to_unit_range(images, device, self.runtime.memory_format, self.runtime.dtype)
@@ -54,7 +55,8 @@ class TrainStep:
 
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
-        outcome = self.kind.forward_backward(self.networks, x, eps, z_p, obj, self.runtime.autocast)
+        y = None if attributes is None else attributes.to(device)
+        outcome = self.kind.forward_backward(self.networks, x, eps, z_p, obj, self.runtime.autocast, y)
 
         update = dict.fromkeys(self.optimizers, True)
         if obj.equilibrium and outcome.gan_costs is not None:

@@ -15,11 +15,10 @@ import yaml
 
 from vaegan_dist.atomic import atomic_write_text
 from vaegan_dist.config import ConfigError, config_from_dict
-from vaegan_dist.model.store import checkpoint_step, find_checkpoints
+from vaegan_dist.model.store import RUN_MARKER, checkpoint_step, find_checkpoints
 
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 STAGING = Path("~/vaegan-dist/staging")
-RUN_MARKER = ".vaegan-dist-run"  # written into every run directory we create: what makes it ours
 
 
 def is_url(path: str) -> bool:

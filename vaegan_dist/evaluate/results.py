@@ -1,0 +1,87 @@
+"""Where the experiments on a trained model leave what they found, so that ``vaegan-dist report`` can show a
+run with everything measured on it: ``<run>/results/<file>``.
+
+Every experiment command writes its own output where the user asked (``--out``, ``--json``) and, when the
+checkpoint lies in a local run directory of ours (it holds the run marker), a copy here. A run directory
+that is not ours, or one we cannot write, is left untouched: the copy is a convenience, never a failure.
+
+The files (each JSON has a ``format`` key naming its schema and version, except metrics.json, which is
+``vaegan-dist evaluate --json``'s output):
+
+    metrics.json      evaluate: fd, fd_recon, attr_agreement, ... , num, split, step, model_kind
+    edit.png          edit: the attribute-vector grid
+    edit.json         edit: per attribute and scale, the fraction of images the edit changed
+    similarity.json   evaluate similarity: cosine similarity and MSE of requested vs. predicted attributes
+    pretraining.json  evaluate pretraining: test accuracy per initialisation and label fraction
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from vaegan_dist.atomic import atomic_write_bytes, atomic_write_text
+from vaegan_dist.model.store import RUN_MARKER, resolve_checkpoint
+
+RESULTS_DIR = "results"
+FILES = {
+    "metrics": "metrics.json",
+    "edit_grid": "edit.png",
+    "edit": "edit.json",
+    "similarity": "similarity.json",
+    "pretraining": "pretraining.json",
+}
+
+
+def run_dir_of(checkpoint: str | Path) -> Path | None:
+    """The run directory a checkpoint belongs to (``<run>/checkpoint_<step>/state.pt``), if it is ours."""
+    try:
+        state = resolve_checkpoint(checkpoint)
+    except FileNotFoundError:
+        return None
+    run = state.resolve().parent.parent
+    return run if (run / RUN_MARKER).is_file() else None
+
+
+def finite_or_none(value: Any) -> Any:
+    """JSON has no NaN or infinity: a metric that is not finite is written as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite_or_none(v) for v in value]
+    return value
+
+
+def json_text(result: dict[str, Any]) -> str:
+    return json.dumps(finite_or_none(result), indent=1) + "\n"
+
+
+def record(checkpoint: str | Path, name: str, content: str | bytes, log=print) -> Path | None:
+    """Copy an experiment's output into the checkpoint's run directory (see the module docstring)."""
+    run = run_dir_of(checkpoint)
+    if run is None:
+        return None
+    path = run / RESULTS_DIR / FILES[name]
+    try:
+        path.parent.mkdir(exist_ok=True)
+        if isinstance(content, bytes):
+            atomic_write_bytes(path, content)
+        else:
+            atomic_write_text(path, content)
+    except OSError as err:
+        log(f"warning: could not record {FILES[name]} in {run} ({err.strerror or err}); the run is unchanged")
+        return None
+    return path
+
+
+def read_result(run: Path, name: str) -> Any | None:
+    """A recorded JSON result of a run, or None when it has none (or it is unreadable)."""
+    path = Path(run) / RESULTS_DIR / FILES[name]
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
