@@ -144,6 +144,7 @@ def reconstruct(args: argparse.Namespace) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> int:
+    from vaegan_dist.evaluate.results import json_text
     from vaegan_dist.evaluate.run import (
         check_json_target,
         default_device,
@@ -152,6 +153,8 @@ def evaluate(args: argparse.Namespace) -> int:
         write_json,
     )
 
+    if args.checkpoint is None:
+        raise errors.ConfigError("--checkpoint is required (or name an experiment: evaluate similarity | pretraining)")
     if args.json:
         check_json_target(args.json)
     result = evaluate_checkpoint(args.checkpoint, data=args.data, split=args.split, num=args.num,
@@ -160,6 +163,95 @@ def evaluate(args: argparse.Namespace) -> int:
     print(metrics_table(result))
     if args.json:
         print(f"wrote {write_json(result, args.json).resolve()}")
+    _record(args.checkpoint, "metrics", json_text(result))
+    return 0
+
+
+def _record(checkpoint: str, name: str, text: str) -> None:
+    """Keep a result in the run directory too, for ``vaegan-dist report``."""
+    from vaegan_dist.evaluate.results import record
+
+    path = record(checkpoint, name, text)
+    if path is not None:
+        print(f"recorded in {path} (for vaegan-dist report)")
+
+
+def _write_json_text(text: str, out: str) -> None:
+    from vaegan_dist.atomic import atomic_write_text
+
+    path = Path(out).expanduser()
+    atomic_write_text(path, text)
+    print(f"wrote {path.resolve()}")
+
+
+def evaluate_similarity(args: argparse.Namespace) -> int:
+    from vaegan_dist.evaluate.results import json_text
+    from vaegan_dist.evaluate.run import check_json_target, default_device, open_trained
+    from vaegan_dist.evaluate.similarity import similarity_table, similarity_text
+
+    if args.json:
+        check_json_target(args.json)
+    if len(set(args.checkpoints)) != len(args.checkpoints):
+        raise errors.ConfigError("--checkpoint: the same checkpoint is named twice")
+    device = default_device()
+    first = open_trained(args.checkpoints[0], data=args.data, splits=(args.split,), evaluator=args.evaluator,
+                         device=device)
+    data = args.data or first.cfg.data.source
+    others = [open_trained(c, data=data, splits=(args.split,), evaluator=None, device=device)
+              for c in args.checkpoints[1:]]
+    table = similarity_table([first, *others], split=args.split, num=args.num, seed=args.seed)
+    print(similarity_text(table))
+    text = json_text(table)
+    if args.json:
+        _write_json_text(text, args.json)
+    for checkpoint in args.checkpoints:
+        _record(checkpoint, "similarity", text)
+    return 0
+
+
+def evaluate_pretraining(args: argparse.Namespace) -> int:
+    from vaegan_dist.evaluate.pretraining import Settings, pretraining_table, pretraining_text
+    from vaegan_dist.evaluate.results import json_text
+    from vaegan_dist.evaluate.run import check_json_target, default_device, open_trained
+
+    if args.json:
+        check_json_target(args.json)
+    trained = open_trained(args.pretrained, data=args.data, splits=("train", "valid", "test"), evaluator=None,
+                           device=default_device())
+    print(f"training {3 * len(args.fractions)} attribute classifiers ({args.steps} steps each) ...")
+    table = pretraining_table(trained, fractions=args.fractions, train_images=args.train_images,
+                              settings=Settings(steps=args.steps, seed=args.seed))
+    print(pretraining_text(table))
+    text = json_text(table)
+    if args.json:
+        _write_json_text(text, args.json)
+    _record(args.pretrained, "pretraining", text)
+    return 0
+
+
+def edit(args: argparse.Namespace) -> int:
+    from vaegan_dist.data.codec import write_grid
+    from vaegan_dist.evaluate.editing import DEFAULT_SCALES, edit_table, grid_path_check, run_edit
+    from vaegan_dist.evaluate.results import json_text, record
+    from vaegan_dist.evaluate.run import check_json_target, default_device, open_trained
+
+    out = grid_path_check(args.out)
+    if args.json:
+        check_json_target(args.json)
+    splits = ("train",) if args.image else ("train", args.split)
+    trained = open_trained(args.checkpoint, data=args.data, splits=splits, evaluator=args.evaluator,
+                           device=default_device(), require_evaluator=False)
+    result = run_edit(trained, args.attribute, args.scale or DEFAULT_SCALES, split=args.split, images=args.image,
+                      num=args.num, show=args.show, vector_images=args.vector_images)
+    write_grid(result.grid, out, nrow=result.columns)
+    print(edit_table(result.report))
+    print(f"wrote {out.resolve()} (rows: images; columns: original, reconstruction, "
+          + ", ".join(f"{s:+g}" for s in result.report["scales"]) + ")")
+    text = json_text(result.report)
+    if args.json:
+        _write_json_text(text, args.json)
+    if record(trained.checkpoint, "edit_grid", out.read_bytes()):
+        _record(str(trained.checkpoint), "edit", text)
     return 0
 
 
@@ -197,3 +289,10 @@ def _check_not_foreign_report(report: Path) -> None:
         ours = False
     if not ours:
         raise errors.ConfigError(f"--out: {report} exists and is not an evaluator report; choose another --out")
+
+
+def report(args: argparse.Namespace) -> int:
+    from vaegan_dist.evaluate.report import write_report
+
+    print(f"wrote {write_report(args.runs, args.out, title=args.title).resolve()}")
+    return 0

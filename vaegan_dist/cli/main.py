@@ -7,6 +7,9 @@
     vaegan-dist sample --checkpoint ~/vaegan-dist/runs/<run> --out samples.png
     vaegan-dist reconstruct --checkpoint ~/vaegan-dist/runs/<run> --data ~/data/faces64 --out recon.png
     vaegan-dist evaluate --checkpoint ~/vaegan-dist/runs/<run> --json metrics.json
+    vaegan-dist edit --checkpoint ~/vaegan-dist/runs/<run> --attribute Eyeglasses --image me.jpg --out edits.png
+    vaegan-dist evaluate similarity --checkpoint RUN_VAE RUN_GAN RUN_VAEGAN --json table.json  # conditioned runs
+    vaegan-dist evaluate pretraining --checkpoint ~/vaegan-dist/runs/<run> --json pretraining.json
     vaegan-dist evaluator train --data ~/data/celeba64          # once per data set (automatic for built-in)
     vaegan-dist tune --space gamma --trials 8 train.workers=1 train.cpus_per_worker=0.49
 
@@ -43,6 +46,17 @@ def int_range(low: int, high: int | None = None):
         return value
 
     return parse
+
+
+def finite_float(text: str) -> float:
+    """An argparse type: a finite number (nan and inf are refused here, not deep in a computation)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -121,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("evaluate", help="every metric of a trained model (fd, fd_recon, attr_agreement, "
                                                "pixel_mse, feature_mse, sharpness_ratio, precision, recall, fid)")
-    evaluate.add_argument("--checkpoint", required=True, help="state.pt, a checkpoint directory or a run directory")
+    evaluate.add_argument("--checkpoint", default=None,
+                          help="state.pt, a checkpoint directory or a run directory (required)")
     evaluate.add_argument("--data", default=None, help="shard directory or manifest (default: what the run trained on)")
     evaluate.add_argument("--split", default="test")
     evaluate.add_argument("--num", type=int_range(8, MAX_EVAL), default=2000,
@@ -132,6 +147,57 @@ def build_parser() -> argparse.ArgumentParser:
                           help="a local torchvision Inception v3 weights file: adds fid (never downloaded)")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the samples drawn from p(z)")
     evaluate.set_defaults(func=commands.evaluate)
+    experiments = evaluate.add_subparsers(dest="experiment", metavar="{similarity,pretraining}",
+                                          help="the paper's experiments (leave out for the metrics above)")
+
+    similarity = experiments.add_parser(
+        "similarity", help="attribute-conditioned models generate faces from test images' attributes; the evaluator "
+                           "scores how well they match (the paper's Table 1)")
+    similarity.add_argument("--checkpoint", dest="checkpoints", action="extend", nargs="+", required=True,
+                            metavar="C", help="conditioned models' checkpoints or run directories, one row each")
+    similarity.add_argument("--data", default=None, help="shard directory or manifest (default: the first run's data)")
+    similarity.add_argument("--split", default="test")
+    similarity.add_argument("--num", type=int_range(8, MAX_EVAL), default=2000, help="test images (one face each)")
+    similarity.add_argument("--evaluator", default="", help="an evaluator file (default: the cached one for the data)")
+    similarity.add_argument("--seed", type=int, default=0, help="seed of the z each face is generated from")
+    similarity.add_argument("--json", default=None, metavar="OUT", help="also write the table to this JSON file")
+    similarity.set_defaults(func=commands.evaluate_similarity)
+
+    pretraining = experiments.add_parser(
+        "pretraining", help="attribute classifiers on the discriminator's network (frozen, fine-tuned) against the "
+                            "same from scratch, with 1%%, 10%% and 100%% of the labels")
+    pretraining.add_argument("--checkpoint", dest="pretrained", required=True,
+                             help="a vaegan, vae_disl or gan checkpoint or run directory")
+    pretraining.add_argument("--data", default=None, help="shard directory or manifest with train, valid and test "
+                                                          "(default: what the run trained on)")
+    pretraining.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.1, 1.0],
+                             help="label fractions (default 0.01 0.1 1)")
+    pretraining.add_argument("--steps", type=int_range(1, 1_000_000), default=1000, help="optimiser steps per classifier")
+    pretraining.add_argument("--train-images", type=int_range(1, 200_000), default=20_000,
+                             help="training images the labels are drawn from")
+    pretraining.add_argument("--seed", type=int, default=0)
+    pretraining.add_argument("--json", default=None, metavar="OUT", help="also write the table to this JSON file")
+    pretraining.set_defaults(func=commands.evaluate_pretraining)
+
+    edit = sub.add_parser("edit", help="add or remove attributes (eyeglasses, smiling, ...) with attribute vectors: "
+                          "a grid and the share of images the evaluator says the edit changed")
+    edit.add_argument("--checkpoint", required=True, help="state.pt, a checkpoint directory or a run directory")
+    edit.add_argument("--attribute", action="extend", nargs="+", required=True, metavar="NAME",
+                      help="an attribute of the data (repeat for several), e.g. Eyeglasses")
+    edit.add_argument("--scale", action="extend", nargs="+", type=finite_float, metavar="S",
+                      help="multiple of the vector added (repeatable; negative removes; default -1, 1, 2)")
+    edit.add_argument("--image", action="extend", nargs="+", default=[], metavar="FILE",
+                      help="edit this jpg/png/webp photo instead of test images (repeatable; cropped like prepare folder)")
+    edit.add_argument("--data", default=None, help="shard directory or manifest (default: what the run trained on)")
+    edit.add_argument("--split", default="test", help="the split whose images are edited (default test)")
+    edit.add_argument("--num", type=int_range(1, MAX_EVAL), default=256, help="images edited and scored")
+    edit.add_argument("--show", type=int_range(1, 64), default=8, help="images shown per attribute in the grid")
+    edit.add_argument("--vector-images", type=int_range(2, 1_000_000), default=10_000,
+                      help="training images encoded for the vectors (paper: 10000)")
+    edit.add_argument("--evaluator", default="", help="an evaluator file (default: the cached one for the data)")
+    edit.add_argument("--out", required=True, help="PNG file for the grid")
+    edit.add_argument("--json", default=None, metavar="OUT", help="also write the scores to this JSON file")
+    edit.set_defaults(func=commands.edit)
 
     tune = sub.add_parser("tune", help="sweep hyperparameters with Ray Tune: one run per trial, results.csv, "
                                        "the best trial", description="Sweep a search space (a YAML file of config "
@@ -169,6 +235,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev_train.add_argument("--seed", type=int, default=0)
     ev_train.add_argument("--epochs", type=int_range(1, 1000), default=25, help="at most this many epochs")
     ev_train.set_defaults(func=commands.evaluator_train)
+
+    report = sub.add_parser("report", help="one self-contained HTML page showing runs side by side: samples, "
+                                           "reconstructions, metrics, edits, similarity, pretraining")
+    report.add_argument("--runs", nargs="+", required=True, metavar="DIR", help="run directories (at most 32)")
+    report.add_argument("--out", required=True, help="HTML file to write (.html or .htm; an existing file is "
+                                                     "replaced only if it is an earlier report)")
+    report.add_argument("--title", default="vaegan-dist report", help="the page's heading (default %(default)s)")
+    report.set_defaults(func=commands.report)
     return parser
 
 

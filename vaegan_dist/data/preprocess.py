@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageFilter, ImageOps
 
 CELEBA_SIZE = (178, 218)  # width, height of img_align_celeba
 CROPS = ("paper", "square")
@@ -63,6 +63,8 @@ def load_image(path: str | Path, crop: str, size: int, max_pixels: int = MAX_PIX
             image.draft(None, (max(1, round(width * scale)), max(1, round(height * scale))))
         if image.size[0] * image.size[1] > max_pixels:
             raise ImageTooLarge(f"{width}x{height} pixels, more than the {max_pixels / 1e6:.0f} megapixel limit")
+        if crop != "paper":  # a phone photo stored sideways with an EXIF orientation tag is shown upright
+            image = ImageOps.exif_transpose(image)
         return crop_and_resize(image, crop, size)
 
 

@@ -212,18 +212,38 @@ def one_line_errors(batches: Iterator) -> Iterator:
         raise DataError(lines[-1].split("DataError: ", 1)[-1] if len(lines) > 1 else str(err)) from None
 
 
-def first_images(source: str | Path | ShardSource, split: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``n`` samples of ``split`` in shard order: a fixed batch for reconstruction grids."""
+def images_in_order(source: str | Path | ShardSource, split: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Every sample of ``split`` in shard order, unshuffled and unaugmented: (uint8 [3, S, S], uint8 [A])."""
     src = open_source(source, split)  # a ShardSource the driver resolved passes through as it is
     failures = Failures(src.where)
     items = (shard_item(url, src.checksums) for url in src.urls)
     decode = Decode(src.image_encoding, src.attributes, src.image_size, False, False, 0, 0, 0, failures)
-    pipeline = decode(tar_samples(items, handler=failures.shard_failed))
+    return decode(tar_samples(items, handler=failures.shard_failed))
+
+
+def first_images(source: str | Path | ShardSource, split: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` samples of ``split`` in shard order: a fixed batch for reconstruction grids."""
     samples = []
-    for sample in pipeline:
+    for sample in images_in_order(source, split):
         samples.append(sample)
         if len(samples) == n:
             break
     if not samples:
-        raise DataError(f"{src.where}: split {split!r} yielded no readable images")
+        where = source.where if isinstance(source, ShardSource) else source
+        raise DataError(f"{where}: split {split!r} yielded no readable images")
     return collate(samples)
+
+
+def batches_in_order(source: str | Path | ShardSource, split: str, n: int, batch: int
+                     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The first ``n`` samples of ``split`` as batches of ``batch``, never all of them in memory at once."""
+    pending = []
+    for i, sample in enumerate(images_in_order(source, split)):
+        if i == n:
+            break
+        pending.append(sample)
+        if len(pending) == batch:
+            yield collate(pending)
+            pending = []
+    if pending:
+        yield collate(pending)

@@ -8,19 +8,69 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from vaegan_dist.atomic import atomic_write_text
-from vaegan_dist.data.sources import open_sources
+from vaegan_dist.config import Config
+from vaegan_dist.data.sources import ShardSource, open_sources
 from vaegan_dist.data.stream import check_image_size, first_images
 from vaegan_dist.data.synthetic import is_built_in
 from vaegan_dist.errors import DataError
+from vaegan_dist.evaluate.evaluator import Evaluator
 from vaegan_dist.evaluate.model_metrics import LOWER_IS_BETTER, METRICS, HeldOut, model_metrics
 from vaegan_dist.evaluate.train_evaluator import no_evaluator_hint, resolve_evaluator
-from vaegan_dist.model import load_model
+from vaegan_dist.model import VAEGAN, load_model
+from vaegan_dist.model.store import resolve_checkpoint
+
+
+@dataclass
+class Trained:
+    """A trained model with the data it is measured on and the evaluator that judges it: what every
+    experiment on a checkpoint starts from."""
+
+    model: VAEGAN
+    cfg: Config
+    step: int
+    checkpoint: Path  # its state.pt
+    sources: dict[str, ShardSource]  # the splits asked for, of the data (default: what it trained on)
+    evaluator: Evaluator | None
+
+    @property
+    def name(self) -> str:
+        """The run's name (the directory above checkpoint_<step>), for tables."""
+        return self.checkpoint.parent.parent.name if self.checkpoint.parent.name.startswith("checkpoint_") \
+            else self.checkpoint.parent.name
+
+
+def open_trained(checkpoint: str | Path, *, data: str | None = None, splits: tuple[str, ...] = ("test",),
+                 evaluator: str | None = "", device: str = "cpu", require_evaluator: bool = True,
+                 log=print) -> Trained:
+    """Load the checkpoint, open ``splits`` of ``data`` (default: the run's own data, which must be here) and
+    resolve the evaluator for it (``evaluator=None``: none needed; none found and not required: a warning).
+    One-line errors for each."""
+    model, cfg, step = load_model(checkpoint, device)
+    source = data or cfg.data.source
+    if not data and not Path(source).exists() and "://" not in source:
+        raise DataError(f"{source}: the data this model trained on is not here; pass --data")
+    sources = open_sources(source, splits[0], optional=splits[1:])
+    missing = [s for s in splits if s not in sources]
+    if missing:
+        raise DataError(f"{source}: has no {missing[0]!r} split")
+    for split in splits:
+        check_image_size(sources[split], cfg.data.image_size)
+    found = None
+    if evaluator is not None:
+        found = resolve_evaluator(sources[splits[0]], cfg.data.cache_dir, evaluator, device=device, log=log,
+                                  built_in=is_built_in(source, cfg.data.cache_dir))
+        if found is None and require_evaluator:
+            raise DataError(no_evaluator_hint(sources[splits[0]]))
+        if found is None:
+            log(f"warning: {no_evaluator_hint(sources[splits[0]])}; until then nothing is scored")
+    return Trained(model, cfg, step, resolve_checkpoint(checkpoint), sources, found)
 
 
 def evaluate_checkpoint(checkpoint: str | Path, *, data: str | None = None, split: str = "test", num: int = 2000,
@@ -28,16 +78,8 @@ def evaluate_checkpoint(checkpoint: str | Path, *, data: str | None = None, spli
                         device: str = "cpu", log=print) -> dict[str, Any]:
     """The metrics of the model in ``checkpoint`` on ``num`` images of ``split`` (fewer if the split is
     smaller), with ``num``, ``split``, ``step`` and ``model_kind``."""
-    model, cfg, step = load_model(checkpoint, device)
-    source = data or cfg.data.source
-    if not data and not Path(source).exists() and "://" not in source:
-        raise DataError(f"{source}: the data this model trained on is not here; pass --data")
-    sources = open_sources(source, split)
-    check_image_size(sources[split], cfg.data.image_size)
-    found = resolve_evaluator(sources[split], cfg.data.cache_dir, evaluator, device=device, log=log,
-                              built_in=is_built_in(source, cfg.data.cache_dir))
-    if found is None:
-        raise DataError(no_evaluator_hint(sources[split]))
+    trained = open_trained(checkpoint, data=data, splits=(split,), evaluator=evaluator, device=device, log=log)
+    model, step, sources, found = trained.model, trained.step, trained.sources, trained.evaluator
     images, attrs = first_images(sources[split], split, num)
     held_out = HeldOut.of(images, found, where=f"{sources[split].where} split {split!r}", attributes=attrs,
                           attribute_names=sources[split].attributes)

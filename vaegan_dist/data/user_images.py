@@ -1,0 +1,35 @@
+"""A user's own photos as model input, prepared exactly as ``vaegan-dist prepare folder`` prepares a folder:
+upright per the EXIF orientation, a centred square crop, a blur in proportion to the downscale, a bicubic
+resize. Editing a face from a phone must see what training saw."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from PIL import UnidentifiedImageError
+
+from vaegan_dist.data.manifest import DataError
+from vaegan_dist.data.preprocess import ImageTooLarge, load_image
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+FOLDER_CROP = "center"  # what prepare folder uses
+
+
+def load_user_images(paths: Sequence[str | Path], size: int) -> torch.Tensor:
+    """Image files -> uint8 [N, 3, size, size]; a file that is missing, of another type or unreadable is a
+    one-line error naming it (before anything is computed)."""
+    images = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise DataError(f"--image {path}: not a jpg, png or webp file")
+        if not path.is_file():
+            raise DataError(f"--image {path}: no such file")
+        try:
+            pixels = load_image(path, FOLDER_CROP, size)
+        except (UnidentifiedImageError, ImageTooLarge, OSError, ValueError) as err:
+            raise DataError(f"--image {path}: unreadable image ({type(err).__name__}: {str(err)[:200]})") from None
+        images.append(torch.from_numpy(pixels.copy()).permute(2, 0, 1))
+    return torch.stack(images)

@@ -1,0 +1,140 @@
+"""``vaegan-dist edit``: add or remove attributes on test faces or a user's photos with attribute vectors,
+as a grid (the paper's figure: rows = images, columns = original, reconstruction, one edit per scale) and
+as a score: per attribute and scale, the share of the images whose attribute the edit changed, according
+to the evaluator (an attribute classifier trained on the data, independent of the model).
+
+A positive scale adds the attribute: the candidates are the images the evaluator says lack it, and the
+score is the share of their edits it says have it. A negative scale removes it: candidates have it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vaegan_dist.data.codec import to_unit_range
+from vaegan_dist.data.stream import first_images
+from vaegan_dist.data.user_images import load_user_images
+from vaegan_dist.errors import CheckpointError, ConfigError
+from vaegan_dist.evaluate.attribute_vectors import PAPER_IMAGES, edit, vectors_for
+from vaegan_dist.evaluate.evaluator import Evaluator
+from vaegan_dist.evaluate.run import Trained
+
+EDIT_FORMAT = "vaegan-dist-edit/1"
+DEFAULT_SCALES = (-1.0, 1.0, 2.0)
+MAX_SCALE = 100.0
+
+
+@dataclass
+class EditResult:
+    grid: torch.Tensor  # [rows * columns, 3, S, S] in [-1, 1], row-major
+    columns: int
+    report: dict[str, Any]  # the JSON
+
+
+def check_scales(scales: Sequence[float]) -> tuple[float, ...]:
+    for s in scales:
+        if not (abs(s) <= MAX_SCALE) or s == 0:  # NaN fails the first test
+            raise ConfigError(f"--scale {s}: must be non-zero and within +-{MAX_SCALE:g} (0 is the reconstruction, "
+                              "shown anyway)")
+    if len(set(scales)) != len(scales):
+        raise ConfigError(f"--scale: {list(scales)} repeats a value")
+    return tuple(sorted(scales))
+
+
+def has_attribute(evaluator: Evaluator, images: torch.Tensor, index: int) -> torch.Tensor:
+    """The evaluator's yes/no for one attribute on images (uint8 or [-1, 1])."""
+    _, logits = evaluator.features_and_logits(images)
+    return logits[:, index] > 0
+
+
+def score(evaluator: Evaluator | None, name: str, originals: torch.Tensor, edits: torch.Tensor,
+          scales: Sequence[float]) -> list[dict[str, Any]]:
+    """Per scale: candidates (lacking the attribute for a positive scale, having it for a negative one, on the
+    original image) and how many of their edits the evaluator judges changed."""
+    if evaluator is None or name not in evaluator.attributes:
+        return [{"attribute": name, "scale": s, "candidates": None, "changed": None, "fraction": None} for s in scales]
+    index = evaluator.attributes.index(name)
+    before = has_attribute(evaluator, originals, index)
+    rows = []
+    for j, s in enumerate(scales):
+        after = has_attribute(evaluator, edits[:, j], index)
+        candidates = ~before if s > 0 else before
+        changed = candidates & (after if s > 0 else ~after)
+        n = int(candidates.sum())
+        rows.append({"attribute": name, "scale": s, "candidates": n, "changed": int(changed.sum()),
+                     "fraction": int(changed.sum()) / n if n else None})
+    return rows
+
+
+def run_edit(trained: Trained, attributes: Sequence[str], scales: Sequence[float], *, split: str = "test",
+             images: Sequence[str] = (), num: int = 256, show: int = 8, vector_images: int = PAPER_IMAGES,
+             batch: int = 128, log=print) -> EditResult:
+    """Edit ``num`` images of ``split`` (or the files ``images``) with each attribute's vector at each scale."""
+    model = trained.model
+    if model.encoder is None:
+        raise CheckpointError(f"{trained.checkpoint}: a {model.kind!r} model has no encoder, so it has no latent "
+                              "codes to edit; attribute vectors need vae, vae_disl or vaegan")
+    if model.conditioned:
+        raise CheckpointError(f"{trained.checkpoint}: an attribute-conditioned model takes its attributes as y, "
+                              "not as latent vectors; generate to order with `vaegan-dist evaluate similarity`")
+    if not attributes:
+        raise ConfigError("--attribute: name at least one attribute to edit")
+    scales = check_scales(scales)
+    vectors = vectors_for(model, trained.checkpoint, trained.sources["train"], "train", vector_images, log=log)
+    chosen = {name: vectors.vector(name) for name in dict.fromkeys(attributes)}  # fails on unknown names first
+    if images:
+        originals = load_user_images(images, trained.cfg.data.image_size)
+        described = f"{len(images)} file{'s' if len(images) != 1 else ''}"
+    else:
+        originals, _ = first_images(trained.sources[split], split, num)
+        described = f"{split} split of {trained.sources[split].where}"
+    device = next(model.parameters()).device
+    results, blocks = [], []
+    for name, vector in chosen.items():
+        recon_parts, edit_parts = [], []
+        for chunk in originals.split(batch):
+            recon, edited = edit(model, to_unit_range(chunk, device), vector, scales)
+            recon_parts.append(recon.float().cpu())
+            edit_parts.append(edited.float().cpu())
+        recon, edited = torch.cat(recon_parts), torch.cat(edit_parts)
+        results += score(trained.evaluator, name, originals, edited, scales)
+        shown = slice(0, show)
+        x = to_unit_range(originals[shown], torch.device("cpu"))
+        blocks.append(torch.cat([x[:, None], recon[shown, None], edited[shown]], dim=1).flatten(0, 1))
+    report = {"format": EDIT_FORMAT, "checkpoint": str(trained.checkpoint), "step": trained.step,
+              "model_kind": model.kind, "images": described, "num_images": len(originals),
+              "vector_images": vectors.images, "scales": list(scales), "results": results}
+    return EditResult(torch.cat(blocks), 2 + len(scales), report)
+
+
+def edit_table(report: dict[str, Any]) -> str:
+    """The JSON as the lines a user reads: one row per attribute, one column per scale."""
+    lines = [f"{report['model_kind']} at step {report['step']}: edits of {report['num_images']} images "
+             f"({report['images']}), vectors from {report['vector_images']} training images",
+             "share of the images whose attribute the edit changed, by the evaluator "
+             "(+scale: lacked it and gained it; -scale: had it and lost it):",
+             f"  {'attribute':<20}" + "".join(f"{s:>+14g}" for s in report["scales"])]
+    by_attribute: dict[str, list[dict[str, Any]]] = {}
+    for row in report["results"]:
+        by_attribute.setdefault(row["attribute"], []).append(row)
+    for name, rows in by_attribute.items():
+        cells = [("n/a" if r["fraction"] is None else f"{r['fraction']:.0%} ({r['changed']}/{r['candidates']})")
+                 for r in rows]
+        lines.append(f"  {name:<20}" + "".join(f"{c:>14}" for c in cells))
+    return "\n".join(lines)
+
+
+def grid_path_check(out: str | Path) -> Path:
+    path = Path(out).expanduser()
+    if path.suffix.lower() != ".png":
+        raise ConfigError(f"--out {path}: the grid is a PNG file (name it .png)")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"{path.parent}: output directory does not exist")
+    if path.is_dir():
+        raise IsADirectoryError(f"--out {path}: is a directory; name the PNG file to write")
+    return path
