@@ -133,6 +133,16 @@ def test_similarity_table_matches_an_independent_computation(runs, faces_eval, e
         assert json.loads((runs[run] / "results" / "similarity.json").read_text()) == table
 
 
+def test_a_conditioned_model_samples_to_order(runs, tmp_path, capsys):
+    out = tmp_path / "glasses.png"
+    assert main(["sample", "--checkpoint", str(runs["cond-gan"]), "--set", "Eyeglasses=1", "Male=0", "--n", "6",
+                 "--out", str(out)]) == 0
+    with Image.open(out) as image:
+        assert image.size == (6 * (32 + PAD) + PAD, 32 + 2 * PAD)
+    assert main(["sample", "--checkpoint", str(runs["vaegan"]), "--set", "Male=1", "--out", str(out)]) == 2
+    assert "not conditioned on attributes" in capsys.readouterr().err
+
+
 def test_similarity_refuses_an_unconditioned_model(runs, capsys):
     code = main(["evaluate", "similarity", "--checkpoint", str(runs["vaegan"]), "--num", "20"])
     err = capsys.readouterr().err

@@ -63,11 +63,15 @@ def test_edit_scores_count_gains_among_lackers_and_losses_among_havers():
     edits = torch.stack([  # per image: scale -1, scale +1
         torch.stack([dark, bright]), torch.stack([dark, bright]), torch.stack([dark, dark]),
         torch.stack([dark, bright])])
-    rows = score(_OneAttributeEvaluator(), "Glasses", originals, edits, [-1.0, 1.0])
-    assert rows[0] == {"attribute": "Glasses", "scale": -1.0, "candidates": 1, "changed": 1, "fraction": 1.0}
-    assert rows[1] == {"attribute": "Glasses", "scale": 1.0, "candidates": 3, "changed": 2, "fraction": 2 / 3}
-    unknown = score(_OneAttributeEvaluator(), "Smiling", originals, edits, [1.0])
-    assert unknown[0]["fraction"] is None and score(None, "Glasses", originals, edits, [1.0])[0]["candidates"] is None
+    recon = torch.stack([bright, dark, dark, dark])  # gains it on image 0, loses it on image 3 without a vector
+    rows = score(_OneAttributeEvaluator(), "Glasses", originals, recon, edits, [-1.0, 1.0])
+    assert rows[0] == {"attribute": "Glasses", "scale": -1.0, "candidates": 1, "changed": 1, "fraction": 1.0,
+                       "baseline": 1.0}
+    assert rows[1] == {"attribute": "Glasses", "scale": 1.0, "candidates": 3, "changed": 2, "fraction": 2 / 3,
+                       "baseline": 1 / 3}
+    unknown = score(_OneAttributeEvaluator(), "Smiling", originals, recon, edits, [1.0])
+    assert unknown[0]["fraction"] is None
+    assert score(None, "Glasses", originals, recon, edits, [1.0])[0]["candidates"] is None
 
 
 @pytest.mark.parametrize("scales, message", [([0.0], "non-zero"), ([float("nan")], "non-zero"), ([1e9], "within"),
@@ -167,3 +171,16 @@ def test_user_image_errors_name_the_file(tmp_path):
         load_user_images([tmp_path / "missing.jpg"], 32)
     with pytest.raises(DataError, match="broken.png: unreadable image"):
         load_user_images([tmp_path / "broken.png"], 32)
+
+
+def test_attributes_to_order_keep_real_combinations_and_force_the_settings():
+    from vaegan_dist.evaluate.similarity import attributes_to_order, parse_settings
+
+    labels = torch.tensor([[1, 0, 0], [0, 1, 1]], dtype=torch.uint8)  # data order: A, B, C
+    settings = parse_settings(["C=1", "A=0"], ["C", "B", "A"])
+    y = attributes_to_order(["C", "B", "A"], labels, ["A", "B", "C"], 5, settings)
+    assert y.tolist() == [[1, 0, 0], [1, 1, 0], [1, 0, 0], [1, 1, 0], [1, 0, 0]]  # B follows the real rows
+    with pytest.raises(ConfigError, match="expected NAME=0 or NAME=1"):
+        parse_settings(["C=2"], ["C"])
+    with pytest.raises(ConfigError, match="no such attribute"):
+        parse_settings(["D=1"], ["C"])

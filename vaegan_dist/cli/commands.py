@@ -117,8 +117,21 @@ def sample(args: argparse.Namespace) -> int:
 
     from vaegan_dist.model import load_model
 
-    model, _, step = load_model(args.checkpoint)
-    _write_grid(model.sample(args.n, generator=torch.Generator().manual_seed(args.seed)), args.out)
+    model, cfg, step = load_model(args.checkpoint)
+    y = None
+    if model.conditioned:
+        from vaegan_dist.data.sources import open_source
+        from vaegan_dist.data.stream import first_images
+        from vaegan_dist.evaluate.similarity import attributes_to_order, parse_settings
+
+        settings = parse_settings(args.set, model.attributes)
+        source = open_source(args.data or cfg.data.source, args.split)
+        _, labels = first_images(source, args.split, args.n)
+        y = attributes_to_order(model.attributes, labels, source.attributes, args.n, settings)
+    elif args.set:
+        raise errors.ConfigError("--set: this model is not conditioned on attributes (train with "
+                                 "model.condition=attributes); edit an unconditioned model with `vaegan-dist edit`")
+    _write_grid(model.sample(args.n, generator=torch.Generator().manual_seed(args.seed), y=y), args.out)
     return 0
 
 

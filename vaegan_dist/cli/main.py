@@ -122,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--out", required=True, help="PNG file to write")
     sample.add_argument("--n", type=int_range(1, MAX_GRID), default=64, help=f"number of images (1..{MAX_GRID})")
     sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--set", action="extend", nargs="+", default=[], metavar="NAME=0|1",
+                        help="attribute-conditioned models: generate faces with this attribute set (or unset); the "
+                             "others follow real images of --split")
+    sample.add_argument("--data", default=None, help="conditioned models: where the attribute combinations come from "
+                                                     "(default: what the run trained on)")
+    sample.add_argument("--split", default="test", help="conditioned models: the split of --data (default test)")
     sample.set_defaults(func=commands.sample)
 
     recon = sub.add_parser("reconstruct", help="encode and decode images from shards; originals and "

@@ -52,22 +52,28 @@ def has_attribute(evaluator: Evaluator, images: torch.Tensor, index: int) -> tor
     return logits[:, index] > 0
 
 
-def score(evaluator: Evaluator | None, name: str, originals: torch.Tensor, edits: torch.Tensor,
+def score(evaluator: Evaluator | None, name: str, originals: torch.Tensor, recon: torch.Tensor, edits: torch.Tensor,
           scales: Sequence[float]) -> list[dict[str, Any]]:
     """Per scale: candidates (lacking the attribute for a positive scale, having it for a negative one, on the
-    original image) and how many of their edits the evaluator judges changed."""
+    original image), how many of their edits the evaluator judges changed, and ``baseline``: the share of
+    candidates whose plain reconstruction it already judges changed. A model that loses a small detail in
+    every reconstruction "removes" it without any vector; the baseline says how much of a score is that."""
     if evaluator is None or name not in evaluator.attributes:
-        return [{"attribute": name, "scale": s, "candidates": None, "changed": None, "fraction": None} for s in scales]
+        return [{"attribute": name, "scale": s, "candidates": None, "changed": None, "fraction": None,
+                 "baseline": None} for s in scales]
     index = evaluator.attributes.index(name)
     before = has_attribute(evaluator, originals, index)
+    reconstructed = has_attribute(evaluator, recon, index)
     rows = []
     for j, s in enumerate(scales):
         after = has_attribute(evaluator, edits[:, j], index)
         candidates = ~before if s > 0 else before
         changed = candidates & (after if s > 0 else ~after)
+        already = candidates & (reconstructed if s > 0 else ~reconstructed)
         n = int(candidates.sum())
         rows.append({"attribute": name, "scale": s, "candidates": n, "changed": int(changed.sum()),
-                     "fraction": int(changed.sum()) / n if n else None})
+                     "fraction": int(changed.sum()) / n if n else None,
+                     "baseline": int(already.sum()) / n if n else None})
     return rows
 
 
@@ -102,7 +108,7 @@ def run_edit(trained: Trained, attributes: Sequence[str], scales: Sequence[float
             recon_parts.append(recon.float().cpu())
             edit_parts.append(edited.float().cpu())
         recon, edited = torch.cat(recon_parts), torch.cat(edit_parts)
-        results += score(trained.evaluator, name, originals, edited, scales)
+        results += score(trained.evaluator, name, originals, recon, edited, scales)
         shown = slice(0, show)
         x = to_unit_range(originals[shown], torch.device("cpu"))
         blocks.append(torch.cat([x[:, None], recon[shown, None], edited[shown]], dim=1).flatten(0, 1))
@@ -126,6 +132,9 @@ def edit_table(report: dict[str, Any]) -> str:
         cells = [("n/a" if r["fraction"] is None else f"{r['fraction']:.0%} ({r['changed']}/{r['candidates']})")
                  for r in rows]
         lines.append(f"  {name:<20}" + "".join(f"{c:>14}" for c in cells))
+        base = ["" if r["baseline"] is None else f"{r['baseline']:.0%}" for r in rows]
+        lines.append(f"  {'  reconstruction':<20}" + "".join(f"{c:>14}" for c in base))
+    lines.append("  (reconstruction: the share the plain reconstruction already changes, without the vector)")
     return "\n".join(lines)
 
 

@@ -432,7 +432,9 @@ def _edit_fraction(row: dict[str, Any] | None) -> str:
     shown = "n/a" if fraction is None else f"{100 * fraction:.0f}%"
     if row["candidates"] is None:
         return shown
-    return f"{shown}<br><small>{row['changed']}/{row['candidates']}</small>"
+    baseline = _finite(row.get("baseline"))
+    without = "" if baseline is None else f"; {100 * baseline:.0f}% by reconstruction alone"
+    return f"{shown}<br><small>{row['changed']}/{row['candidates']}{without}</small>"
 
 
 def _similarity_cell(i: int, run: RunView) -> str:
@@ -493,6 +495,7 @@ h3 { margin: 0 0 .4rem; font-size: 1rem; overflow-wrap: anywhere; }
 .wide { overflow-x: auto; }
 .cols { display: grid; grid-template-columns: repeat(COLUMNS, minmax(240px, 1fr)); gap: 1.2rem;
         overflow-x: auto; }
+.cols > * { min-width: 0; overflow-x: auto; }  /* a wide table scrolls inside its run's column */
 figure { margin: 0; }
 img { image-rendering: pixelated; max-width: 100%; height: auto; display: block; background: #eee; }
 table { border-collapse: collapse; margin: .4rem 0; }

@@ -68,6 +68,30 @@ def generate_to_order(trained: Trained, labels: torch.Tensor, label_names: Seque
     return torch.cat(out)
 
 
+def parse_settings(settings: Sequence[str], attributes: Sequence[str]) -> dict[str, int]:
+    """``--set NAME=0|1`` options -> {name: value}, each name one of the model's attributes."""
+    chosen: dict[str, int] = {}
+    for item in settings:
+        name, sep, value = item.partition("=")
+        if not sep or value.strip() not in ("0", "1"):
+            raise ConfigError(f"--set {item!r}: expected NAME=0 or NAME=1")
+        if name not in attributes:
+            raise ConfigError(f"--set {name!r}: the model has no such attribute; it has: {', '.join(attributes)}")
+        chosen[name] = int(value)
+    return chosen
+
+
+def attributes_to_order(model_attributes: Sequence[str], labels: torch.Tensor, label_names: Sequence[str], n: int,
+                        settings: dict[str, int]) -> torch.Tensor:
+    """y for ``n`` generated faces: real images' attribute combinations (repeated if there are fewer), with the
+    attributes in ``settings`` forced, so "Eyeglasses=1" gives plausible faces that all wear glasses."""
+    y = reorder_attributes(labels, label_names, model_attributes, "the data").clone()
+    y = y.repeat((n + len(y) - 1) // len(y), 1)[:n]
+    for name, value in settings.items():
+        y[:, list(model_attributes).index(name)] = value
+    return y
+
+
 def similarity_table(models: Sequence[Trained], *, split: str = "test", num: int = 2000, seed: int = 0
                      ) -> dict[str, Any]:
     """The table for ``models`` (all judged on the first one's data and evaluator), test-set row first."""
