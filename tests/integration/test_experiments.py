@@ -141,6 +141,25 @@ def test_a_conditioned_model_samples_to_order(runs, tmp_path, capsys):
         assert image.size == (6 * (32 + PAD) + PAD, 32 + 2 * PAD)
     assert main(["sample", "--checkpoint", str(runs["vaegan"]), "--set", "Male=1", "--out", str(out)]) == 2
     assert "not conditioned on attributes" in capsys.readouterr().err
+    # The other commands give a conditioned model its images' own attributes.
+    data = load_model(runs["cond-vae"])[1].data.source
+    assert main(["reconstruct", "--checkpoint", str(runs["cond-vae"]), "--data", data, "--n", "4",
+                 "--out", str(tmp_path / "r.png")]) == 0
+    assert main(["evaluate", "--checkpoint", str(runs["cond-vae"]), "--num", "16"]) == 0
+    assert "vae at step 4, 16 test images" in capsys.readouterr().out
+
+
+def test_a_foreign_file_where_the_vector_cache_would_go_is_left_alone(runs, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(runs["vaegan"], copy)
+    foreign = copy / "checkpoint_00000004" / "attribute_vectors.pt"
+    foreign.write_text("my notes")
+    assert main(["edit", "--checkpoint", str(copy), "--attribute", "Male", "--num", "4", "--vector-images", "50",
+                 "--out", str(tmp_path / "g.png")]) == 0
+    assert "is not an attribute-vector cache of ours; left as it is" in capsys.readouterr().out
+    assert foreign.read_text() == "my notes"
 
 
 def test_similarity_refuses_an_unconditioned_model(runs, capsys):

@@ -145,10 +145,16 @@ def reconstruct(args: argparse.Namespace) -> int:
     if not model.can_reconstruct:
         raise errors.CheckpointError(f"{args.checkpoint}: a {model.kind!r} model has no encoder, so it cannot "
                                      "reconstruct; use `vaegan-dist sample`")
-    check_image_size(open_source(args.data, args.split), cfg.data.image_size)
-    images, _ = first_images(args.data, args.split, args.n)
+    source = open_source(args.data, args.split)
+    check_image_size(source, cfg.data.image_size)
+    images, attrs = first_images(source, args.split, args.n)
     x = to_unit_range(images, next(model.parameters()).device)
-    recon = model.reconstruct(x)
+    y = None
+    if model.conditioned:  # a conditioned model reconstructs each image with its own attributes
+        from vaegan_dist.evaluate.model_metrics import reorder_attributes
+
+        y = reorder_attributes(attrs, source.attributes, model.attributes, source.where)
+    recon = model.reconstruct(x, y)
     import torch
 
     rows = [t for r in range(0, x.shape[0], 8) for t in (x[r : r + 8], recon[r : r + 8])]

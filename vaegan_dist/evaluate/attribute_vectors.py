@@ -91,12 +91,16 @@ def vectors_for(model: VAEGAN, checkpoint: Path, source: ShardSource, split: str
         raise ConfigError(f"{source.where}: the data has no attributes, so it defines no attribute vectors")
     key = {"data": source.fingerprint, "split": split, "images": n}
     cache = checkpoint.parent / CACHE_FILE
-    cached = _read_cache(cache, key)
+    cached, ours = _read_cache(cache, key)
     if cached is not None:
         return cached
-    log(f"encoding up to {n} {split} images for the attribute vectors (cached as {cache}) ...")
+    log(f"encoding up to {n} {split} images for the attribute vectors"
+        + (f" (cached as {cache})" if ours else "") + " ...")
     codes, attrs = encode_split(model, source, split, n)
     vectors = compute_vectors(codes, attrs, source.attributes)
+    if not ours:
+        log(f"warning: {cache} exists and is not an attribute-vector cache of ours; left as it is, nothing cached")
+        return vectors
     try:
         with atomic_file(cache) as f:
             torch.save(vectors.state(key), f)
@@ -105,21 +109,24 @@ def vectors_for(model: VAEGAN, checkpoint: Path, source: ShardSource, split: str
     return vectors
 
 
-def _read_cache(cache: Path, key: dict[str, object]) -> AttributeVectors | None:
-    """The cached vectors if the cache is for this data, split and count; anything else is recomputed."""
-    if not cache.is_file():
-        return None
+def _read_cache(cache: Path, key: dict[str, object]) -> tuple[AttributeVectors | None, bool]:
+    """(the cached vectors if the cache is for this data, split and count, whether the path may be written):
+    a cache of ours for other settings is replaced; a file of someone else's is never overwritten."""
+    if not cache.exists():
+        return None, True
     try:
         state = load_tensors(cache, what="attribute-vector cache")
     except CheckpointError:
-        return None
-    if not isinstance(state, dict) or state.get("format") != FORMAT or state.get("key") != key:
-        return None
+        return None, False
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        return None, False
+    if state.get("key") != key:
+        return None, True
     try:
         return AttributeVectors(tuple(state["names"]), state["vectors"], state["with_count"],
-                                state["without_count"], int(state["images"]))
+                                state["without_count"], int(state["images"])), True
     except (KeyError, TypeError, ValueError):
-        return None
+        return None, True
 
 
 @torch.no_grad()
