@@ -14,7 +14,13 @@ from vaegan_dist.data.user_images import load_user_images
 from vaegan_dist.errors import ConfigError
 from vaegan_dist.evaluate.attribute_vectors import compute_vectors, edit
 from vaegan_dist.evaluate.editing import check_scales, score
-from vaegan_dist.evaluate.pretraining import AttributeNet, label_subsets, mean_accuracy, train_classifier, Settings
+from vaegan_dist.evaluate.pretraining import (
+    AttributeNet,
+    Settings,
+    label_subsets,
+    mean_accuracy,
+    train_classifier,
+)
 from vaegan_dist.evaluate.similarity import similarity_scores
 from vaegan_dist.model import VAEGAN
 

@@ -87,7 +87,8 @@ def run_edit(trained: Trained, attributes: Sequence[str], scales: Sequence[float
                               "codes to edit; attribute vectors need vae, vae_disl or vaegan")
     if model.conditioned:
         raise CheckpointError(f"{trained.checkpoint}: an attribute-conditioned model takes its attributes as y, "
-                              "not as latent vectors; generate to order with `vaegan-dist evaluate similarity`")
+                              "not as latent vectors; generate faces with an attribute with `vaegan-dist sample "
+                              "--set NAME=1`")
     if not attributes:
         raise ConfigError("--attribute: name at least one attribute to edit")
     scales = check_scales(scales)
