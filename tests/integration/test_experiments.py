@@ -214,3 +214,84 @@ def test_a_conditioned_run_resumes_only_with_the_same_attributes(runs, faces32, 
                  "train.eval_every=0", f"data.cache_dir={evaluator_cache}"])
     err = capsys.readouterr().err
     assert code == 2 and "the checkpoint is conditioned on attributes" in err, err
+    assert str(faces32) not in (copy / "config.yaml").read_text()  # refused before the run's config is rewritten
+
+
+def test_similarity_follows_attributes_by_name_when_the_evaluator_lists_them_in_another_order(
+        runs, evaluator_cache, tmp_path, capsys):
+    """The same evaluator with its attributes (and head rows) reversed must give the same table: columns are
+    matched by name between data, model and evaluator, never by position."""
+    original = _evaluator(evaluator_cache)
+    state = original.state()
+    state["attributes"] = list(reversed(state["attributes"]))
+    state["network"] = {k: (v.flip(0) if k.startswith("head.") else v) for k, v in state["network"].items()}
+    torch.save(state, tmp_path / "reversed.pt")
+    tables = []
+    for extra in ([], ["--evaluator", str(tmp_path / "reversed.pt")]):
+        out = tmp_path / f"sim{len(extra)}.json"
+        assert main(["evaluate", "similarity", "--checkpoint", str(runs["cond-gan"]), "--num", "30", "--json",
+                     str(out), *extra]) == 0, capsys.readouterr().err
+        tables.append(json.loads(out.read_text()))
+    assert tables[1]["attributes"] == list(reversed(tables[0]["attributes"]))
+    for a, b in zip(tables[0]["rows"], tables[1]["rows"]):
+        assert a["cosine"] == pytest.approx(b["cosine"], abs=1e-6) and a["mse"] == pytest.approx(b["mse"], abs=1e-6)
+
+
+def test_the_same_checkpoint_spelled_two_ways_is_refused(runs, capsys):
+    run = runs["cond-vae"]
+    code = main(["evaluate", "similarity", "--checkpoint", str(run), f"{run}/checkpoint_00000004/state.pt"])
+    err = capsys.readouterr().err
+    assert code == 2 and "the same checkpoint is named twice" in err
+    code = main(["evaluate", "--json", "x.json", "similarity", "--checkpoint", str(run)])
+    err = capsys.readouterr().err
+    assert code == 2 and "--json: put the options after the experiment's name" in err
+
+
+def test_edit_refuses_the_same_file_for_grid_and_scores(runs, tmp_path, capsys):
+    same = tmp_path / "same.png"
+    code = main(["edit", "--checkpoint", str(runs["vaegan"]), "--attribute", "Male", "--out", str(same),
+                 "--json", str(same)])
+    assert code == 2 and "the same file as --out" in capsys.readouterr().err and not same.exists()
+
+
+def test_the_vector_cache_belongs_to_the_weights_and_a_damaged_one_is_recomputed(runs, tmp_path, capsys):
+    import shutil
+
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    shutil.copy(runs["vaegan"] / "checkpoint_00000004" / "state.pt", flat / "state.pt")
+    args = ["edit", "--checkpoint", str(flat / "state.pt"), "--attribute", "Male", "--num", "4",
+            "--vector-images", "50", "--out", str(tmp_path / "g.png")]
+    assert main(args) == 0 and "encoding up to 50" in capsys.readouterr().out
+    assert main(args) == 0 and "encoding up to 50" not in capsys.readouterr().out  # cached
+    # Other weights at the same path: their own vectors, not the cache's.
+    state = torch.load(flat / "state.pt", weights_only=True)
+    state["model"] = {k: (v + 0.01 if v.is_floating_point() else v) for k, v in state["model"].items()}
+    torch.save(state, flat / "state.pt")
+    assert main(args) == 0 and "encoding up to 50" in capsys.readouterr().out
+    # A cache of ours with the right key but a damaged tensor is recomputed, not trusted.
+    cache = torch.load(flat / "attribute_vectors.pt", weights_only=True)
+    cache["vectors"] = cache["vectors"][:, :3]
+    torch.save(cache, flat / "attribute_vectors.pt")
+    assert main(args) == 0 and "encoding up to 50" in capsys.readouterr().out
+    assert torch.load(flat / "attribute_vectors.pt", weights_only=True)["vectors"].shape[1] == 8
+
+
+def test_results_are_recorded_only_in_a_results_directory_of_ours(runs, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(runs["vaegan"], copy, ignore=shutil.ignore_patterns("results"))
+    assert main(["evaluate", "--checkpoint", str(copy), "--num", "16"]) == 0
+    recorded = json.loads((copy / "results" / "metrics.json").read_text())
+    assert recorded["format"] == "vaegan-dist-metrics/1" and recorded["num"] == 16
+    (copy / "results" / "metrics.json").write_text("my own notes")  # a user's file in our directory: kept
+    assert main(["evaluate", "--checkpoint", str(copy), "--num", "16"]) == 0
+    assert "is not a result of ours; left as it is" in capsys.readouterr().out
+    assert (copy / "results" / "metrics.json").read_text() == "my own notes"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.rmtree(copy / "results")
+    (copy / "results").symlink_to(elsewhere)  # never written through
+    assert main(["evaluate", "--checkpoint", str(copy), "--num", "16"]) == 0
+    assert "not a results directory of ours" in capsys.readouterr().out and not any(elsewhere.iterdir())

@@ -139,19 +139,33 @@ def _save(image: Image.Image, path, **kw):
 
 
 def test_user_images_are_prepared_exactly_as_prepare_folder_does(tmp_path):
+    """Each photo through `prepare folder` (png shards, read back with webdataset) and through --image: the
+    same pixels, for RGB, greyscale, RGBA and webp files of odd shapes."""
+    import webdataset as wds
+
+    from vaegan_dist.data.folder import prepare_folder
+
     rng = np.random.default_rng(0)
     rgb = Image.fromarray(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8))
-    files = [_save(rgb, tmp_path / "a.png"),
-             _save(rgb.convert("L"), tmp_path / "grey.png"),
-             _save(rgb.convert("RGBA"), tmp_path / "alpha.png"),
-             _save(rgb, tmp_path / "b.webp", lossless=True)]
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    files = [_save(rgb, photos / "a.png"), _save(rgb.convert("L"), photos / "grey.png"),
+             _save(rgb.convert("RGBA"), photos / "alpha.png"), _save(rgb.rotate(90, expand=True), photos / "b.webp",
+                                                                      lossless=True)]
+    prepare_folder(photos, tmp_path / "shards", size=32, encoding="png", workers=1, progress=False)
+    converted = {}
+    for shard in (tmp_path / "shards").glob("*.tar"):
+        for key, image in wds.WebDataset(str(shard), shardshuffle=False).decode("rgb8").to_tuple("__key__", "png"):
+            converted[key] = torch.from_numpy(image).permute(2, 0, 1)
+    assert len(converted) == len(files)
     got = load_user_images(files, 32)
     assert got.shape == (4, 3, 32, 32) and got.dtype == torch.uint8
     for i, f in enumerate(files):
-        assert torch.equal(got[i], torch.from_numpy(load_image(f, "center", 32).copy()).permute(2, 0, 1))
+        match = [k for k in converted if k == f.stem]
+        assert len(match) == 1, (f, list(converted))
+        assert torch.equal(got[i], converted[match[0]]), f.name
     grey = got[1]
     assert torch.equal(grey[0], grey[1]) and torch.equal(grey[1], grey[2])  # greyscale becomes three equal channels
-    torch.testing.assert_close(got[2].float(), got[0].float(), atol=0, rtol=0)  # opaque alpha is dropped
 
 
 def test_a_jpeg_with_an_exif_rotation_is_turned_upright(tmp_path):
@@ -177,6 +191,13 @@ def test_user_image_errors_name_the_file(tmp_path):
         load_user_images([tmp_path / "missing.jpg"], 32)
     with pytest.raises(DataError, match="broken.png: unreadable image"):
         load_user_images([tmp_path / "broken.png"], 32)
+    (tmp_path / "folder.png").mkdir()
+    with pytest.raises(DataError, match="folder.png: is a directory"):
+        load_user_images([tmp_path / "folder.png"], 32)
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (20000, 20000)).save(bomb)  # 1-bit: a few KB on disk, 400 megapixels decoded
+    with pytest.raises(DataError, match="bomb.png: unreadable image"):
+        load_user_images([bomb], 32)
 
 
 def test_attributes_to_order_keep_real_combinations_and_force_the_settings():

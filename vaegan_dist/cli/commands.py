@@ -125,6 +125,9 @@ def sample(args: argparse.Namespace) -> int:
         from vaegan_dist.evaluate.similarity import attributes_to_order, parse_settings
 
         settings = parse_settings(args.set, model.attributes)
+        if not args.data and not Path(cfg.data.source).exists() and "://" not in cfg.data.source:
+            raise errors.DataError(f"{cfg.data.source}: the data this model trained on is not here; pass --data "
+                                   "(the attribute combinations come from its --split)")
         source = open_source(args.data or cfg.data.source, args.split)
         _, labels = first_images(source, args.split, args.n)
         y = attributes_to_order(model.attributes, labels, source.attributes, args.n, settings)
@@ -163,7 +166,7 @@ def reconstruct(args: argparse.Namespace) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    from vaegan_dist.evaluate.results import json_text
+    from vaegan_dist.evaluate.results import METRICS_FORMAT, json_text
     from vaegan_dist.evaluate.run import (
         check_json_target,
         default_device,
@@ -182,7 +185,7 @@ def evaluate(args: argparse.Namespace) -> int:
     print(metrics_table(result))
     if args.json:
         print(f"wrote {write_json(result, args.json).resolve()}")
-    _record(args.checkpoint, "metrics", json_text(result))
+    _record(args.checkpoint, "metrics", json_text({"format": METRICS_FORMAT, **result}))
     return 0
 
 
@@ -203,15 +206,28 @@ def _write_json_text(text: str, out: str) -> None:
     print(f"wrote {path.resolve()}")
 
 
+def _no_parent_options(args: argparse.Namespace) -> None:
+    """`evaluate --json X similarity ...` would silently drop X: the options belong after the experiment."""
+    given = [f"--{k}" for k in ("checkpoint", "json") if getattr(args, k, None)]
+    if given:
+        raise errors.ConfigError(f"{', '.join(given)}: put the options after the experiment's name "
+                                 f"(vaegan-dist evaluate {args.experiment} --checkpoint ...)")
+
+
 def evaluate_similarity(args: argparse.Namespace) -> int:
     from vaegan_dist.evaluate.results import json_text
     from vaegan_dist.evaluate.run import check_json_target, default_device, open_trained
     from vaegan_dist.evaluate.similarity import similarity_table, similarity_text
 
-    if args.json:
-        check_json_target(args.json)
-    if len(set(args.checkpoints)) != len(args.checkpoints):
-        raise errors.ConfigError("--checkpoint: the same checkpoint is named twice")
+    _no_parent_options(args)
+    if args.experiment_json:
+        check_json_target(args.experiment_json)
+    from vaegan_dist.model.store import resolve_checkpoint
+
+    resolved = [resolve_checkpoint(c).resolve() for c in args.checkpoints]
+    twice = next((c for c, r in zip(args.checkpoints, resolved) if resolved.count(r) > 1), None)
+    if twice is not None:
+        raise errors.ConfigError(f"--checkpoint {twice}: the same checkpoint is named twice")
     device = default_device()
     first = open_trained(args.checkpoints[0], data=args.data, splits=(args.split,), evaluator=args.evaluator,
                          device=device)
@@ -221,45 +237,60 @@ def evaluate_similarity(args: argparse.Namespace) -> int:
     table = similarity_table([first, *others], split=args.split, num=args.num, seed=args.seed)
     print(similarity_text(table))
     text = json_text(table)
-    if args.json:
-        _write_json_text(text, args.json)
+    if args.experiment_json:
+        _write_json_text(text, args.experiment_json)
     for checkpoint in args.checkpoints:
         _record(checkpoint, "similarity", text)
     return 0
 
 
 def evaluate_pretraining(args: argparse.Namespace) -> int:
-    from vaegan_dist.evaluate.pretraining import Settings, pretraining_table, pretraining_text
+    from vaegan_dist.evaluate.pretraining import (
+        Settings,
+        check_fractions,
+        check_pretrainable,
+        pretraining_table,
+        pretraining_text,
+    )
     from vaegan_dist.evaluate.results import json_text
     from vaegan_dist.evaluate.run import check_json_target, default_device, open_trained
 
-    if args.json:
-        check_json_target(args.json)
+    _no_parent_options(args)
+    if args.experiment_json:
+        check_json_target(args.experiment_json)
+    check_fractions(args.fractions)
     trained = open_trained(args.pretrained, data=args.data, splits=("train", "valid", "test"), evaluator=None,
-                           device=default_device())
+                           device=default_device(), check=check_pretrainable)
     print(f"training {3 * len(args.fractions)} attribute classifiers ({args.steps} steps each) ...")
     table = pretraining_table(trained, fractions=args.fractions, train_images=args.train_images,
                               settings=Settings(steps=args.steps, seed=args.seed))
     print(pretraining_text(table))
     text = json_text(table)
-    if args.json:
-        _write_json_text(text, args.json)
+    if args.experiment_json:
+        _write_json_text(text, args.experiment_json)
     _record(args.pretrained, "pretraining", text)
     return 0
 
 
 def edit(args: argparse.Namespace) -> int:
     from vaegan_dist.data.codec import write_grid
-    from vaegan_dist.evaluate.editing import DEFAULT_SCALES, edit_table, grid_path_check, run_edit
+    from vaegan_dist.evaluate.editing import (
+        DEFAULT_SCALES,
+        check_editable,
+        edit_table,
+        grid_path_check,
+        run_edit,
+    )
     from vaegan_dist.evaluate.results import json_text, record
     from vaegan_dist.evaluate.run import check_json_target, default_device, open_trained
 
     out = grid_path_check(args.out)
     if args.json:
-        check_json_target(args.json)
+        if check_json_target(args.json).resolve() == out.resolve():
+            raise errors.ConfigError(f"--json {args.json}: the same file as --out; the scores would replace the grid")
     splits = ("train",) if args.image else ("train", args.split)
     trained = open_trained(args.checkpoint, data=args.data, splits=splits, evaluator=args.evaluator,
-                           device=default_device(), require_evaluator=False)
+                           device=default_device(), require_evaluator=False, check=check_editable)
     result = run_edit(trained, args.attribute, args.scale or DEFAULT_SCALES, split=args.split, images=args.image,
                       num=args.num, show=args.show, vector_images=args.vector_images)
     write_grid(result.grid, out, nrow=result.columns)

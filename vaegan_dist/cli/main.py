@@ -166,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     similarity.add_argument("--num", type=int_range(8, MAX_EVAL), default=2000, help="test images (one face each)")
     similarity.add_argument("--evaluator", default="", help="an evaluator file (default: the cached one for the data)")
     similarity.add_argument("--seed", type=int, default=0, help="seed of the z each face is generated from")
-    similarity.add_argument("--json", default=None, metavar="OUT", help="also write the table to this JSON file")
+    similarity.add_argument("--json", dest="experiment_json", default=None, metavar="OUT",
+                            help="also write the table to this JSON file")
     similarity.set_defaults(func=commands.evaluate_similarity)
 
     pretraining = experiments.add_parser(
@@ -182,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     pretraining.add_argument("--train-images", type=int_range(1, 200_000), default=20_000,
                              help="training images the labels are drawn from")
     pretraining.add_argument("--seed", type=int, default=0)
-    pretraining.add_argument("--json", default=None, metavar="OUT", help="also write the table to this JSON file")
+    pretraining.add_argument("--json", dest="experiment_json", default=None, metavar="OUT",
+                             help="also write the table to this JSON file")
     pretraining.set_defaults(func=commands.evaluate_pretraining)
 
     edit = sub.add_parser("edit", help="add or remove attributes (eyeglasses, smiling, ...) with attribute vectors: "
@@ -259,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     except commands.USER_ERRORS as err:
         print(f"vaegan-dist {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: files are written under temporary names, so nothing is half-written
+        print(f"vaegan-dist {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from PIL import UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from vaegan_dist.data.manifest import DataError
 from vaegan_dist.data.preprocess import ImageTooLarge, load_image
@@ -25,11 +25,13 @@ def load_user_images(paths: Sequence[str | Path], size: int) -> torch.Tensor:
         path = Path(raw).expanduser()
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             raise DataError(f"--image {path}: not a jpg, png or webp file")
+        if path.is_dir():
+            raise DataError(f"--image {path}: is a directory, not an image file")
         if not path.is_file():
             raise DataError(f"--image {path}: no such file")
         try:
             pixels = load_image(path, FOLDER_CROP, size)
-        except (UnidentifiedImageError, ImageTooLarge, OSError, ValueError) as err:
+        except (UnidentifiedImageError, ImageTooLarge, Image.DecompressionBombError, OSError, ValueError) as err:
             raise DataError(f"--image {path}: unreadable image ({type(err).__name__}: {str(err)[:200]})") from None
         images.append(torch.from_numpy(pixels.copy()).permute(2, 0, 1))
     return torch.stack(images)

@@ -5,11 +5,13 @@ the mean of those that do not, over up to 10,000 encoded images as in the paper.
 to an image's code and decoding adds the attribute; a negative scale removes it.
 
 Encoding 10,000 images takes a minute on a CPU, so the vectors are cached beside the checkpoint
-(``attribute_vectors.pt``, tensors only), keyed by the data set's fingerprint, the split and the count.
+(``attribute_vectors.pt``, tensors only), keyed by the checkpoint file's SHA-256, the data set's
+fingerprint, the split and the count.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,10 +91,10 @@ def vectors_for(model: VAEGAN, checkpoint: Path, source: ShardSource, split: str
                               "to edit; attribute vectors need vae, vae_disl or vaegan")
     if not source.attributes:
         raise ConfigError(f"{source.where}: the data has no attributes, so it defines no attribute vectors")
-    key = {"data": source.fingerprint, "split": split, "images": n}
+    key = {"checkpoint": file_digest(checkpoint), "data": source.fingerprint, "split": split, "images": n}
     cache = checkpoint.parent / CACHE_FILE
     cached, ours = _read_cache(cache, key)
-    if cached is not None:
+    if cached is not None and _fits(cached, source.attributes, model.latent_dim):
         return cached
     log(f"encoding up to {n} {split} images for the attribute vectors"
         + (f" (cached as {cache})" if ours else "") + " ...")
@@ -101,12 +103,33 @@ def vectors_for(model: VAEGAN, checkpoint: Path, source: ShardSource, split: str
     if not ours:
         log(f"warning: {cache} exists and is not an attribute-vector cache of ours; left as it is, nothing cached")
         return vectors
+    for stale in cache.parent.glob(f".{CACHE_FILE}.*.tmp"):  # what a killed earlier edit left half-written
+        if stale.is_file() and not stale.is_symlink():
+            stale.unlink(missing_ok=True)
     try:
         with atomic_file(cache) as f:
             torch.save(vectors.state(key), f)
     except OSError as err:
         log(f"warning: could not cache the attribute vectors at {cache} ({err.strerror or err})")
     return vectors
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a checkpoint file: the cache belongs to these weights, not to a path another file may take."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fits(vectors: AttributeVectors, names: Sequence[str], latent_dim: int) -> bool:
+    """A cache of ours can still be damaged or hand-edited: use it only if every tensor has the right shape."""
+    a = len(names)
+    return (vectors.names == tuple(names) and isinstance(vectors.vectors, torch.Tensor)
+            and vectors.vectors.shape == (a, latent_dim) and vectors.vectors.is_floating_point()
+            and all(isinstance(t, torch.Tensor) and t.shape == (a,) and not t.is_floating_point()
+                    for t in (vectors.with_count, vectors.without_count)))
 
 
 def _read_cache(cache: Path, key: dict[str, object]) -> tuple[AttributeVectors | None, bool]:

@@ -23,6 +23,7 @@ from vaegan_dist.errors import CheckpointError, ConfigError
 from vaegan_dist.evaluate.attribute_vectors import PAPER_IMAGES, edit, vectors_for
 from vaegan_dist.evaluate.evaluator import Evaluator
 from vaegan_dist.evaluate.run import Trained
+from vaegan_dist.model import VAEGAN
 
 EDIT_FORMAT = "vaegan-dist-edit/1"
 DEFAULT_SCALES = (-1.0, 1.0, 2.0)
@@ -34,6 +35,17 @@ class EditResult:
     grid: torch.Tensor  # [rows * columns, 3, S, S] in [-1, 1], row-major
     columns: int
     report: dict[str, Any]  # the JSON
+
+
+def check_editable(model: VAEGAN, checkpoint: Path) -> None:
+    """Attribute vectors live in the latent space of an unconditioned model with an encoder."""
+    if model.encoder is None:
+        raise CheckpointError(f"{checkpoint}: a {model.kind!r} model has no encoder, so it has no latent "
+                              "codes to edit; attribute vectors need vae, vae_disl or vaegan")
+    if model.conditioned:
+        raise CheckpointError(f"{checkpoint}: an attribute-conditioned model takes its attributes as y, "
+                              "not as latent vectors; generate faces with an attribute with `vaegan-dist sample "
+                              "--set NAME=1`")
 
 
 def check_scales(scales: Sequence[float]) -> tuple[float, ...]:
@@ -82,24 +94,22 @@ def run_edit(trained: Trained, attributes: Sequence[str], scales: Sequence[float
              batch: int = 128, log=print) -> EditResult:
     """Edit ``num`` images of ``split`` (or the files ``images``) with each attribute's vector at each scale."""
     model = trained.model
-    if model.encoder is None:
-        raise CheckpointError(f"{trained.checkpoint}: a {model.kind!r} model has no encoder, so it has no latent "
-                              "codes to edit; attribute vectors need vae, vae_disl or vaegan")
-    if model.conditioned:
-        raise CheckpointError(f"{trained.checkpoint}: an attribute-conditioned model takes its attributes as y, "
-                              "not as latent vectors; generate faces with an attribute with `vaegan-dist sample "
-                              "--set NAME=1`")
+    check_editable(model, trained.checkpoint)
     if not attributes:
         raise ConfigError("--attribute: name at least one attribute to edit")
     scales = check_scales(scales)
-    vectors = vectors_for(model, trained.checkpoint, trained.sources["train"], "train", vector_images, log=log)
-    chosen = {name: vectors.vector(name) for name in dict.fromkeys(attributes)}  # fails on unknown names first
-    if images:
+    unknown = [a for a in attributes if a not in trained.sources["train"].attributes]
+    if unknown:
+        raise ConfigError(f"--attribute {unknown[0]!r}: the data has no such attribute; it has: "
+                          f"{', '.join(trained.sources['train'].attributes)}")
+    if images:  # the user's files are checked before minutes of encoding
         originals = load_user_images(images, trained.cfg.data.image_size)
         described = f"{len(images)} file{'s' if len(images) != 1 else ''}"
     else:
         originals, _ = first_images(trained.sources[split], split, num)
         described = f"{split} split of {trained.sources[split].where}"
+    vectors = vectors_for(model, trained.checkpoint, trained.sources["train"], "train", vector_images, log=log)
+    chosen = {name: vectors.vector(name) for name in dict.fromkeys(attributes)}
     device = next(model.parameters()).device
     results, blocks = [], []
     for name, vector in chosen.items():

@@ -20,6 +20,7 @@ import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,6 +31,7 @@ from vaegan_dist.data.codec import to_unit_range
 from vaegan_dist.data.stream import first_images
 from vaegan_dist.errors import CheckpointError, ConfigError
 from vaegan_dist.evaluate.run import Trained
+from vaegan_dist.model import VAEGAN
 from vaegan_dist.model.discriminator import Discriminator
 
 PRETRAINING_FORMAT = "vaegan-dist-pretraining/1"
@@ -88,6 +90,24 @@ def label_subsets(n: int, fractions: Sequence[float], seed: int) -> dict[float, 
     return {f: order[: max(1, math.ceil(f * n))] for f in fractions}
 
 
+def check_pretrainable(model: VAEGAN, checkpoint: Path) -> None:
+    """Only a discriminator that learned without labels is unsupervised pretraining."""
+    if model.discriminator is None:
+        raise CheckpointError(f"{checkpoint}: a {model.kind!r} model has no discriminator to pretrain with; "
+                              "use a vaegan, vae_disl or gan checkpoint")
+    if model.conditioned:
+        raise CheckpointError(f"{checkpoint}: this discriminator was trained with the attributes as input, "
+                              "so it learned with labels; use a model trained with model.condition=none")
+
+
+def check_fractions(fractions: Sequence[float]) -> None:
+    bad = [f for f in fractions if not 0 < f <= 1]  # NaN fails too
+    if bad:
+        raise ConfigError(f"--fractions {bad[0]}: a label fraction is in (0, 1]")
+    if len(set(fractions)) != len(fractions):
+        raise ConfigError(f"--fractions {list(fractions)}: repeats a value")
+
+
 def build_net(trained: Trained, init: str, attributes: int, seed: int) -> AttributeNet:
     discriminator = trained.model.discriminator
     if init == "scratch":
@@ -144,15 +164,8 @@ def pretraining_table(trained: Trained, *, fractions: Sequence[float] = LABEL_FR
     """Test accuracy of scratch / frozen / fine-tuned classifiers at each label fraction."""
     settings = settings or Settings()
     model = trained.model
-    if model.discriminator is None:
-        raise CheckpointError(f"{trained.checkpoint}: a {model.kind!r} model has no discriminator to pretrain with; "
-                              "use a vaegan, vae_disl or gan checkpoint")
-    if model.conditioned:
-        raise CheckpointError(f"{trained.checkpoint}: this discriminator was trained with the attributes as input, "
-                              "so it learned with labels; use a model trained with model.condition=none")
-    bad = [f for f in fractions if not 0 < f <= 1]
-    if bad:
-        raise ConfigError(f"--fractions {bad[0]}: a label fraction is in (0, 1]")
+    check_pretrainable(model, trained.checkpoint)
+    check_fractions(fractions)
     device = next(model.parameters()).device
     train = first_images(trained.sources["train"], "train", train_images)
     valid = first_images(trained.sources["valid"], "valid", valid_images)

@@ -220,6 +220,11 @@ def _schema_problem(name: str, data: Any) -> str:
     for i, row in enumerate(rows):
         if not isinstance(row, dict) or any(not isinstance(row.get(k), types) for k, types in schema.items()):
             return f"{key}[{i}] lacks one of {', '.join(schema)} or has a value of the wrong type"
+        axis = {"edit": "scale", "pretraining": "fraction"}.get(name)
+        if axis and _finite(row[axis]) is None:  # a table axis must be a real number (NaN would break sorting)
+            return f"{key}[{i}].{axis} is not a finite number"
+    if name == "similarity" and not isinstance(data.get("attributes", []), list):
+        return "'attributes' is not a list"
     return ""
 
 
@@ -473,7 +478,7 @@ def _pretraining_cell(i: int, run: RunView) -> str:
         tds = "".join(f"<td>{_percent(cell[init, f]) if (init, f) in cell else '—'}</td>" for f in fractions)
         body.append(f"<tr><th>{esc(init)}</th>{tds}</tr>")
     caption = (f"{data.get('metric', 'accuracy')} on {data.get('test_images', '?')} test images; "
-               f"encoder from step {data.get('step', '?')}")
+               f"discriminator from step {data.get('step', '?')}")
     return _table("pretraining", caption, f"<tr><th>init \\ labels</th>{head}</tr>", body)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import torch
 from vaegan_dist.atomic import atomic_write_text
 from vaegan_dist.config import Config
 from vaegan_dist.data.sources import ShardSource, open_sources
-from vaegan_dist.data.stream import check_image_size, first_images
+from vaegan_dist.data.stream import first_images
 from vaegan_dist.data.synthetic import is_built_in
 from vaegan_dist.errors import DataError
 from vaegan_dist.evaluate.evaluator import Evaluator
@@ -48,11 +49,14 @@ class Trained:
 
 def open_trained(checkpoint: str | Path, *, data: str | None = None, splits: tuple[str, ...] = ("test",),
                  evaluator: str | None = "", device: str = "cpu", require_evaluator: bool = True,
-                 log=print) -> Trained:
+                 check: Callable[[VAEGAN, Path], None] | None = None, log=print) -> Trained:
     """Load the checkpoint, open ``splits`` of ``data`` (default: the run's own data, which must be here) and
     resolve the evaluator for it (``evaluator=None``: none needed; none found and not required: a warning).
+    ``check(model, state.pt)`` refuses a model the caller cannot use, before any data or evaluator is touched.
     One-line errors for each."""
     model, cfg, step = load_model(checkpoint, device)
+    if check is not None:
+        check(model, resolve_checkpoint(checkpoint))
     source = data or cfg.data.source
     if not data and not Path(source).exists() and "://" not in source:
         raise DataError(f"{source}: the data this model trained on is not here; pass --data")
@@ -61,7 +65,9 @@ def open_trained(checkpoint: str | Path, *, data: str | None = None, splits: tup
     if missing:
         raise DataError(f"{source}: has no {missing[0]!r} split")
     for split in splits:
-        check_image_size(sources[split], cfg.data.image_size)
+        if sources[split].image_size != cfg.data.image_size:
+            raise DataError(f"{sources[split].where}: holds {sources[split].image_size} px images, but the model in "
+                            f"{resolve_checkpoint(checkpoint)} makes {cfg.data.image_size} px ones")
     found = None
     if evaluator is not None:
         found = resolve_evaluator(sources[splits[0]], cfg.data.cache_dir, evaluator, device=device, log=log,
@@ -89,7 +95,8 @@ def evaluate_checkpoint(checkpoint: str | Path, *, data: str | None = None, spli
 
         inception = load_inception(inception_weights, device)
     values = model_metrics(model, found, held_out, METRICS, seed=seed, inception=inception)
-    return {**values, "num": len(held_out), "split": split, "step": step, "model_kind": model.kind}
+    return {**values, "num": len(held_out), "split": split, "step": step, "model_kind": model.kind,
+            "data": sources[split].where}
 
 
 def metrics_table(result: dict[str, Any]) -> str:
@@ -117,7 +124,8 @@ def check_json_target(path: str | Path) -> Path:
 def write_json(result: dict[str, Any], path: str | Path) -> Path:
     """Keys exactly METRICS + num, split, step, model_kind; metrics a kind cannot have are null."""
     path = check_json_target(path)
-    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in result.items()}
+    keys = (*METRICS, "num", "split", "step", "model_kind")
+    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in result.items() if k in keys}
     atomic_write_text(path, json.dumps(clean, indent=1) + "\n")
     return path
 

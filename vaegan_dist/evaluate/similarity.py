@@ -75,6 +75,8 @@ def parse_settings(settings: Sequence[str], attributes: Sequence[str]) -> dict[s
         name, sep, value = item.partition("=")
         if not sep or value.strip() not in ("0", "1"):
             raise ConfigError(f"--set {item!r}: expected NAME=0 or NAME=1")
+        if name in chosen:
+            raise ConfigError(f"--set {name!r}: given twice")
         if name not in attributes:
             raise ConfigError(f"--set {name!r}: the model has no such attribute; it has: {', '.join(attributes)}")
         chosen[name] = int(value)

@@ -22,6 +22,7 @@ from vaegan_dist.data.stream import check_image_size
 from vaegan_dist.data.synthetic import ensure_synthetic, is_built_in
 from vaegan_dist.errors import DataError, TrainingError
 from vaegan_dist.evaluate.train_evaluator import no_evaluator_hint, resolve_evaluator
+from vaegan_dist.model.store import find_checkpoints, load_state
 from vaegan_dist.train.cluster import check_reachable, connect
 from vaegan_dist.train.errors import user_error_from
 from vaegan_dist.train.job import TrainJob
@@ -95,9 +96,25 @@ def check_run_dir(job: TrainJob) -> None:
     if fixed:
         raise ConfigError(f"run {job.run.name} was started with {', '.join(fixed)}; a resumed run cannot "
                           "change the architecture: keep those values or choose another train.name")
+    _check_same_attributes(job)
     old = saved.get("config.yaml", weights)
     changed = [f"{k}: {old[k]!r} -> {v!r}" for k, v in new.items() if k in old and old[k] != v]
     print(f"resuming run {job.run.name}" + (f"; changed: {', '.join(changed)}" if changed else ""))
+
+
+def _check_same_attributes(job: TrainJob) -> None:
+    """A conditioned model's y columns mean the attributes it was trained with, in that order: resuming on data
+    that lists other attributes (or the same in another order) would load and silently mean other things.
+    Checked here, before the run's config.yaml is rewritten (the loop checks again, for remote runs)."""
+    if job.cfg.model.condition != "attributes" or job.run.remote:
+        return
+    newest = find_checkpoints(job.run.local_dir)
+    if not newest:
+        return
+    saved = list(load_state(newest[-1]).get("attributes", []))
+    if saved != list(job.data.attributes):
+        raise ConfigError(f"{newest[-1]}: the checkpoint is conditioned on attributes {saved}, but "
+                          f"{job.data.where} has {list(job.data.attributes)}; resume with the data it was trained on")
 
 
 def record_run(job: TrainJob) -> None:
