@@ -9,7 +9,6 @@ import torch
 from PIL import Image
 
 from vaegan_dist.data.manifest import DataError
-from vaegan_dist.data.preprocess import load_image
 from vaegan_dist.data.user_images import load_user_images
 from vaegan_dist.errors import ConfigError
 from vaegan_dist.evaluate.attribute_vectors import compute_vectors, edit
