@@ -69,10 +69,12 @@ def score(evaluator: Evaluator | None, name: str, originals: torch.Tensor, recon
     """Per scale: candidates (lacking the attribute for a positive scale, having it for a negative one, on the
     original image), how many of their edits the evaluator judges changed, and ``baseline``: the share of
     candidates whose plain reconstruction it already judges changed. A model that loses a small detail in
-    every reconstruction "removes" it without any vector; the baseline says how much of a score is that."""
+    every reconstruction "removes" it without any vector; the baseline says how much of a score is that.
+    ``vector_fraction`` is the vector's own effect: among images whose reconstruction still shows the
+    original state, the share whose edit the evaluator judges changed."""
     if evaluator is None or name not in evaluator.attributes:
         return [{"attribute": name, "scale": s, "candidates": None, "changed": None, "fraction": None,
-                 "baseline": None} for s in scales]
+                 "baseline": None, "vector_fraction": None} for s in scales]
     index = evaluator.attributes.index(name)
     before = has_attribute(evaluator, originals, index)
     reconstructed = has_attribute(evaluator, recon, index)
@@ -82,10 +84,12 @@ def score(evaluator: Evaluator | None, name: str, originals: torch.Tensor, recon
         candidates = ~before if s > 0 else before
         changed = candidates & (after if s > 0 else ~after)
         already = candidates & (reconstructed if s > 0 else ~reconstructed)
-        n = int(candidates.sum())
+        kept = candidates & ~already  # the reconstruction still has the original state
+        n, k = int(candidates.sum()), int(kept.sum())
         rows.append({"attribute": name, "scale": s, "candidates": n, "changed": int(changed.sum()),
                      "fraction": int(changed.sum()) / n if n else None,
-                     "baseline": int(already.sum()) / n if n else None})
+                     "baseline": int(already.sum()) / n if n else None,
+                     "vector_fraction": int((kept & changed).sum()) / k if k else None})
     return rows
 
 
@@ -145,7 +149,10 @@ def edit_table(report: dict[str, Any]) -> str:
         lines.append(f"  {name:<20}" + "".join(f"{c:>14}" for c in cells))
         base = ["" if r["baseline"] is None else f"{r['baseline']:.0%}" for r in rows]
         lines.append(f"  {'  reconstruction':<20}" + "".join(f"{c:>14}" for c in base))
-    lines.append("  (reconstruction: the share the plain reconstruction already changes, without the vector)")
+        own = ["" if r.get("vector_fraction") is None else f"{r['vector_fraction']:.0%}" for r in rows]
+        lines.append(f"  {'  vector alone':<20}" + "".join(f"{c:>14}" for c in own))
+    lines.append("  (reconstruction: the share the plain reconstruction already changes, without the vector;\n"
+                 "   vector alone: the share changed among the images whose reconstruction did not change)")
     return "\n".join(lines)
 
 

@@ -437,8 +437,9 @@ def _edit_fraction(row: dict[str, Any] | None) -> str:
     shown = "n/a" if fraction is None else f"{100 * fraction:.0f}%"
     if row["candidates"] is None:
         return shown
-    baseline = _finite(row.get("baseline"))
+    baseline, own = _finite(row.get("baseline")), _finite(row.get("vector_fraction"))
     without = "" if baseline is None else f"; {100 * baseline:.0f}% by reconstruction alone"
+    without += "" if own is None else f"; vector alone {100 * own:.0f}%"
     return f"{shown}<br><small>{row['changed']}/{row['candidates']}{without}</small>"
 
 
