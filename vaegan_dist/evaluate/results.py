@@ -104,12 +104,3 @@ def record(checkpoint: str | Path, name: str, content: str | bytes, log=print) -
         log(f"warning: could not record {FILES[name]} in {run} ({err.strerror or err}); the run is unchanged")
         return None
     return path
-
-
-def read_result(run: Path, name: str) -> Any | None:
-    """A recorded JSON result of a run, or None when it has none (or it is unreadable)."""
-    path = Path(run) / RESULTS_DIR / FILES[name]
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
