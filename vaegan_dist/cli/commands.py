@@ -218,12 +218,11 @@ def evaluate_similarity(args: argparse.Namespace) -> int:
     from vaegan_dist.evaluate.results import json_text
     from vaegan_dist.evaluate.run import check_json_target, default_device, open_trained
     from vaegan_dist.evaluate.similarity import similarity_table, similarity_text
+    from vaegan_dist.model.store import resolve_checkpoint
 
     _no_parent_options(args)
     if args.experiment_json:
         check_json_target(args.experiment_json)
-    from vaegan_dist.model.store import resolve_checkpoint
-
     resolved = [resolve_checkpoint(c).resolve() for c in args.checkpoints]
     twice = next((c for c, r in zip(args.checkpoints, resolved) if resolved.count(r) > 1), None)
     if twice is not None:
