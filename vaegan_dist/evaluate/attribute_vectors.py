@@ -11,7 +11,6 @@ fingerprint, the split and the count.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 
 from vaegan_dist.atomic import atomic_file
 from vaegan_dist.data.codec import to_unit_range
+from vaegan_dist.data.shards import sha256_of
 from vaegan_dist.data.sources import ShardSource
 from vaegan_dist.data.stream import batches_in_order
 from vaegan_dist.errors import CheckpointError, ConfigError
@@ -91,7 +91,8 @@ def vectors_for(model: VAEGAN, checkpoint: Path, source: ShardSource, split: str
                               "to edit; attribute vectors need vae, vae_disl or vaegan")
     if not source.attributes:
         raise ConfigError(f"{source.where}: the data has no attributes, so it defines no attribute vectors")
-    key = {"checkpoint": file_digest(checkpoint), "data": source.fingerprint, "split": split, "images": n}
+    # The cache belongs to these weights, not to a path another file may take later.
+    key = {"checkpoint": sha256_of(checkpoint), "data": source.fingerprint, "split": split, "images": n}
     cache = checkpoint.parent / CACHE_FILE
     cached, ours = _read_cache(cache, key)
     if cached is not None and _fits(cached, source.attributes, model.latent_dim):
@@ -112,15 +113,6 @@ def vectors_for(model: VAEGAN, checkpoint: Path, source: ShardSource, split: str
     except OSError as err:
         log(f"warning: could not cache the attribute vectors at {cache} ({err.strerror or err})")
     return vectors
-
-
-def file_digest(path: Path) -> str:
-    """SHA-256 of a checkpoint file: the cache belongs to these weights, not to a path another file may take."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _fits(vectors: AttributeVectors, names: Sequence[str], latent_dim: int) -> bool:
