@@ -223,14 +223,14 @@ def images_in_order(source: str | Path | ShardSource, split: str) -> Iterator[tu
 
 def first_images(source: str | Path | ShardSource, split: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``n`` samples of ``split`` in shard order: a fixed batch for reconstruction grids."""
+    src = open_source(source, split)
     samples = []
-    for sample in images_in_order(source, split):
+    for sample in images_in_order(src, split):
         samples.append(sample)
         if len(samples) == n:
             break
     if not samples:
-        where = source.where if isinstance(source, ShardSource) else source
-        raise DataError(f"{where}: split {split!r} yielded no readable images")
+        raise DataError(f"{src.where}: split {split!r} yielded no readable images")
     return collate(samples)
 
 
