@@ -22,7 +22,7 @@ from torch import nn
 
 import kernels
 from vaegan_dist.model.vaegan import KIND_NETWORKS
-from vaegan_dist.objectives.losses import compute_losses, gan_terms, repeat_condition, run_forward
+from vaegan_dist.objectives.losses import at_least_fp32, compute_losses, gan_terms, repeat_condition, run_forward
 from vaegan_dist.objectives.routing import compute_generator_gradients, compute_gradients
 
 
@@ -105,7 +105,7 @@ def _gan(networks, x, eps, z_p, objective, autocast, y) -> StepOutcome:
     with autocast():
         x_fake = decoder(z_p, y)
         logits, _ = discriminator(torch.cat([x.to(x_fake.dtype), x_fake]), repeat_condition(y, 2))
-        real, prior = logits.float().chunk(2)
+        real, prior = at_least_fp32(logits).chunk(2)
         gan = gan_terms(real, [prior], objective)
     compute_generator_gradients(x_fake, gan.l_gan, gan.l_gen, decoder, discriminator, objective)
     with torch.no_grad():

@@ -66,6 +66,12 @@ class Losses:
     d_prior: torch.Tensor  # mean D(Dec(z_p))
 
 
+def at_least_fp32(t: torch.Tensor) -> torch.Tensor:
+    """bf16/fp16 logits go to fp32 for the losses; fp64 stays fp64 (the golden tests run in fp64 and a
+    cast down here made their curves depend on the CPU's float32 rounding)."""
+    return t if t.dtype == torch.float64 else t.float()
+
+
 def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
 
@@ -97,7 +103,7 @@ def gan_terms(real: torch.Tensor, fakes: list[torch.Tensor], objective) -> GanTe
 
 def compute_losses(fwd: Forward, objective) -> Losses:
     """``objective`` is a :class:`vaegan_dist.config.ObjectiveConfig`."""
-    logits = fwd.logits.float()
+    logits = at_least_fp32(fwd.logits)
     real, recon, prior = fwd.parts(logits)
     f_real, f_recon, _ = fwd.parts(fwd.features)
     fakes = [prior, recon] if objective.fakes == "prior_and_reconstruction" else [prior]
