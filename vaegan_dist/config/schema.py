@@ -42,6 +42,12 @@ class ModelConfig:
     # attributes: every network the kind has also gets the image's attribute vector y (the paper's section
     # 4.2), so that Dec(z, y) generates faces to order; the attributes are the data set's.
     condition: Literal["none", "attributes"] = "none"
+    # Spectral normalisation (Miyato et al. 2018) of every discriminator convolution and linear layer: each
+    # weight is divided by its largest singular value, so the discriminator is 1-Lipschitz per layer before
+    # batch norm. Dis_l stays the output of the same convolution before its batch norm, but that output is now
+    # W x / sigma(W): the similarity metric keeps its directions and loses its scale (gamma weighs a smaller
+    # L_llike). Changes the checkpoint's keys, so a rerun cannot switch it.
+    spectral_norm: bool = False
 
 
 @dataclass
@@ -60,6 +66,20 @@ class ObjectiveConfig:
     equilibrium: bool = False
     equilibrium_value: float = 0.68
     equilibrium_margin: float = 0.35
+    # Training recipe options beyond the paper (off in the paper presets; bench/time_to_quality.py judges them).
+    # Warm-up: before this step the decoder learns gamma * L_llike alone and the discriminator does not step
+    # (Dis_l is then the randomly initialised discriminator's features); the GAN game starts at gan_start.
+    gan_start: int = 0
+    # Adaptive gamma (taming-transformers' calculate_adaptive_weight): the decoder learns
+    # L_llike + lambda * adaptive_weight * L_gen with lambda = ||grad_W L_llike|| / (||grad_W L_gen|| + 1e-4)
+    # at the decoder's last layer W, clamped to [0, 1e4], detached, in fp32; objective.gamma is then unused.
+    adaptive_gamma: bool = False
+    adaptive_weight: float = 1.0
+    # R1 (Mescheder et al. 2018) on real images, lazily (StyleGAN2): every r1_every steps the discriminator's
+    # loss gets r1_every * r1_gamma / 2 * E||grad_x D(x)||^2. It penalises the discriminator's logit only;
+    # Dis_l, a layer before the logit, is shaped by it indirectly (smoother features around real images).
+    r1_gamma: float = 0.0  # 0 = off
+    r1_every: int = 16
 
 
 @dataclass
@@ -75,6 +95,16 @@ class OptimConfig:
     lr_final_ratio: float = 5e-4
     anneal_power: float = 0.75
     grad_clip: float = 0.0  # max global gradient norm per sub-network; 0 = off
+    # rmsprop (paper and code: rms_decay, eps) or adam (the DCGAN convention: adam_beta1 0.5, adam_beta2 0.999)
+    algorithm: Literal["rmsprop", "adam"] = "rmsprop"
+    adam_beta1: float = 0.5
+    adam_beta2: float = 0.999
+    # An exponential moving average of the encoder's and decoder's weights (and batch-norm statistics), used for
+    # grids, evaluation, sample, reconstruct, edit and the report; 0 = off. StyleGAN2-ADA's convention: the
+    # half-life in thousands of images seen by all workers together, shortened to ema_rampup x the images seen
+    # so far early in training (so a short run is not an average of its random start).
+    ema_halflife_kimg: float = 0.0
+    ema_rampup: float = 0.05  # 0 = no ramp-up
 
 
 @dataclass

@@ -35,6 +35,16 @@ def validate(cfg: Config) -> Config:
     _require(0 <= o.equilibrium_margin < o.equilibrium_value, "objective.equilibrium_margin",
              o.equilibrium_margin, "must be in [0, objective.equilibrium_value)")
 
+    _require(o.gan_start >= 0, "objective.gan_start", o.gan_start, "must be >= 0 (0 = the GAN game from the start)")
+    _require(o.adaptive_weight > 0, "objective.adaptive_weight", o.adaptive_weight, "must be > 0")
+    _require(not o.adaptive_gamma or m.kind == "vaegan", "objective.adaptive_gamma", o.adaptive_gamma,
+             f"balances L_llike against the GAN term in the decoder, which only model.kind=vaegan has "
+             f"(model.kind is {m.kind!r})")
+    _require(o.gan_start == 0 or m.kind != "gan", "objective.gan_start", o.gan_start,
+             "must be 0 for model.kind=gan (a plain GAN has nothing to learn before its game starts)")
+    _require(o.r1_gamma >= 0, "objective.r1_gamma", o.r1_gamma, "must be >= 0 (0 = off)")
+    _require(o.r1_every >= 1, "objective.r1_every", o.r1_every, "must be >= 1 (1 = every step)")
+
     for key in ("lr_encoder", "lr_decoder", "lr_discriminator"):
         _require(getattr(p, key) > 0, f"optim.{key}", getattr(p, key), "must be > 0")
     _require(0 <= p.rms_decay < 1, "optim.rms_decay", p.rms_decay, "must be in [0, 1)")
@@ -43,6 +53,10 @@ def validate(cfg: Config) -> Config:
     _require(0 < p.lr_final_ratio <= 1, "optim.lr_final_ratio", p.lr_final_ratio, "must be in (0, 1]")
     _require(p.anneal_power > 0, "optim.anneal_power", p.anneal_power, "must be > 0")
     _require(p.grad_clip >= 0, "optim.grad_clip", p.grad_clip, "must be >= 0 (0 = off)")
+    for key in ("adam_beta1", "adam_beta2"):
+        _require(0 <= getattr(p, key) < 1, f"optim.{key}", getattr(p, key), "must be in [0, 1)")
+    _require(p.ema_halflife_kimg >= 0, "optim.ema_halflife_kimg", p.ema_halflife_kimg, "must be >= 0 (0 = off)")
+    _require(p.ema_rampup >= 0, "optim.ema_rampup", p.ema_rampup, "must be >= 0 (0 = no ramp-up)")
 
     _require(t.steps >= 1, "train.steps", t.steps, "must be >= 1")
     _require(re.fullmatch(r"\d+(-\d+)?", t.workers) is not None, "train.workers", t.workers,

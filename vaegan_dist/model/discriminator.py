@@ -16,9 +16,11 @@ class Discriminator(nn.Module):
     output of the Dis_l convolution before its BN, flattened: at 64 px that is the 4th conv, 256x8x8.
     An attribute-conditioned discriminator gets y at its FC layer, after Dis_l: it judges whether an image
     is a real face *with these attributes*, while Dis_l (the similarity metric) stays a function of the image.
+    With ``spectral_norm`` every layer's weight is divided by its largest singular value (power iteration, one
+    step per training forward); Dis_l is still the same convolution's output before its BN, at a smaller scale.
     """
 
-    def __init__(self, arch: Architecture, fc: int, condition_dim: int = 0):
+    def __init__(self, arch: Architecture, fc: int, condition_dim: int = 0, spectral_norm: bool = False):
         super().__init__()
         self.condition_dim = condition_dim
         self.stem = nn.Sequential(nn.Conv2d(3, arch.discriminator_stem, KERNEL, padding=PAD), nn.ReLU(inplace=True))
@@ -28,6 +30,10 @@ class Discriminator(nn.Module):
         self.fc = fc_bn_relu(channels[-1] * arch.bottom_side**2 + condition_dim, fc)
         self.logit = nn.Linear(fc, 1)
         paper_init(self)
+        if spectral_norm:  # model.spectral_norm: every weight divided by its largest singular value
+            for m in self.modules():
+                if isinstance(m, (nn.Conv2d, nn.Linear)):
+                    nn.utils.parametrizations.spectral_norm(m)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """x: [N, 3, S, S] (and y: [N, attributes] 0/1 if conditioned) -> logits [N], Dis_l features [N, F]."""

@@ -110,14 +110,25 @@ def saved_attributes(state: dict[str, Any], where: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[VAEGAN, Config, int]:
-    """A trained model in eval mode, its config and its step: what ``sample`` and users' scripts need."""
+def load_model(path: str | Path, device: str | torch.device = "cpu",
+               averaged: bool = True) -> tuple[VAEGAN, Config, int]:
+    """A trained model in eval mode, its config and its step: what ``sample`` and users' scripts need.
+
+    A run trained with ``optim.ema_halflife_kimg`` saved the average of its encoder's and decoder's weights
+    beside the live ones; those are the model's weights here unless ``averaged=False`` (the discriminator is
+    always the live one: it is not averaged)."""
     state = load_state(path, map_location=device)
     where = str(resolve_checkpoint(path))
     try:
         cfg = validate(config_from_dict(state["config"], source=where))
         model = build_model(cfg.model, cfg.data.image_size, saved_attributes(state, where))
         model.load_state_dict(state["model"])
+        average = state.get("ema") if averaged else None
+        if average is not None:
+            if not isinstance(average, dict) or not set(average) <= {"encoder", "decoder"}:
+                raise ValueError("its 'ema' entry is not the encoder's and decoder's weights")
+            for name, weights in average.items():
+                getattr(model, name).load_state_dict(weights)
     except (ConfigError, RuntimeError, TypeError, AttributeError, ValueError) as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise CheckpointError(f"{where}: its weights do not fit its config ({first[:200]})") from None

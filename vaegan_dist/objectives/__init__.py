@@ -11,6 +11,7 @@ from vaegan_dist.objectives.losses import (
            gan_terms,
            run_forward,
 )
+from vaegan_dist.objectives.recipe import GanPhase, adaptive_gan_weight, r1_penalty
 from vaegan_dist.objectives.routing import (
            compute_generator_gradients,
            compute_gradients,
@@ -20,4 +21,5 @@ from vaegan_dist.objectives.routing import (
 
 __all__ = ["Forward", "Losses", "run_forward", "compute_losses", "compute_gradients", "equilibrium_updates",
            "compute_generator_gradients", "GanTerms", "gan_terms",
-           "decoder_gan_weight", "discriminator_weight_inverse", "ModelKind", "StepOutcome", "KINDS", "model_kind"]
+           "decoder_gan_weight", "discriminator_weight_inverse", "ModelKind", "StepOutcome", "KINDS", "model_kind",
+           "GanPhase", "adaptive_gan_weight", "r1_penalty"]

@@ -23,6 +23,7 @@ from torch import nn
 import kernels
 from vaegan_dist.model.vaegan import KIND_NETWORKS
 from vaegan_dist.objectives.losses import at_least_fp32, compute_losses, gan_terms, repeat_condition, run_forward
+from vaegan_dist.objectives.recipe import GanPhase, r1_term
 from vaegan_dist.objectives.routing import compute_generator_gradients, compute_gradients
 
 
@@ -35,7 +36,7 @@ class StepOutcome:
 
 
 ForwardBackward = Callable[[dict[str, nn.Module], torch.Tensor, torch.Tensor, torch.Tensor, object, object,
-                            torch.Tensor | None], StepOutcome]
+                            torch.Tensor | None, GanPhase], StepOutcome]
 
 
 @dataclass(frozen=True)
@@ -48,23 +49,38 @@ class ModelKind:
     decoder_plays_gan: bool = True  # False for vae_disl: the equilibrium trick never pauses its decoder
 
     @property
+    def has_discriminator(self) -> bool:
+        return "discriminator" in self.networks
+
+    @property
     def has_encoder(self) -> bool:
         return "encoder" in self.networks
 
     def forward_backward(self, networks: dict[str, nn.Module], x: torch.Tensor, eps: torch.Tensor,
-                         z_p: torch.Tensor, objective, autocast, y: torch.Tensor | None = None) -> StepOutcome:
+                         z_p: torch.Tensor, objective, autocast, y: torch.Tensor | None = None,
+                         phase: GanPhase = GanPhase()) -> StepOutcome:
         """Forward once under ``autocast``, then fill the gradient of every network in ``networks`` (the
         model's ``networks()``, possibly DDP-wrapped; see objectives.routing). ``y``: the batch's attributes,
-        for an attribute-conditioned model (every network gets them), else None."""
-        return self.run(networks, x, eps, z_p, objective, autocast, y)
+        for an attribute-conditioned model (every network gets them), else None. ``phase``: the recipe's
+        warm-up and lazy R1 at this step."""
+        return self.run(networks, x, eps, z_p, objective, autocast, y, phase)
 
 
-def _vaegan(networks, x, eps, z_p, objective, autocast, y, decoder_gan: bool = True) -> StepOutcome:
+def _r1(discriminator, x, y, objective, phase: GanPhase) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
+    if not phase.r1_now:
+        return None, {}
+    term = r1_term(discriminator, x, y, objective)
+    return term, {"loss/r1": term.detach() / objective.r1_every}  # per step, comparable across r1_every
+
+
+def _vaegan(networks, x, eps, z_p, objective, autocast, y, phase, decoder_gan: bool = True) -> StepOutcome:
     encoder, decoder, discriminator = (networks[n] for n in ("encoder", "decoder", "discriminator"))
     with autocast():
         fwd = run_forward(encoder, decoder, discriminator, x, eps, z_p, y)
         losses = compute_losses(fwd, objective)
-    compute_gradients(fwd, losses, encoder, decoder, discriminator, objective, decoder_gan=decoder_gan)
+    r1, r1_metrics = _r1(discriminator, x, y, objective, phase)
+    recipe = compute_gradients(fwd, losses, encoder, decoder, discriminator, objective, decoder_gan=decoder_gan,
+                               phase=phase, dis_extra=r1)
     terms = {"loss/l_prior": losses.l_prior.detach(), "loss/l_llike": losses.l_llike.detach(),
              "loss/l_gan": losses.l_gan.detach(), "loss/l_gen": losses.l_gen.detach()}
     metrics = {
@@ -76,15 +92,17 @@ def _vaegan(networks, x, eps, z_p, objective, autocast, y, decoder_gan: bool = T
         "gan/d_recon": losses.d_recon,
         "gan/d_prior": losses.d_prior,
         "stats/kl_per_dim": terms["loss/l_prior"] / fwd.mu.shape[1],
+        **recipe,
+        **r1_metrics,
     }
     return StepOutcome(metrics, (losses.real_cost, losses.fake_cost))
 
 
-def _vae_disl(networks, x, eps, z_p, objective, autocast, y) -> StepOutcome:
-    return _vaegan(networks, x, eps, z_p, objective, autocast, y, decoder_gan=False)
+def _vae_disl(networks, x, eps, z_p, objective, autocast, y, phase) -> StepOutcome:
+    return _vaegan(networks, x, eps, z_p, objective, autocast, y, phase, decoder_gan=False)
 
 
-def _vae(networks, x, eps, z_p, objective, autocast, y) -> StepOutcome:
+def _vae(networks, x, eps, z_p, objective, autocast, y, phase) -> StepOutcome:
     encoder, decoder = networks["encoder"], networks["decoder"]
     with autocast():
         mu, logvar = encoder(x, y)
@@ -100,18 +118,19 @@ def _vae(networks, x, eps, z_p, objective, autocast, y) -> StepOutcome:
     return StepOutcome(metrics, None)
 
 
-def _gan(networks, x, eps, z_p, objective, autocast, y) -> StepOutcome:
+def _gan(networks, x, eps, z_p, objective, autocast, y, phase) -> StepOutcome:
     decoder, discriminator = networks["decoder"], networks["discriminator"]
     with autocast():
         x_fake = decoder(z_p, y)
         logits, _ = discriminator(torch.cat([x.to(x_fake.dtype), x_fake]), repeat_condition(y, 2))
         real, prior = at_least_fp32(logits).chunk(2)
         gan = gan_terms(real, [prior], objective)
-    compute_generator_gradients(x_fake, gan.l_gan, gan.l_gen, decoder, discriminator, objective)
+    r1, r1_metrics = _r1(discriminator, x, y, objective, phase)
+    compute_generator_gradients(x_fake, gan.l_gan, gan.l_gen, decoder, discriminator, objective, dis_extra=r1)
     with torch.no_grad():
         d_real, d_prior = torch.sigmoid(real).mean(), torch.sigmoid(prior).mean()
     metrics = {"loss/l_gan": gan.l_gan.detach(), "loss/l_gen": gan.l_gen.detach(), "gan/real_cost": gan.real_cost,
-               "gan/fake_cost": gan.fake_cost, "gan/d_real": d_real, "gan/d_prior": d_prior}
+               "gan/fake_cost": gan.fake_cost, "gan/d_real": d_real, "gan/d_prior": d_prior, **r1_metrics}
     return StepOutcome(metrics, (gan.real_cost, gan.fake_cost))
 
 

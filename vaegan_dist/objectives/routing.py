@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from vaegan_dist.objectives.losses import Forward, Losses, decoder_gan_weight
+from vaegan_dist.objectives.recipe import GanPhase, adaptive_gan_weight, decoder_last_layer
 
 
 def discriminator_weight_inverse(objective) -> float:
@@ -41,20 +42,26 @@ def discriminator_weight_inverse(objective) -> float:
 
 
 def compute_gradients(fwd: Forward, losses: Losses, encoder: nn.Module, decoder: nn.Module,
-                      discriminator: nn.Module, objective, decoder_gan: bool = True) -> None:
-    """Accumulate each network's gradient into its ``.grad`` per the update rules above.
+                      discriminator: nn.Module, objective, decoder_gan: bool = True,
+                      phase: GanPhase = GanPhase(), dis_extra: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Accumulate each network's gradient into its ``.grad`` per the update rules above; returns the recipe's
+    detached metrics (the adaptive gamma's weight).
 
     ``decoder_gan=False`` is the paper's VAE_Dis_l: the discriminator still learns the GAN game (so Dis_l
-    is a GAN discriminator's feature space), but the decoder steps on L_llike alone, at full weight."""
+    is a GAN discriminator's feature space), but the decoder steps on L_llike alone, at full weight.
+    ``phase.gan_on=False`` is the warm-up: the decoder gets gamma * L_llike alone (the discriminator's gradient
+    is still computed, so that DDP sees the same backward passes every step; the step does not apply it).
+    ``dis_extra`` (the lazy R1 term) joins the discriminator's loss in its one backward pass."""
     x_fake = fwd.x_fake
     dis_params = [p for p in discriminator.parameters() if p.requires_grad]
     minimax = objective.generator_loss == "minimax"
+    plays_gan, decoder_gan = decoder_gan, decoder_gan and phase.gan_on
     want_input_grad = decoder_gan and minimax
 
     # 1. Discriminator. For the minimax game the decoder's GAN gradient is -dL_GAN/dx_fake: free here.
     x_fake.grad = None
-    torch.autograd.backward(losses.l_gan, inputs=dis_params + ([x_fake] if want_input_grad else []),
-                            retain_graph=True)
+    l_dis = losses.l_gan if dis_extra is None else losses.l_gan + dis_extra
+    torch.autograd.backward(l_dis, inputs=dis_params + ([x_fake] if want_input_grad else []), retain_graph=True)
     g_gen = None
     if want_input_grad:
         g_gen = -x_fake.grad
@@ -70,22 +77,34 @@ def compute_gradients(fwd: Forward, losses: Losses, encoder: nn.Module, decoder:
     x_fake.grad = None
 
     # 3. Decoder parameters.
+    metrics = {}
+    adaptive = getattr(objective, "adaptive_gamma", False)
     if g_gen is None:
-        upstream = g_llike
+        # vae_disl: L_llike at full weight; the warm-up: L_llike at the weight it has in the game later on
+        upstream = objective.gamma * g_llike if plays_gan and not adaptive else g_llike
     else:
-        gan_weight = decoder_gan_weight(objective) * discriminator_weight_inverse(objective)
-        upstream = objective.gamma * g_llike + gan_weight * g_gen
+        g_gen = decoder_gan_weight(objective) * discriminator_weight_inverse(objective) * g_gen
+        if adaptive:  # Dec <- L_llike + a * lambda * L_gen: at the last layer the GAN gradient is a x L_llike's
+            weight = adaptive_gan_weight(x_fake, g_llike, g_gen, decoder_last_layer(decoder))
+            metrics["objective/adaptive_gan_weight"] = weight
+            upstream = g_llike + objective.adaptive_weight * weight.to(g_gen.dtype) * g_gen
+        else:
+            upstream = objective.gamma * g_llike + g_gen
     torch.autograd.backward(x_fake, grad_tensors=upstream, inputs=list(decoder.parameters()))
+    return metrics
 
 
 def compute_generator_gradients(x_fake: torch.Tensor, l_gan: torch.Tensor, l_gen: torch.Tensor,
-                                decoder: nn.Module, discriminator: nn.Module, objective) -> None:
-    """The plain GAN: Dis <- L_GAN, Dec <- its GAN loss, with the same weighting as the VAE/GAN's decoder
-    (the released code's ``dis_weights_inv`` undone for Dec(z_p), the only fakes)."""
+                                decoder: nn.Module, discriminator: nn.Module, objective,
+                                dis_extra: torch.Tensor | None = None) -> None:
+    """The plain GAN: Dis <- L_GAN (+ ``dis_extra``, the lazy R1 term), Dec <- its GAN loss, with the same
+    weighting as the VAE/GAN's decoder (the released code's ``dis_weights_inv`` undone for Dec(z_p), the only
+    fakes)."""
     dis_params = [p for p in discriminator.parameters() if p.requires_grad]
     minimax = objective.generator_loss == "minimax"
     x_fake.grad = None
-    torch.autograd.backward(l_gan, inputs=dis_params + ([x_fake] if minimax else []), retain_graph=True)
+    l_dis = l_gan if dis_extra is None else l_gan + dis_extra
+    torch.autograd.backward(l_dis, inputs=dis_params + ([x_fake] if minimax else []), retain_graph=True)
     if minimax:
         g_gen = -x_fake.grad
         x_fake.grad = None
@@ -95,14 +114,15 @@ def compute_generator_gradients(x_fake: torch.Tensor, l_gan: torch.Tensor, l_gen
     torch.autograd.backward(x_fake, grad_tensors=inverse * g_gen, inputs=list(decoder.parameters()))
 
 
-def equilibrium_updates(real_cost: float, fake_cost: float, value: float, margin: float) -> tuple[bool, bool]:
-    """The released code's balancing rule: (update decoder?, update discriminator?).
+def equilibrium_updates(real_cost: torch.Tensor, fake_cost: torch.Tensor, value: float,
+                        margin: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The released code's balancing rule: (update decoder?, update discriminator?) as 0-d bool tensors on the
+    costs' device, decided there: reading the costs on the host would stall a GPU's pipeline every step.
 
     Dis pauses when it is winning (either cost below value - margin), Dec pauses when it is losing badly
     (either cost above value + margin); if both would pause, both run.
     """
-    dis_update = not (real_cost < value - margin or fake_cost < value - margin)
-    dec_update = not (real_cost > value + margin or fake_cost > value + margin)
-    if not (dis_update or dec_update):
-        return True, True
-    return dec_update, dis_update
+    dis_update = ~((real_cost < value - margin) | (fake_cost < value - margin))
+    dec_update = ~((real_cost > value + margin) | (fake_cost > value + margin))
+    neither = ~(dis_update | dec_update)
+    return dec_update | neither, dis_update | neither

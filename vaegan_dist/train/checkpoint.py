@@ -16,10 +16,14 @@ from vaegan_dist.atomic import atomic_file
 from vaegan_dist.config import Config, config_to_dict, save_config
 from vaegan_dist.model import VAEGAN
 from vaegan_dist.model.store import FORMAT, STATE_FILE
+from vaegan_dist.train.ema import WeightAverage
 
 
 def save_checkpoint(directory: Path, *, model: VAEGAN, optimizers: dict[str, torch.optim.Optimizer], step: int,
-                    cfg: Config, data_position: dict[str, int], metrics: dict[str, float]) -> Path:
+                    cfg: Config, data_position: dict[str, int], metrics: dict[str, float],
+                    ema: WeightAverage | None = None) -> Path:
+    """``ema``: the run's weight average; its encoder and decoder are saved beside the live weights, and
+    ``load_model`` uses them."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {
@@ -32,6 +36,8 @@ def save_checkpoint(directory: Path, *, model: VAEGAN, optimizers: dict[str, tor
         "data_position": {k: int(v) for k, v in data_position.items()},
         "metrics": {k: float(v) for k, v in metrics.items()},
     }
+    if ema is not None:
+        state["ema"] = ema.state_dict()
     try:
         with atomic_file(directory / STATE_FILE, durable=True) as f:
             torch.save(state, f)

@@ -32,8 +32,10 @@ from vaegan_dist.train.session import LocalSession
 from vaegan_dist.train.storage import RunStorage, is_url
 
 # A resumed run cannot change these: the checkpoint's tensors have their shapes.
+# optim.algorithm: RMSProp's state cannot continue as Adam's (or the other way round).
 _ARCHITECTURE_KEYS = ("model.kind", "data.image_size", "model.latent_dim", "model.encoder_fc",
-                      "model.discriminator_fc", "model.width", "model.condition")
+                      "model.discriminator_fc", "model.width", "model.condition", "model.spectral_norm",
+                      "optim.algorithm")
 
 
 def resolve_run(cfg: Config, now: datetime.datetime | None = None) -> TrainJob:

@@ -21,6 +21,7 @@ from vaegan_dist.model import VAEGAN, build_model
 from vaegan_dist.model.store import load_state
 from vaegan_dist.objectives import model_kind
 from vaegan_dist.train.checkpoint import save_checkpoint
+from vaegan_dist.train.ema import WeightAverage
 from vaegan_dist.train.evaluation import TrainingEvaluation
 from vaegan_dist.train.health import NonFiniteWatch, check_finite_weights
 from vaegan_dist.train.job import TrainJob
@@ -52,9 +53,11 @@ def _grids(model: VAEGAN, z_fixed: torch.Tensor, x_fixed: torch.Tensor, y_fixed:
 
 
 def _resume(model: VAEGAN, optimizers: dict[str, torch.optim.Optimizer], session: Session, job: TrainJob,
-            runtime: Runtime) -> int:
-    """Load the checkpoint rank 0 chose (if any) and return its step, the same on every rank."""
-    start = 0
+            runtime: Runtime) -> tuple[int, WeightAverage | None]:
+    """Load the checkpoint rank 0 chose (if any); return its step (the same on every rank) and the weight
+    average if the run keeps one: the saved one, or, for a run that turns it on now, one that starts from the
+    loaded weights."""
+    start, saved_average = 0, None
     with session.restore_dir() as checkpoint_dir:
         if checkpoint_dir is not None:
             state = load_state(checkpoint_dir, map_location=runtime.device)
@@ -67,15 +70,22 @@ def _resume(model: VAEGAN, optimizers: dict[str, torch.optim.Optimizer], session
             for name, opt in optimizers.items():
                 opt.load_state_dict(state["optimizers"][name])
             start = int(state["step"])
+            saved_average = state.get("ema")
             if session.world_rank == 0:
                 print(f"resuming from {checkpoint_dir.name} at step {start}", flush=True)
     apply_settings(optimizers, job.cfg.optim)  # settings changed on the command line win over the saved ones
     check_same_step(start)
-    return start
+    optim = job.cfg.optim
+    if optim.ema_halflife_kimg <= 0:
+        return start, None
+    average = WeightAverage(model, optim.ema_halflife_kimg, optim.ema_rampup)
+    if saved_average is not None:
+        average.load_state_dict(saved_average)
+    return start, average
 
 
 def _checkpoint(session: Session, job: TrainJob, model: VAEGAN, optimizers: dict[str, torch.optim.Optimizer],
-                done: int, start: int, metrics: dict[str, float]) -> None:
+                done: int, start: int, metrics: dict[str, float], average: WeightAverage | None) -> None:
     """Rank 0 writes the checkpoint into the session's staging directory; every rank reports (a barrier)."""
     staging = session.staging_dir(done) if session.world_rank == 0 else contextlib.nullcontext()
     with staging as directory:
@@ -84,7 +94,7 @@ def _checkpoint(session: Session, job: TrainJob, model: VAEGAN, optimizers: dict
                 save_checkpoint(directory, model=model, optimizers=optimizers, step=done, cfg=job.cfg,
                                 data_position={"step": done, "stream_id": start,
                                                "images_per_rank": done * job.cfg.data.batch_size},
-                                metrics=metrics)
+                                metrics=metrics, ema=average)
             except OSError as err:  # disk full, quota: the staging directory goes, earlier checkpoints stay
                 raise TrainingError(checkpoint_write_failed(done, err)) from None
         session.report({**metrics, "step": done}, directory, done)
@@ -115,7 +125,8 @@ def train_loop(job: TrainJob, session: Session | None = None) -> dict[str, float
             setattr(model, name, nn.SyncBatchNorm.convert_sync_batchnorm(network))
     model.to(runtime.device, memory_format=runtime.memory_format)
     optimizers = build_optimizers(model, cfg.optim)
-    start = _resume(model, optimizers, session, job, runtime)
+    start, average = _resume(model, optimizers, session, job, runtime)
+    shown = average.model if average is not None else model  # what grids and evaluations show
     if start >= total:
         if rank == 0:
             print(f"run {run.name} is already at step {start} of {total}; nothing to do", flush=True)
@@ -123,7 +134,8 @@ def train_loop(job: TrainJob, session: Session | None = None) -> dict[str, float
 
     networks = {name: session.prepare(network) for name, network in model.networks().items()}
     step_fn = TrainStep(networks, optimizers, cfg, runtime, kind=kind,
-                        noise_seed=stable_seed("noise", cfg.train.seed, rank, start) % 2**63)
+                        noise_seed=stable_seed("noise", cfg.train.seed, rank, start) % 2**63,
+                        ema=None if average is None else (average, model))
     stream = training_stream(
         job.data, cfg.data.split, cfg.data.image_size, cfg.data.batch_size, rank=rank, world_size=world,
         seed=cfg.train.seed, stream_id=start, shuffle_buffer=cfg.data.shuffle_buffer,
@@ -161,7 +173,7 @@ def train_loop(job: TrainJob, session: Session | None = None) -> dict[str, float
         if log_now:
             last = {**meter.means(), "perf/first_step_unix": first_step_at}
         if eval_now and evaluation is not None:
-            last_eval = evaluation(model)
+            last_eval = evaluation(shown)
             last_eval["perf/eval_share"] = evaluation.seconds / (time.perf_counter() - loop_started)
             with _disk_errors(done, "the TensorBoard logs"):
                 tb.scalars(last_eval, done)
@@ -174,7 +186,7 @@ def train_loop(job: TrainJob, session: Session | None = None) -> dict[str, float
                 print(evaluation.line(done, last_eval), flush=True)
             if done % cfg.train.image_every == 0 or is_last:
                 with _disk_errors(done, "the sample grids"):
-                    for tag, images in _grids(model, z_fixed, x_fixed, y_fixed, runtime).items():
+                    for tag, images in _grids(shown, z_fixed, x_fixed, y_fixed, runtime).items():
                         tb.grid(tag, images, done)
         if checkpoint_now:
             check_finite_weights(model.networks(), done)
@@ -184,7 +196,7 @@ def train_loop(job: TrainJob, session: Session | None = None) -> dict[str, float
                         tb.end_hparams()
                     tb.writer.flush()
                     run.upload("tensorboard", "samples")
-            _checkpoint(session, job, model, optimizers, done, start, last)
+            _checkpoint(session, job, model, optimizers, done, start, last, average)
         elif log_now or eval_now:  # every rank reports at the same steps: rank 0's evaluation ends at this barrier
             session.report({**last, "step": done}, None, done)
 

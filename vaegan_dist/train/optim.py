@@ -23,23 +23,36 @@ def base_lrs(optim) -> dict[str, float]:
 
 
 def build_optimizers(model: VAEGAN, optim) -> dict[str, torch.optim.Optimizer]:
-    """One RMSProp per network of ``model``; ``optim`` is a :class:`vaegan_dist.config.OptimConfig`."""
+    """One RMSProp (or Adam) per network of ``model``; ``optim`` is a :class:`vaegan_dist.config.OptimConfig`.
+
+    On a GPU the optimisers are ``capturable``: their step counters live on the device, so a step the
+    equilibrium trick masks (train/step.py) is undone on the device without a host synchronisation."""
     exempt = {id(p) for p in model.encoder.head_parameters()} if model.encoder is not None else set()
     lrs = base_lrs(optim)
-    return {
-        name: torch.optim.RMSprop(_param_groups(network, optim.weight_decay, exempt), lr=lrs[name],
-                                  alpha=optim.rms_decay, eps=optim.eps)
-        for name, network in model.networks().items()
-    }
+    optimizers = {}
+    for name, network in model.networks().items():
+        groups = _param_groups(network, optim.weight_decay, exempt)
+        capturable = next(network.parameters()).is_cuda
+        if optim.algorithm == "adam":
+            optimizers[name] = torch.optim.Adam(groups, lr=lrs[name], betas=(optim.adam_beta1, optim.adam_beta2),
+                                                eps=optim.eps, capturable=capturable)
+        else:
+            optimizers[name] = torch.optim.RMSprop(groups, lr=lrs[name], alpha=optim.rms_decay, eps=optim.eps,
+                                                   capturable=capturable)
+    return optimizers
 
 
 def apply_settings(optimizers: dict[str, torch.optim.Optimizer], optim) -> None:
-    """Put the config's RMSProp settings into the optimisers. ``load_state_dict`` on resume restores the
+    """Put the config's optimiser settings into the optimisers. ``load_state_dict`` on resume restores the
     settings saved with the run; a user who changed them on the command line means the new ones.
     Group 0 holds the decayed weights (see ``_param_groups``)."""
     for opt in optimizers.values():
         for index, group in enumerate(opt.param_groups):
-            group["alpha"], group["eps"] = optim.rms_decay, optim.eps
+            if "alpha" in group:
+                group["alpha"] = optim.rms_decay
+            if "betas" in group:
+                group["betas"] = (optim.adam_beta1, optim.adam_beta2)
+            group["eps"] = optim.eps
             group["weight_decay"] = optim.weight_decay if index == 0 else 0.0
 
 
@@ -57,3 +70,27 @@ def set_lrs(optimizers: dict[str, torch.optim.Optimizer], step: int, total_steps
         for group in opt.param_groups:
             group["lr"] = lrs[name]
     return lrs
+
+
+@torch.no_grad()
+def step_where(optimizer: torch.optim.Optimizer, update: torch.Tensor) -> None:
+    """``optimizer.step()`` where ``update`` (a 0-d bool tensor on the parameters' device) is true; where it is
+    false, weights and optimiser state end exactly as if the step had been skipped, and no value is read on
+    the host (a branch on ``update`` would stall a GPU's pipeline every step).
+
+    The step is taken, then every parameter and state tensor is put back to its old value under the mask.
+    State that did not exist before (the first step) goes back to zeros, which is how RMSProp and Adam
+    initialise it (a zero step counter, zero moving averages), so a later step cannot tell the difference.
+    On a GPU the optimisers are capturable (build_optimizers), so the step counters are on the device too.
+    Costs one copy of the parameters and state per step, only when the equilibrium trick is on."""
+    params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    old_params = [p.detach().clone() for p in params]
+    old_state = [{k: v.clone() for k, v in optimizer.state[p].items() if torch.is_tensor(v)} for p in params]
+    optimizer.step()
+    for p, old in zip(params, old_params, strict=True):
+        p.copy_(torch.where(update, p, old))
+    for p, saved in zip(params, old_state, strict=True):
+        for key, value in optimizer.state[p].items():
+            if torch.is_tensor(value):
+                before = saved[key] if key in saved else torch.zeros_like(value)
+                value.copy_(torch.where(update.to(value.device), value, before))

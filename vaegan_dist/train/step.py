@@ -1,4 +1,9 @@
-"""One optimisation step: forward once, route gradients (per the model kind), then step the optimisers."""
+"""One optimisation step: forward once, route gradients (per the model kind), then step the optimisers.
+
+A step issues no host synchronisation: the equilibrium trick's decisions stay on the device and mask the
+optimiser updates instead of branching on them (see :func:`vaegan_dist.train.optim.step_where`), the
+warm-up and lazy R1 are decided from the step number, and metrics stay tensors until the loop logs them.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +12,21 @@ import torch.distributed as dist
 from torch import nn
 
 from vaegan_dist.data.codec import to_unit_range
-from vaegan_dist.objectives import ModelKind, equilibrium_updates, model_kind
-from vaegan_dist.train.optim import set_lrs
+from vaegan_dist.objectives import GanPhase, ModelKind, equilibrium_updates, model_kind
+from vaegan_dist.train.ema import WeightAverage
+from vaegan_dist.train.optim import set_lrs, step_where
 from vaegan_dist.train.runtime import Runtime
 
 
+def _world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
 def _mean_over_ranks(values: torch.Tensor) -> torch.Tensor:
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+    if _world_size() > 1:
         values = values.clone()
         dist.all_reduce(values)
-        values /= dist.get_world_size()
+        values /= _world_size()
     return values
 
 
@@ -25,11 +35,13 @@ class TrainStep:
 
     The same code runs with one process, under DDP and in tests. Every rank runs the same backward
     passes in the same order (DDP requires it), and the equilibrium decision uses costs averaged over
-    ranks so that every replica skips the same optimiser steps.
+    ranks so that every replica skips the same optimiser steps. ``ema``, if given, is updated after every
+    step from the live weights.
     """
 
     def __init__(self, networks: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer], cfg,
-                 runtime: Runtime, noise_seed: int, kind: ModelKind | None = None):
+                 runtime: Runtime, noise_seed: int, kind: ModelKind | None = None,
+                 ema: tuple[WeightAverage, nn.Module] | None = None):
         self.kind = kind or model_kind()
         self.networks = networks
         self.optimizers = optimizers
@@ -38,6 +50,7 @@ class TrainStep:
         self.latent_dim = cfg.model.latent_dim
         self.noise = torch.Generator(device=runtime.device)
         self.noise.manual_seed(noise_seed)
+        self.ema = ema  # (the average, the live unwrapped model it follows)
 
     def __call__(self, images: torch.Tensor, step: int, noise: tuple[torch.Tensor, torch.Tensor] | None = None,
                  attributes: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -58,11 +71,14 @@ class TrainStep:
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
         y = None if attributes is None else attributes.to(device)
-        outcome = self.kind.forward_backward(self.networks, x, eps, z_p, obj, self.runtime.autocast, y)
+        phase = GanPhase.at(step, obj)
+        outcome = self.kind.forward_backward(self.networks, x, eps, z_p, obj, self.runtime.autocast, y, phase)
 
-        update = dict.fromkeys(self.optimizers, True)
-        if obj.equilibrium and outcome.gan_costs is not None:
-            real_cost, fake_cost = _mean_over_ranks(torch.stack(outcome.gan_costs)).tolist()
+        update: dict[str, bool | torch.Tensor] = dict.fromkeys(self.optimizers, True)
+        if "discriminator" in update and not phase.gan_on:  # the warm-up
+            update["discriminator"] = False
+        if obj.equilibrium and outcome.gan_costs is not None and phase.gan_on:
+            real_cost, fake_cost = _mean_over_ranks(torch.stack(outcome.gan_costs))
             decoder, update["discriminator"] = equilibrium_updates(
                 real_cost, fake_cost, obj.equilibrium_value, obj.equilibrium_margin)
             if self.kind.decoder_plays_gan:  # vae_disl's decoder learns L_llike alone: never paused by the game
@@ -74,13 +90,21 @@ class TrainStep:
             if self.cfg.optim.grad_clip > 0:
                 grad_norms[name] = torch.nn.utils.clip_grad_norm_(self.networks[name].parameters(),
                                                                   self.cfg.optim.grad_clip)
-            if update[name]:
+            if update[name] is True:
                 opt.step()
+            elif update[name] is not False:
+                step_where(opt, update[name])
+        if self.ema is not None:
+            average, live = self.ema
+            average.update(live, b * _world_size(), (step + 1) * b * _world_size())
 
         return {
             **outcome.metrics,
-            **{f"equilibrium/{k}_skipped": torch.tensor(float(not update[k])) for k in ("decoder", "discriminator")
-               if k in update},
+            **{f"equilibrium/{k}_skipped": _skipped(update[k]) for k in ("decoder", "discriminator") if k in update},
             **{f"lr/{k}": torch.tensor(v) for k, v in lrs.items()},
             **{f"grad_norm/{k}": v.detach() for k, v in grad_norms.items()},
         }
+
+
+def _skipped(update: bool | torch.Tensor) -> torch.Tensor:
+    return (~update).float() if isinstance(update, torch.Tensor) else torch.tensor(float(not update))

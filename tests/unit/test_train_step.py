@@ -1,0 +1,160 @@
+"""The training step's recipe machinery against references written out here: the masked optimiser step against
+a skipped one, the weight average against its hand recurrence, the warm-up's boundaries, and a step that
+reads nothing back to the host."""
+
+import copy
+import dataclasses
+
+import pytest
+import torch
+from torch.overrides import TorchFunctionMode
+
+from vaegan_dist.config import build_config
+from vaegan_dist.model import build_model
+from vaegan_dist.train.ema import WeightAverage, ema_beta
+from vaegan_dist.train.optim import build_optimizers, step_where
+from vaegan_dist.train.runtime import runtime_for
+from vaegan_dist.train.step import TrainStep
+
+
+@pytest.mark.parametrize("algorithm", ["rmsprop", "adam"])
+def test_a_masked_step_ends_exactly_where_a_skipped_step_does(algorithm):
+    """Both ways through the same pattern of steps and skips, a skip first (state that does not exist yet):
+    weights and optimiser state must be bit-for-bit the same."""
+    cfg = build_config("smoke", [f"optim.algorithm={algorithm}", "optim.weight_decay=0.01"])
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 1))
+    masked, branched = copy.deepcopy(net), copy.deepcopy(net)
+    fake_model = type("M", (), {"encoder": None, "networks": lambda self: {"decoder": None}})()
+    opts = {}
+    for name, module in (("masked", masked), ("branched", branched)):
+        fake_model.networks = lambda module=module: {"decoder": module}
+        opts[name] = build_optimizers(fake_model, cfg.optim)["decoder"]
+    pattern = [False, True, False, False, True, True, False, True]
+    for i, update in enumerate(pattern):
+        grads = [torch.randn_like(p) for p in net.parameters()]
+        for module in (masked, branched):
+            for p, g in zip(module.parameters(), grads):
+                p.grad = g.clone()
+        step_where(opts["masked"], torch.tensor(update))
+        if update:
+            opts["branched"].step()
+        for a, b in zip(masked.parameters(), branched.parameters()):
+            assert torch.equal(a, b), f"step {i}"
+    state_m, state_b = opts["masked"].state_dict()["state"], opts["branched"].state_dict()["state"]
+    assert state_m.keys() == state_b.keys()
+    for key in state_m:
+        for name in state_b[key]:
+            assert torch.equal(torch.as_tensor(state_m[key][name]), torch.as_tensor(state_b[key][name])), name
+    assert int(state_b[0]["step"]) == sum(pattern)
+
+
+def test_ema_beta_follows_the_half_life_and_the_ramp_up_by_hand():
+    # 10 kimg half-life, batch 32: after 10,000 images the old average weighs 1/2.
+    assert ema_beta(32, 10**9, 10.0, 0.05) ** (10_000 / 32) == pytest.approx(0.5)
+    # Early on the ramp-up shortens it to 5% of the images seen: 64 seen -> half-life 3.2 images.
+    assert ema_beta(32, 64, 10.0, 0.05) == pytest.approx(0.5 ** (32 / 3.2))
+    assert ema_beta(32, 64, 10.0, 0.0) == pytest.approx(0.5 ** (32 / 10_000))
+
+
+def test_the_weight_average_follows_its_recurrence_and_averages_batch_norm_statistics():
+    cfg = build_config("smoke", ["model.width=0.125", "model.encoder_fc=16", "model.latent_dim=4"])
+    torch.manual_seed(0)
+    model = build_model(cfg.model, 32)
+    average = WeightAverage(model, halflife_kimg=0.1, rampup=0.0)
+    assert average.model.discriminator is model.discriminator  # shared, not averaged
+    expected = {k: v.clone() for k, v in average.model.decoder.state_dict().items()}
+    for step in range(3):
+        with torch.no_grad():
+            for p in [*model.decoder.parameters(), *model.encoder.parameters()]:
+                p.add_(torch.randn_like(p))
+            for m in model.decoder.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.running_mean.add_(1.0)
+                    m.num_batches_tracked += 1
+        average.update(model, batch_images=16, images_seen=16 * (step + 1))
+        beta = 0.5 ** (16 / 100)
+        for key, value in model.decoder.state_dict().items():
+            if value.is_floating_point():
+                expected[key] = beta * expected[key] + (1 - beta) * value
+            else:
+                expected[key] = value.clone()
+    for key, value in average.model.decoder.state_dict().items():
+        torch.testing.assert_close(value, expected[key], rtol=1e-5, atol=1e-6, msg=key)
+    assert not torch.equal(average.model.decoder.fc[0].weight, model.decoder.fc[0].weight)
+
+
+class HostReads(TorchFunctionMode):
+    """Counts the calls that copy a tensor's value to the host (a device synchronisation on a GPU)."""
+
+    READS = {torch.Tensor.item, torch.Tensor.tolist, torch.Tensor.__bool__, torch.Tensor.__float__,
+             torch.Tensor.__int__, torch.Tensor.numpy, torch.Tensor.__index__}
+
+    def __init__(self):
+        super().__init__()
+        self.reads = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in self.READS:
+            self.reads.append(func.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+def _step(overrides, steps=3):
+    cfg = build_config("smoke", ["model.width=0.125", "model.encoder_fc=16", "model.latent_dim=4",
+                                 "model.discriminator_fc=8", "data.batch_size=4", *overrides])
+    torch.manual_seed(0)
+    model = build_model(cfg.model, 32).to(memory_format=torch.channels_last)
+    average = WeightAverage(model, cfg.optim.ema_halflife_kimg, cfg.optim.ema_rampup) \
+        if cfg.optim.ema_halflife_kimg > 0 else None
+    step = TrainStep(model.networks(), build_optimizers(model, cfg.optim), cfg, runtime_for(False), noise_seed=0,
+                     ema=None if average is None else (average, model))
+    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    return model, step, images
+
+
+def test_a_step_reads_nothing_back_to_the_host():
+    """The equilibrium trick, the adaptive gamma, a lazy R1 step and the weight average together: not one value
+    goes to the host (on a GPU each would stall the pipeline). bench/gpu_check.sh runs the same step under
+    torch.cuda.set_sync_debug_mode('error')."""
+    model, step, images = _step(["objective.equilibrium=true", "objective.adaptive_gamma=true",
+                                 "objective.r1_gamma=1.0", "objective.r1_every=2", "optim.ema_halflife_kimg=1"])
+    step(images, 0)  # the optimisers create their state on the first step
+    with HostReads() as mode:
+        metrics = step(images, 2)  # an R1 step
+    assert mode.reads == []
+    assert {"loss/r1", "objective/adaptive_gan_weight", "equilibrium/decoder_skipped"} <= metrics.keys()
+
+
+def test_the_warm_up_holds_the_discriminator_until_gan_start():
+    model, step, images = _step(["objective.gan_start=2"])
+    snapshots = []
+    for i in range(3):
+        snapshots.append({n: copy.deepcopy(getattr(model, n).state_dict()) for n in ("decoder", "discriminator")})
+        step(images, i)
+    snapshots.append({n: copy.deepcopy(getattr(model, n).state_dict()) for n in ("decoder", "discriminator")})
+
+    def same_weights(a, b):  # parameters only: batch-norm statistics follow every forward pass
+        return all(torch.equal(a[k], b[k]) for k in a if "running" not in k and "num_batches" not in k)
+
+    assert same_weights(snapshots[0]["discriminator"], snapshots[2]["discriminator"])  # steps 0 and 1: held
+    assert not same_weights(snapshots[2]["discriminator"], snapshots[3]["discriminator"])  # step 2 = gan_start
+    assert not same_weights(snapshots[0]["decoder"], snapshots[1]["decoder"])  # the decoder learns L_llike
+
+
+def test_spectral_norm_bounds_every_discriminator_layer_and_keeps_dis_l():
+    cfg = build_config("smoke", ["model.spectral_norm=true"])
+    torch.manual_seed(0)
+    model = build_model(cfg.model, 32)
+    d = model.discriminator.train()
+    for _ in range(30):  # power iterations converge during training forwards
+        d(torch.randn(8, 3, 32, 32))
+    d.eval()
+    for m in d.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+            w = m.weight.detach().flatten(1)
+            assert torch.linalg.matrix_norm(w, ord=2).item() == pytest.approx(1.0, rel=0.05)
+    _, features = d(torch.randn(2, 3, 32, 32))
+    assert features.shape == (2, model.arch.dis_l_features)
+    plain = build_model(dataclasses.replace(cfg.model, spectral_norm=False), 32)
+    assert {k for k in plain.state_dict()} != {k for k in model.state_dict()}  # hence an architecture key
