@@ -73,6 +73,39 @@ def test_rerun_resumes_at_the_saved_step_with_the_same_parameters(faces32, tmp_p
     assert resumed["optimizers"]["encoder"]["state"][0]["step"] == 9  # RMSProp state carried over, not reset
 
 
+def test_resume_restores_the_weight_average_exactly_and_load_model_uses_it(faces32, tmp_path, monkeypatch):
+    ema = ["optim.ema_halflife_kimg=0.05", "train.checkpoint_every=3", "train.keep_checkpoints=5"]
+    launch(tiny_config(faces32, tmp_path, "ema", "train.steps=3", *ema))
+    saved = load_state(tmp_path / "ema")
+    assert set(saved["ema"]) == {"encoder", "decoder"}
+    assert not torch.equal(saved["ema"]["decoder"]["fc.0.weight"], saved["model"]["decoder.fc.0.weight"])
+
+    averaged, _, _ = load_model(tmp_path / "ema")
+    live, _, _ = load_model(tmp_path / "ema", averaged=False)
+    torch.testing.assert_close(averaged.decoder.state_dict()["fc.0.weight"], saved["ema"]["decoder"]["fc.0.weight"],
+                               rtol=0, atol=0)
+    torch.testing.assert_close(live.decoder.state_dict()["fc.0.weight"], saved["model"]["decoder.fc.0.weight"],
+                               rtol=0, atol=0)
+
+    import vaegan_dist.train.loop as loop
+
+    seen = {}
+
+    class Recording(loop.TrainStep):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            average = kwargs["ema"][0]
+            seen.update({name: {k: v.clone() for k, v in getattr(average.model, name).state_dict().items()}
+                         for name in ("encoder", "decoder")})
+
+    monkeypatch.setattr(loop, "TrainStep", Recording)
+    train_loop(resolve_run(tiny_config(faces32, tmp_path, "ema", "train.steps=6", *ema)), LocalSession(tmp_path / "ema"))
+    for name in ("encoder", "decoder"):
+        for key, value in saved["ema"][name].items():
+            torch.testing.assert_close(seen[name][key], value, rtol=0, atol=0, msg=f"{name}.{key}")
+    assert load_state(tmp_path / "ema")["step"] == 6
+
+
 @pytest.mark.slow
 def test_killed_run_resumes_from_its_last_checkpoint(faces32, tmp_path):
     args = [f"data.source={faces32}", f"train.storage_path={tmp_path}", "train.name=killed", "train.workers=0",

@@ -81,3 +81,42 @@ def test_laplacian_variance_by_hand_and_blur_lowers_sharpness():
     blurred = torch.nn.functional.avg_pool2d(sharp, 3, stride=1, padding=1)
     assert m.sharpness_ratio(m.laplacian_variance(blurred), m.laplacian_variance(sharp)) < 0.2
     assert m.sharpness_ratio(m.laplacian_variance(sharp), m.laplacian_variance(sharp)) == pytest.approx(1.0)
+
+
+def test_kernel_distance_by_hand_on_four_points():
+    """One subset of all of both sets (subset_size 2 of 4 points is half: use the closed form on 2+2 points)."""
+    real = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 0.0]])
+    fake = torch.tensor([[0.0, 0.0], [1.0, 2.0], [2.0, 2.0], [0.0, 3.0]])
+
+    def k(a, b):
+        return (sum(x * y for x, y in zip(a, b)) / 2 + 1) ** 3
+
+    # With subset_size 2 every subset is 2 random points of each set; recompute each one by hand.
+    generator = torch.Generator().manual_seed(0)
+    by_hand = []
+    for _ in range(5):
+        x = real[torch.randperm(4, generator=generator)[:2]].tolist()
+        y = fake[torch.randperm(4, generator=generator)[:2]].tolist()
+        within = (k(x[0], x[1]) + k(x[1], x[0]) + k(y[0], y[1]) + k(y[1], y[0])) / 2
+        cross = sum(k(a, b) for a in x for b in y) / 4
+        by_hand.append(within - 2 * cross)
+    mean, std = m.kernel_distance(real, fake, subsets=5, subset_size=2, seed=0)
+    assert mean == pytest.approx(sum(by_hand) / 5)
+    assert std == pytest.approx(float(torch.tensor(by_hand).std()))
+
+
+def test_kernel_distance_is_unbiased_where_the_frechet_distance_is_not():
+    """Two samples of one Gaussian at N = 200: kid is ~0 (well inside its spread over subsets), while fd is
+    clearly positive (its bias upwards at small N); a shifted Gaussian gives a kid far outside that spread."""
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.randn(200, 16, generator=g), torch.randn(200, 16, generator=g)
+    kid, kid_std = m.kernel_distance(a, b, subsets=200, subset_size=100)
+    assert abs(kid) < 0.5 * kid_std
+    assert m.frechet_distance(a, b) > 0.5
+    shifted, _ = m.kernel_distance(a, b + 0.5, subsets=50, subset_size=100)
+    assert shifted > 10 * kid_std
+
+
+def test_kernel_distance_needs_four_points():
+    with pytest.raises(ValueError, match="at least 4"):
+        m.kernel_distance(torch.randn(3, 2), torch.randn(10, 2))

@@ -19,7 +19,7 @@ from vaegan_dist.objectives import (
     r1_penalty,
     run_forward,
 )
-from vaegan_dist.objectives.recipe import r1_term
+from vaegan_dist.objectives.recipe import GAME_ON, r1_term
 
 
 def _forward_with(logits, features, mu=None, logvar=None):
@@ -97,7 +97,7 @@ def _setup(seed=0, dtype=torch.float32):
     return model, *(t.to(dtype) for t in (torch.rand(4, 3, 32, 32) * 2 - 1, torch.randn(4, 6), torch.randn(4, 6)))
 
 
-def _assert_routed(model, x, eps, z_p, objective, expected, phase=GanPhase(), dis_extra=None):
+def _assert_routed(model, x, eps, z_p, objective, expected, phase=GAME_ON, dis_extra=None):
     fwd = run_forward(model.encoder, model.decoder, model.discriminator, x, eps, z_p)
     metrics = compute_gradients(fwd, compute_losses(fwd, objective), model.encoder, model.decoder,
                                 model.discriminator, objective, phase=phase, dis_extra=dis_extra)

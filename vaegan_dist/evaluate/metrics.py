@@ -39,6 +39,34 @@ def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
     return gaussian_frechet_distance(*mean_and_covariance(real), *mean_and_covariance(fake))
 
 
+def kernel_distance(real: torch.Tensor, fake: torch.Tensor, subsets: int = 100, subset_size: int = 1000,
+                    seed: int = 0) -> tuple[float, float]:
+    """kid (Binkowski et al. 2018): the unbiased estimate of the squared MMD between two feature sets [N, D]
+    with the cubic polynomial kernel k(a, b) = (a.b / D + 1)^3, averaged over ``subsets`` random subsets of
+    ``subset_size`` points from each set (without replacement; at most half of the smaller set, so that the
+    subsets differ and their spread means something); returns (mean, standard deviation over subsets).
+    Lower is better; its expectation is 0 when both sets come from one distribution, at any N: unlike fd,
+    it is not biased upwards for small N, which is why it stands beside fd at 400 held-out images.
+
+    Written here, in float64, for the same reason as the Frechet distance: torchmetrics' KID lives inside its
+    Inception wrapper and refuses sets smaller than its subset size."""
+    real, fake = real.double(), fake.double()
+    m = min(subset_size, len(real) // 2, len(fake) // 2)
+    if m < 2:
+        raise ValueError(f"kid needs at least 4 points per set; got {len(real)} and {len(fake)}")
+    dim = real.shape[1]
+    generator = torch.Generator().manual_seed(seed)
+    estimates = []
+    for _ in range(subsets):
+        x = real[torch.randperm(len(real), generator=generator)[:m]]
+        y = fake[torch.randperm(len(fake), generator=generator)[:m]]
+        k_xx, k_yy, k_xy = ((a @ b.T / dim + 1) ** 3 for a, b in ((x, x), (y, y), (x, y)))
+        within = (k_xx.sum() - k_xx.diagonal().sum() + k_yy.sum() - k_yy.diagonal().sum()) / (m * (m - 1))
+        estimates.append(within - 2 * k_xy.mean())
+    values = torch.stack(estimates)
+    return float(values.mean()), float(values.std()) if subsets > 1 else 0.0
+
+
 def _kth_neighbour_radius(features: torch.Tensor, k: int) -> torch.Tensor:
     distances = torch.cdist(features, features)
     return distances.topk(k + 1, dim=1, largest=False).values[:, k]  # index 0 is the point itself

@@ -19,11 +19,13 @@ from vaegan_dist.evaluate.evaluator import Evaluator
 from vaegan_dist.model import VAEGAN
 
 # The keys of `vaegan-dist evaluate`'s JSON, in table order.
-METRICS: tuple[str, ...] = ("fd", "fd_recon", "attr_agreement", "pixel_mse", "feature_mse", "sharpness_ratio",
-                            "precision", "recall", "fid")
+METRICS: tuple[str, ...] = ("fd", "kid", "kid_std", "fd_recon", "attr_agreement", "pixel_mse", "feature_mse",
+                            "sharpness_ratio", "precision", "recall", "fid")
 # What training computes every train.eval_every steps: no Dis_l pass, no Inception.
-CHEAP_METRICS: tuple[str, ...] = ("fd", "fd_recon", "attr_agreement", "sharpness_ratio", "precision", "recall")
-LOWER_IS_BETTER = {"fd", "fd_recon", "pixel_mse", "feature_mse", "fid"}
+CHEAP_METRICS: tuple[str, ...] = ("fd", "kid", "kid_std", "fd_recon", "attr_agreement", "sharpness_ratio",
+                                  "precision", "recall")
+# kid_std: the spread of kid over its subsets (a smaller one is a surer estimate).
+LOWER_IS_BETTER = {"fd", "kid", "kid_std", "fd_recon", "pixel_mse", "feature_mse", "fid"}
 NEEDS_ENCODER = {"fd_recon", "attr_agreement", "pixel_mse", "feature_mse"}
 PR_NEIGHBOURS = 3  # k of Kynkaanniemi et al.'s precision and recall (their default)
 
@@ -133,6 +135,9 @@ def model_metrics(model: VAEGAN, evaluator: Evaluator, held_out: HeldOut, names:
     result: dict[str, float | None] = dict.fromkeys(names)
     if "fd" in names:
         result["fd"] = m.frechet_distance(held_out.features, samples_f)
+    if "kid" in names or "kid_std" in names:
+        kid, kid_std = m.kernel_distance(held_out.features, samples_f, seed=seed)
+        result.update({k: v for k, v in (("kid", kid), ("kid_std", kid_std)) if k in names})
     if "precision" in names or "recall" in names:
         precision, recall = m.precision_recall(held_out.features, samples_f, PR_NEIGHBOURS)
         result.update({k: v for k, v in (("precision", precision), ("recall", recall)) if k in names})

@@ -22,8 +22,14 @@ from torch import nn
 
 import kernels
 from vaegan_dist.model.vaegan import KIND_NETWORKS
-from vaegan_dist.objectives.losses import at_least_fp32, compute_losses, gan_terms, repeat_condition, run_forward
-from vaegan_dist.objectives.recipe import GanPhase, r1_term
+from vaegan_dist.objectives.losses import (
+    at_least_fp32,
+    compute_losses,
+    gan_terms,
+    repeat_condition,
+    run_forward,
+)
+from vaegan_dist.objectives.recipe import GAME_ON, GanPhase, r1_term
 from vaegan_dist.objectives.routing import compute_generator_gradients, compute_gradients
 
 
@@ -58,7 +64,7 @@ class ModelKind:
 
     def forward_backward(self, networks: dict[str, nn.Module], x: torch.Tensor, eps: torch.Tensor,
                          z_p: torch.Tensor, objective, autocast, y: torch.Tensor | None = None,
-                         phase: GanPhase = GanPhase()) -> StepOutcome:
+                         phase: GanPhase = GAME_ON) -> StepOutcome:
         """Forward once under ``autocast``, then fill the gradient of every network in ``networks`` (the
         model's ``networks()``, possibly DDP-wrapped; see objectives.routing). ``y``: the batch's attributes,
         for an attribute-conditioned model (every network gets them), else None. ``phase``: the recipe's

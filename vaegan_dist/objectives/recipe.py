@@ -35,6 +35,9 @@ class GanPhase:
         return cls(gan_on=gan_on, r1_now=gan_on and r1_gamma > 0 and step % every == 0)
 
 
+GAME_ON = GanPhase()  # the game from the start, no R1: the default of every caller
+
+
 def unwrapped(network: nn.Module) -> nn.Module:
     """The module inside a DistributedDataParallel wrapper (or the module itself)."""
     return getattr(network, "module", network)

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from vaegan_dist.objectives.losses import Forward, Losses, decoder_gan_weight
-from vaegan_dist.objectives.recipe import GanPhase, adaptive_gan_weight, decoder_last_layer
+from vaegan_dist.objectives.recipe import GAME_ON, GanPhase, adaptive_gan_weight, decoder_last_layer
 
 
 def discriminator_weight_inverse(objective) -> float:
@@ -43,7 +43,7 @@ def discriminator_weight_inverse(objective) -> float:
 
 def compute_gradients(fwd: Forward, losses: Losses, encoder: nn.Module, decoder: nn.Module,
                       discriminator: nn.Module, objective, decoder_gan: bool = True,
-                      phase: GanPhase = GanPhase(), dis_extra: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                      phase: GanPhase = GAME_ON, dis_extra: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Accumulate each network's gradient into its ``.grad`` per the update rules above; returns the recipe's
     detached metrics (the adaptive gamma's weight).
 

@@ -1,0 +1,161 @@
+"""Time to quality: recipes trained one after the other on the same data, seed and machine, each as the main
+job runs (`vaegan-dist train`, its Ray workers, DataLoader workers and evaluation counted in its minutes),
+evaluated every --eval-every steps on the valid split.
+
+Prints, per recipe, the wall minutes (and CPU-minutes: wall x the machine's cores) until fd <= 60 / 40 / 30
+and fd_recon <= 30 / 20 were first measured, the metrics at the budget, and images/s; draws the curves
+(metric against minutes, one line per recipe) into bench/figures/time_to_quality.png.
+
+    python bench/time_to_quality.py --recipes preset paper ema adam --steps 400 --eval-every 50
+
+Minutes run from the moment the command is started to the TensorBoard event of each evaluation: Ray's
+start-up and the first evaluation are in them; the one-time data rendering and evaluator training are not
+(the first recipe's run makes them, so run once before measuring, or pass --warm-up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+# Each recipe is overrides on top of the smoke preset. "paper" undoes every recipe option the smoke preset
+# turns on, so it is the smoke preset as it was before the recipe options (issue 17's starting point).
+PAPER_SMOKE = ["optim.algorithm=rmsprop", "optim.ema_halflife_kimg=0", "objective.gan_start=0",
+               "objective.adaptive_gamma=false", "objective.r1_gamma=0", "model.spectral_norm=false",
+               "objective.gamma=0.01", "objective.equilibrium=true", "optim.lr_encoder=3e-4",
+               "optim.lr_decoder=3e-4", "optim.lr_discriminator=3e-4", "train.workers=2", "data.batch_size=16"]
+RECIPES: dict[str, list[str]] = {
+    "preset": [],
+    "paper": PAPER_SMOKE,
+    "ema": [*PAPER_SMOKE, "optim.ema_halflife_kimg=2"],
+    "adam": [*PAPER_SMOKE, "optim.algorithm=adam", "optim.lr_encoder=1e-3", "optim.lr_decoder=1e-3",
+             "optim.lr_discriminator=1e-3"],
+    "adam_2e-4": [*PAPER_SMOKE, "optim.algorithm=adam", "optim.lr_encoder=2e-4", "optim.lr_decoder=2e-4",
+                  "optim.lr_discriminator=2e-4"],
+    "warmup": [*PAPER_SMOKE, "objective.gan_start=100"],
+    "adaptive": [*PAPER_SMOKE, "objective.adaptive_gamma=true", "objective.equilibrium=false"],
+    "adaptive_eq": [*PAPER_SMOKE, "objective.adaptive_gamma=true"],
+    "r1": [*PAPER_SMOKE, "objective.r1_gamma=1", "objective.r1_every=4"],
+    "sn": [*PAPER_SMOKE, "model.spectral_norm=true"],
+    "one_worker": [*PAPER_SMOKE, "train.workers=1", "train.cpus_per_worker=2", "data.batch_size=32"],
+    "lr_1e-3": [*PAPER_SMOKE, "optim.lr_encoder=1e-3", "optim.lr_decoder=1e-3", "optim.lr_discriminator=1e-3"],
+}
+FD_TARGETS = (60.0, 40.0, 30.0)
+RECON_TARGETS = (30.0, 20.0)
+SHOWN = ("fd", "kid", "fd_recon", "attr_agreement", "sharpness_ratio", "precision", "recall")
+
+
+def run_recipe(name: str, overrides: list[str], args) -> dict:
+    """Train one recipe as a user would and read its evaluation curve back from TensorBoard."""
+    run_name = f"{name}-s{args.seed}"
+    command = [sys.executable, "-m", "vaegan_dist.cli.main", "train", "--preset", "smoke",
+               f"train.name={run_name}", f"train.storage_path={args.root}", f"train.steps={args.steps}",
+               f"train.eval_every={args.eval_every}", f"train.seed={args.seed}", "train.checkpoint_every=100000",
+               *overrides, *args.extra]
+    log = args.root / f"{run_name}.log"
+    started = time.time()
+    with log.open("w") as out:
+        code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
+    wall = time.time() - started
+    if code != 0:
+        raise SystemExit(f"{name}: training failed (exit {code}); see {log}")
+    events = EventAccumulator(str(args.root / run_name / "tensorboard"), size_guidance={"scalars": 0}).Reload()
+    curve = {}
+    for metric in SHOWN:
+        tag = f"eval/{metric}"
+        if tag in events.Tags()["scalars"]:
+            curve[metric] = [((e.wall_time - started) / 60, e.step, e.value) for e in events.Scalars(tag)]
+    ips = [e.value for e in events.Scalars("perf/images_per_s")] if "perf/images_per_s" in events.Tags()["scalars"] \
+        else []
+    workers = 1 if "train.workers=1" in overrides else 2
+    return {"name": name, "curve": curve, "wall_min": wall / 60,
+            "images_per_s": workers * sum(ips[1:]) / max(1, len(ips) - 1) if ips else None}
+
+
+def first_reached(points: list[tuple[float, int, float]], target: float) -> float | None:
+    return next((minutes for minutes, _, value in points if value <= target), None)
+
+
+def at_budget(points: list[tuple[float, int, float]], budget: float) -> float | None:
+    within = [value for minutes, _, value in points if minutes <= budget]
+    return within[-1] if within else None
+
+
+def table(results: list[dict], budget: float, cores: int) -> str:
+    def fmt(v, spec=".1f"):
+        return "-" if v is None else format(v, spec)
+
+    head = (["recipe"] + [f"min to fd<={t:g}" for t in FD_TARGETS] + [f"min to fd_recon<={t:g}" for t in RECON_TARGETS]
+            + [f"{m} @{budget:g} min" for m in SHOWN] + ["img/s", "run min"])
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        c = r["curve"]
+        cells = [r["name"]]
+        cells += [fmt(first_reached(c.get("fd", []), t)) for t in FD_TARGETS]
+        cells += [fmt(first_reached(c.get("fd_recon", []), t)) for t in RECON_TARGETS]
+        cells += [fmt(at_budget(c.get(m, []), budget), ".4g") for m in SHOWN]
+        cells += [fmt(r["images_per_s"]), fmt(r["wall_min"], ".2f")]
+        rows.append("| " + " | ".join(cells) + " |")
+    rows.append(f"\nminutes are wall minutes on this machine's {cores} cores (CPU-minutes = {cores} x minutes); "
+                "'-' = not reached within the run")
+    return "\n".join(rows)
+
+
+def draw(results: list[dict], out: Path, budget: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for ax, metric, targets in zip(axes, ("fd", "fd_recon", "kid"), (FD_TARGETS, RECON_TARGETS, ())):
+        for r in results:
+            points = r["curve"].get(metric, [])
+            if points:
+                ax.plot([p[0] for p in points], [p[2] for p in points], marker=".", label=r["name"])
+        for t in targets:
+            ax.axhline(t, color="grey", lw=0.6, ls="--")
+        ax.axvline(budget, color="red", lw=0.6, ls=":")
+        ax.set_xlabel("wall minutes on 2 CPU cores (from the command's start)")
+        ax.set_ylabel(f"{metric} (valid, lower is better)")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("time to quality: vaegan-dist train --preset smoke + recipe, built-in faces 32 px")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipes", nargs="+", default=["paper", "preset"], choices=sorted(RECIPES))
+    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--eval-every", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--budget", type=float, default=3.0, help="minutes at which the metrics are shown")
+    parser.add_argument("--root", type=Path, default=Path("/tmp/time-to-quality"))
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "figures" / "time_to_quality.png")
+    parser.add_argument("--extra", nargs="*", default=[], help="overrides added to every recipe")
+    args = parser.parse_args()
+    args.root = args.root.resolve()
+    args.root.mkdir(parents=True, exist_ok=True)
+    results = []
+    for name in args.recipes:
+        results.append(run_recipe(name, RECIPES[name], args))
+        print(f"{name}: done in {results[-1]['wall_min']:.2f} min", flush=True)
+        (args.root / "results.json").write_text(json.dumps(results, indent=1))
+    print(table(results, args.budget, os.cpu_count() or 1))
+    draw(results, args.out, args.budget)
+    print(f"curves: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
