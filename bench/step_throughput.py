@@ -38,8 +38,11 @@ from vaegan_dist.train.step import TrainStep
 class StraightforwardStep:
     """The VAE/GAN step as most implementations write it."""
 
-    def __init__(self, model, optimizers, cfg, memory_format=torch.contiguous_format):
+    def __init__(self, model, optimizers, cfg, memory_format=torch.contiguous_format, device="cpu"):
         self.model, self.optimizers, self.cfg, self.memory_format = model, optimizers, cfg, memory_format
+        self.device = torch.device(device)
+        # On a GPU both steps run under bf16 autocast, as training does (vaegan_dist.train.runtime).
+        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
 
     def gradients(self, x, eps, z_p):
         enc, dec, dis = self.model.encoder, self.model.decoder, self.model.discriminator
@@ -79,9 +82,10 @@ class StraightforwardStep:
         return grads
 
     def __call__(self, images, step):
-        x = images.float().div(127.5).sub(1.0).contiguous(memory_format=self.memory_format)
+        x = images.to(self.device).float().div(127.5).sub(1.0).contiguous(memory_format=self.memory_format)
         b, latent = x.shape[0], self.cfg.model.latent_dim
-        self.gradients(x, torch.randn(b, latent), torch.randn(b, latent))
+        with self.autocast:
+            self.gradients(x, torch.randn(b, latent, device=self.device), torch.randn(b, latent, device=self.device))
         for opt in self.optimizers.values():
             opt.step()
 
@@ -111,25 +115,30 @@ def equal_results(cfg) -> float:
     return worst
 
 
-def bench(shape: str, steps: int, batch: int | None) -> dict[str, float]:
+def bench(shape: str, steps: int, batch: int | None, device: str = "cpu") -> dict[str, float]:
     overrides = [f"data.batch_size={batch}"] if batch else []
     cfg = build_config(shape, overrides)
     b, s = cfg.data.batch_size, cfg.data.image_size
     images = torch.randint(0, 256, (b, 3, s, s), dtype=torch.uint8)
     torch.manual_seed(0)
     base = build_model(cfg.model, s)
+    gpu = device == "cuda"
     candidates = {}
     for layout, fmt in (("channels_last", torch.channels_last), ("nchw", torch.contiguous_format)):
-        runtime = replace(runtime_for(False), memory_format=fmt)
-        m1, m2 = (copy.deepcopy(base).to(memory_format=fmt) for _ in range(2))
+        runtime = replace(runtime_for(gpu, torch.device(device)), memory_format=fmt)
+        m1, m2 = (copy.deepcopy(base).to(device, memory_format=fmt) for _ in range(2))
         candidates[f"ours_{layout}"] = TrainStep(m1.networks(), build_optimizers(m1, cfg.optim), cfg, runtime,
                                                  noise_seed=0)
-        candidates[f"straightforward_{layout}"] = StraightforwardStep(m2, build_optimizers(m2, cfg.optim), cfg, fmt)
+        candidates[f"straightforward_{layout}"] = StraightforwardStep(m2, build_optimizers(m2, cfg.optim), cfg, fmt,
+                                                                      device)
     times = {name: [] for name in candidates}
+    sync = torch.cuda.synchronize if gpu else (lambda: None)
     for i in range(steps + 2):  # two warm-up steps each
         for name, fn in candidates.items():
+            sync()
             t0 = time.perf_counter()
             fn(images, i)
+            sync()
             if i >= 2:
                 times[name].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items()}

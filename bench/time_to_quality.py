@@ -29,6 +29,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 # turns on, so it is the smoke preset as it was before the recipe options (issue 17's starting point).
 PAPER_SMOKE = ["optim.algorithm=rmsprop", "optim.ema_halflife_kimg=0", "objective.gan_start=0",
                "objective.adaptive_gamma=false", "objective.r1_gamma=0", "model.spectral_norm=false",
+               "objective.pixel_weight=0",
                "objective.gamma=0.01", "objective.equilibrium=true", "optim.lr_encoder=3e-4",
                "optim.lr_decoder=3e-4", "optim.lr_discriminator=3e-4", "train.workers=2", "data.batch_size=16"]
 RECIPES: dict[str, list[str]] = {
@@ -45,6 +46,9 @@ RECIPES: dict[str, list[str]] = {
     "r1": [*PAPER_SMOKE, "objective.r1_gamma=1", "objective.r1_every=4"],
     "sn": [*PAPER_SMOKE, "model.spectral_norm=true"],
     "one_worker": [*PAPER_SMOKE, "train.workers=1", "train.cpus_per_worker=2", "data.batch_size=32"],
+    "pixel": [*PAPER_SMOKE, "objective.pixel_weight=1"],
+    "ema_pixel": [*PAPER_SMOKE, "optim.ema_halflife_kimg=2", "objective.pixel_weight=1"],
+    "ema5": [*PAPER_SMOKE, "optim.ema_halflife_kimg=5"],
     "lr_1e-3": [*PAPER_SMOKE, "optim.lr_encoder=1e-3", "optim.lr_decoder=1e-3", "optim.lr_discriminator=1e-3"],
 }
 FD_TARGETS = (60.0, 40.0, 30.0)

@@ -172,6 +172,25 @@ def test_the_warm_up_gives_the_decoder_llike_alone(adaptive):
     assert metrics == {}  # no adaptive weight without a GAN term
 
 
+def test_the_pixel_term_joins_llike_for_the_encoder_and_the_decoder():
+    """objective.pixel_weight: L_llike + w * 1/2 ||x~ - x||^2 wherever L_llike goes (Enc at 1, Dec at gamma)."""
+    objective = ObjectiveConfig(gamma=0.3, pixel_weight=0.7)
+    model, x, eps, z_p = _setup(dtype=torch.float64)
+    ref = copy.deepcopy(model)
+    l_prior, l_llike, l_gan, l_gen = _reference_losses(ref, x, eps, z_p, objective)
+    mu, logvar = ref.encoder(x)
+    recon = ref.decoder(torch.cat([mu + eps * torch.exp(0.5 * logvar), z_p]))[:4]
+    l_pixel = (0.5 * (recon - x).pow(2).sum(dim=(1, 2, 3))).mean()
+    l_rec = l_llike + 0.7 * l_pixel
+    expected = {
+        "encoder": torch.autograd.grad(l_prior + l_rec, list(ref.encoder.parameters()), retain_graph=True),
+        "decoder": torch.autograd.grad(objective.gamma * l_rec + l_gen, list(ref.decoder.parameters()),
+                                       retain_graph=True),
+        "discriminator": torch.autograd.grad(l_gan, list(ref.discriminator.parameters())),
+    }
+    _assert_routed(model, x, eps, z_p, objective, expected)
+
+
 def test_r1_joins_the_discriminator_loss_and_nothing_else():
     """Dis <- L_GAN + k * r1_gamma / 2 * E||grad_x D(x)||^2 (a double backward through an independent forward on
     the real images); encoder and decoder gradients as without it."""

@@ -80,6 +80,10 @@ class ObjectiveConfig:
     # Dis_l, a layer before the logit, is shaped by it indirectly (smoother features around real images).
     r1_gamma: float = 0.0  # 0 = off
     r1_every: int = 16
+    # L_llike also in pixel space: L_llike = 1/2 ||Dis_l(x~) - Dis_l(x)||^2 + pixel_weight * 1/2 ||x~ - x||^2,
+    # trained as L_llike is (Enc with weight 1, Dec with gamma). Dis_l starts out as a random discriminator's
+    # features, in which a reconstruction is hard to learn; pixels are informative from the first step.
+    pixel_weight: float = 0.0
 
 
 @dataclass

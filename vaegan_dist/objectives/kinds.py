@@ -100,6 +100,7 @@ def _vaegan(networks, x, eps, z_p, objective, autocast, y, phase, decoder_gan: b
         "stats/kl_per_dim": terms["loss/l_prior"] / fwd.mu.shape[1],
         **recipe,
         **r1_metrics,
+        **({} if losses.l_pixel is None else {"loss/l_pixel": losses.l_pixel.detach()}),
     }
     return StepOutcome(metrics, (losses.real_cost, losses.fake_cost))
 

@@ -26,6 +26,7 @@ class Forward:
     x_fake: torch.Tensor  # [2B, 3, S, S]: Dec(z) then Dec(z_p), one decoder pass
     logits: torch.Tensor  # [3B]: Dis on [x, Dec(z), Dec(z_p)], one discriminator pass
     features: torch.Tensor  # [3B, F]: Dis_l on the same
+    x: torch.Tensor | None = None  # [B, 3, S, S]: the data, for objective.pixel_weight
 
     @property
     def batch(self) -> int:
@@ -50,13 +51,13 @@ def run_forward(encoder, decoder, discriminator, x: torch.Tensor, eps: torch.Ten
     z, kl = kernels.reparameterize_kl(mu, logvar, eps)
     x_fake = decoder(torch.cat([z, z_p.to(z.dtype)]), repeat_condition(y, 2))
     logits, features = discriminator(torch.cat([x.to(x_fake.dtype), x_fake]), repeat_condition(y, 3))
-    return Forward(mu, logvar, z, kl, x_fake, logits, features)
+    return Forward(mu, logvar, z, kl, x_fake, logits, features, x)
 
 
 @dataclass
 class Losses:
     l_prior: torch.Tensor  # KL(q(z|x) || N(0, I))
-    l_llike: torch.Tensor  # 1/2 ||Dis_l(x~) - Dis_l(x)||^2
+    l_llike: torch.Tensor  # 1/2 ||Dis_l(x~) - Dis_l(x)||^2 (+ pixel_weight * 1/2 ||x~ - x||^2, if set)
     l_gan: torch.Tensor  # the discriminator's cross-entropy
     l_gen: torch.Tensor  # the decoder's GAN loss (before its weight)
     real_cost: torch.Tensor  # mean -log D(x)
@@ -64,6 +65,7 @@ class Losses:
     d_real: torch.Tensor  # mean D(x)
     d_recon: torch.Tensor  # mean D(Dec(Enc(x)))
     d_prior: torch.Tensor  # mean D(Dec(z_p))
+    l_pixel: torch.Tensor | None = None  # 1/2 ||x~ - x||^2, when objective.pixel_weight > 0
 
 
 def at_least_fp32(t: torch.Tensor) -> torch.Tensor:
@@ -110,9 +112,17 @@ def compute_losses(fwd: Forward, objective) -> Losses:
     gan = gan_terms(real, fakes, objective)
     with torch.no_grad():
         d_real, d_recon, d_prior = (torch.sigmoid(t).mean() for t in (real, recon, prior))
+    l_llike = kernels.feature_nll(f_recon, f_real.detach())
+    l_pixel = None
+    pixel_weight = getattr(objective, "pixel_weight", 0.0)
+    if pixel_weight > 0:  # a recipe option: the likelihood also in pixel space, where Dis_l starts out random
+        recon = fwd.x_fake[: fwd.batch]
+        l_pixel = kernels.feature_nll(recon.flatten(1), fwd.x.to(recon.dtype).flatten(1))
+        l_llike = l_llike + pixel_weight * l_pixel
     return Losses(
         l_prior=fwd.kl.mean(),
-        l_llike=kernels.feature_nll(f_recon, f_real.detach()),
+        l_llike=l_llike,
+        l_pixel=l_pixel,
         l_gan=gan.l_gan,
         l_gen=gan.l_gen,
         real_cost=gan.real_cost,
