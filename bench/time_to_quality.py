@@ -49,6 +49,12 @@ RECIPES: dict[str, list[str]] = {
     "pixel": [*PAPER_SMOKE, "objective.pixel_weight=1"],
     "ema_pixel": [*PAPER_SMOKE, "optim.ema_halflife_kimg=2", "objective.pixel_weight=1"],
     "ema5": [*PAPER_SMOKE, "optim.ema_halflife_kimg=5"],
+    "ema_r1": [*PAPER_SMOKE, "optim.ema_halflife_kimg=2", "objective.r1_gamma=1", "objective.r1_every=4"],
+    "ema_r1_pixel": [*PAPER_SMOKE, "optim.ema_halflife_kimg=2", "objective.r1_gamma=1", "objective.r1_every=4",
+                     "objective.pixel_weight=1"],
+    "ema_r1_pixel0.1": [*PAPER_SMOKE, "optim.ema_halflife_kimg=2", "objective.r1_gamma=1", "objective.r1_every=4",
+                        "objective.pixel_weight=0.1"],
+    "preset_pixel2": ["objective.pixel_weight=2"],
     "lr_1e-3": [*PAPER_SMOKE, "optim.lr_encoder=1e-3", "optim.lr_decoder=1e-3", "optim.lr_discriminator=1e-3"],
 }
 FD_TARGETS = (60.0, 40.0, 30.0)

@@ -22,6 +22,10 @@ def test_every_preset_is_valid_and_round_trips(name, tmp_path):
 
 def test_paper_and_code_presets_follow_paper_md():
     paper, code = build_config("celeba64"), build_config("celeba64-code")
+    for cfg in (paper, code):  # the recipe options beyond the paper stay off in both
+        o, p = cfg.objective, cfg.optim
+        assert (o.gan_start, o.adaptive_gamma, o.r1_gamma, o.pixel_weight, p.ema_halflife_kimg, p.algorithm,
+                cfg.model.spectral_norm) == (0, False, 0.0, 0.0, 0.0, "rmsprop", False)
     assert (paper.data.image_size, paper.data.batch_size, paper.model.latent_dim, paper.model.encoder_fc) == (64, 64, 128, 2048)
     assert paper.optim.lr_encoder == paper.optim.lr_decoder == paper.optim.lr_discriminator == 3e-4
     assert paper.optim.rms_decay == 0.9 and paper.objective.fakes == "prior_and_reconstruction"
@@ -62,10 +66,20 @@ def test_later_override_wins():
     ("train.name=a/b", "config key 'train.name' must be a plain directory name"),
     ("train=1", "config key 'train' is a group"),
     ("steps", "override 'steps' is not of the form key=value"),
+    ("objective.gan_start=-1", "config key 'objective.gan_start' must be >= 0"),
+    ("objective.r1_every=0", "config key 'objective.r1_every' must be >= 1"),
+    ("objective.r1_gamma=-1", "config key 'objective.r1_gamma' must be >= 0"),
+    ("objective.pixel_weight=-0.5", "config key 'objective.pixel_weight' must be >= 0"),
+    ("objective.adaptive_weight=0", "config key 'objective.adaptive_weight' must be > 0"),
+    ("optim.ema_halflife_kimg=-2", "config key 'optim.ema_halflife_kimg' must be >= 0"),
+    ("optim.adam_beta1=1", "config key 'optim.adam_beta1' must be in [0, 1)"),
+    ("optim.algorithm=sgd", "config key 'optim.algorithm' must be one of rmsprop, adam"),
+    ("model.kind=vae objective.adaptive_gamma=true", "only model.kind=vaegan has (model.kind is 'vae')"),
+    ("model.kind=gan objective.gan_start=10", "must be 0 for model.kind=gan"),
 ])
 def test_bad_overrides_are_one_line_errors_naming_the_key(override, message):
     with pytest.raises(ConfigError) as err:
-        build_config("smoke", [override])
+        build_config("smoke", override.split(" "))
     assert message in str(err.value)
     assert "\n" not in str(err.value)
 

@@ -50,9 +50,15 @@ DECISION_MARGIN = 1e-6  # how far every equilibrium cost must sit from a thresho
 # decoder weight 1 - gamma, equilibrium, annealed learning rate) at smoke size.
 SMOKE_OBJECTIVE = ["objective.gamma=0.01", "objective.generator_loss=non_saturating", "objective.equilibrium=true",
                    "objective.fakes=prior_and_reconstruction", "objective.discriminator_weighting=sum",
-                   "objective.decoder_gan_weight=one", "optim.schedule=constant"]
+                   "objective.decoder_gan_weight=one", "optim.schedule=constant", "objective.r1_gamma=0",
+                   "objective.pixel_weight=0", "objective.adaptive_gamma=false", "objective.gan_start=0",
+                   "model.spectral_norm=false", "optim.algorithm=rmsprop", "optim.ema_halflife_kimg=0"]
 OBJECTIVES = {
     "smoke": SMOKE_OBJECTIVE,
+    # The recipe options that change the losses, each on: lazy R1 (a step with and without it within the 20),
+    # the pixel term, and the adaptive gamma.
+    "recipe": [*SMOKE_OBJECTIVE, "objective.r1_gamma=1", "objective.r1_every=4", "objective.pixel_weight=1",
+               "objective.adaptive_gamma=true"],
     "released_code": [*SMOKE_OBJECTIVE, "objective.fakes=prior", "objective.generator_loss=minimax",
                       "objective.discriminator_weighting=half", "objective.decoder_gan_weight=one_minus_gamma",
                       "optim.schedule=power_anneal"],

@@ -126,6 +126,8 @@ def train_loop(job: TrainJob, session: Session | None = None) -> dict[str, float
     model.to(runtime.device, memory_format=runtime.memory_format)
     optimizers = build_optimizers(model, cfg.optim)
     start, average = _resume(model, optimizers, session, job, runtime)
+    if rank != 0:  # every replica's weights are the same under DDP: rank 0 alone averages, shows and saves them
+        average = None
     shown = average.model if average is not None else model  # what grids and evaluations show
     if start >= total:
         if rank == 0:
