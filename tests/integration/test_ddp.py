@@ -13,7 +13,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from vaegan_dist.config import build_config
 from vaegan_dist.data.codec import to_unit_range
 from vaegan_dist.model import build_model
-from vaegan_dist.objectives import compute_gradients, compute_losses, equilibrium_updates, run_forward
+from vaegan_dist.objectives import GanPhase, compute_gradients, compute_losses, equilibrium_updates, run_forward
+from vaegan_dist.objectives.recipe import r1_term
 from vaegan_dist.train.optim import build_optimizers, set_lrs
 from vaegan_dist.train.runtime import runtime_for
 from vaegan_dist.train.step import TrainStep
@@ -23,10 +24,15 @@ WORLD, PER_RANK, STEPS, LATENT = 2, 4, 3, 8
 
 # The smoke objective, and the paper presets' minimax loss with the equilibrium trick (margin 0, so that
 # nearly every step pauses one network: the skip decisions themselves must agree across ranks).
+# The recipe options that change gradients (pinned off in the other two): the pixel term and lazy R1, whose
+# extra discriminator forward runs outside DDP and must still be reduced with the step's one backward.
+RECIPE_OFF = ["objective.pixel_weight=0", "objective.r1_gamma=0", "optim.ema_halflife_kimg=0"]
 OBJECTIVES = {
-    "non_saturating": ["objective.generator_loss=non_saturating", "objective.equilibrium=false"],
+    "non_saturating": ["objective.generator_loss=non_saturating", "objective.equilibrium=false", *RECIPE_OFF],
     "minimax_equilibrium": ["objective.generator_loss=minimax", "objective.equilibrium=true",
-                            "objective.equilibrium_margin=0.0"],
+                            "objective.equilibrium_margin=0.0", *RECIPE_OFF],
+    "recipe": ["objective.generator_loss=non_saturating", "objective.equilibrium=false", "objective.pixel_weight=1",
+               "objective.r1_gamma=1", "objective.r1_every=2", "optim.ema_halflife_kimg=0"],
 }
 
 
@@ -83,14 +89,18 @@ def _single_worker_reference(objective: str):
             x = to_unit_range(images[share], runtime.device, runtime.memory_format)
             fwd = run_forward(model.encoder, model.decoder, model.discriminator, x, eps[share], z_p[share])
             losses = compute_losses(fwd, obj)
-            compute_gradients(fwd, losses, model.encoder, model.decoder, model.discriminator, obj)
+            phase = GanPhase.at(step, obj)
+            r1 = r1_term(model.discriminator, x, None, obj) if phase.r1_now else None
+            compute_gradients(fwd, losses, model.encoder, model.decoder, model.discriminator, obj, phase=phase,
+                              dis_extra=r1)
             costs += torch.stack([losses.real_cost, losses.fake_cost]) / WORLD
         for p in model.parameters():
             p.grad /= WORLD  # DDP averages over ranks
         update = {"encoder": True, "decoder": True, "discriminator": True}
         if obj.equilibrium:  # decided on the costs averaged over all replicas
-            update["decoder"], update["discriminator"] = equilibrium_updates(
-                *costs.tolist(), obj.equilibrium_value, obj.equilibrium_margin)
+            decoder, discriminator = equilibrium_updates(costs[0], costs[1], obj.equilibrium_value,
+                                                         obj.equilibrium_margin)
+            update["decoder"], update["discriminator"] = bool(decoder), bool(discriminator)
         set_lrs(optimizers, step, cfg.train.steps, cfg.optim)
         for name, opt in optimizers.items():
             if update[name]:
