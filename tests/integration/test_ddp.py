@@ -13,7 +13,13 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from vaegan_dist.config import build_config
 from vaegan_dist.data.codec import to_unit_range
 from vaegan_dist.model import build_model
-from vaegan_dist.objectives import GanPhase, compute_gradients, compute_losses, equilibrium_updates, run_forward
+from vaegan_dist.objectives import (
+    GanPhase,
+    compute_gradients,
+    compute_losses,
+    equilibrium_updates,
+    run_forward,
+)
 from vaegan_dist.objectives.recipe import r1_term
 from vaegan_dist.train.optim import build_optimizers, set_lrs
 from vaegan_dist.train.runtime import runtime_for

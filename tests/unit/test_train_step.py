@@ -158,3 +158,26 @@ def test_spectral_norm_bounds_every_discriminator_layer_and_keeps_dis_l():
     assert features.shape == (2, model.arch.dis_l_features)
     plain = build_model(dataclasses.replace(cfg.model, spectral_norm=False), 32)
     assert {k for k in plain.state_dict()} != {k for k in model.state_dict()}  # hence an architecture key
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (bench/gpu_check.sh runs this there)")
+def test_a_gpu_step_issues_no_synchronisation():
+    """The same step on a GPU under torch.cuda.set_sync_debug_mode('error'): any synchronisation raises."""
+    cfg = build_config("smoke", ["model.width=0.125", "model.encoder_fc=16", "model.latent_dim=4",
+                                 "model.discriminator_fc=8", "data.batch_size=4", "objective.equilibrium=true",
+                                 "objective.adaptive_gamma=true", "objective.r1_gamma=1.0", "objective.r1_every=2"])
+    device = torch.device("cuda")
+    torch.manual_seed(0)
+    model = build_model(cfg.model, 32).to(device, memory_format=torch.channels_last)
+    average = WeightAverage(model, 1.0, 0.05)
+    step = TrainStep(model.networks(), build_optimizers(model, cfg.optim), cfg, runtime_for(True, device),
+                     noise_seed=0, ema=(average, model))
+    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8, device=device)
+    step(images, 0)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        step(images, 1)
+        step(images, 2)  # an R1 step
+    finally:
+        torch.cuda.set_sync_debug_mode("default")

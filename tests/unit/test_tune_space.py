@@ -92,7 +92,7 @@ def test_the_ready_spaces_load_for_every_preset():
     for file in sorted(SPACES_DIR.glob("*.yaml")):
         for preset in ("smoke", "celeba64"):
             assert load_space(file, build_config(preset)).dimensions
-    assert {p.stem for p in SPACES_DIR.glob("*.yaml")} == {"gamma", "lrs", "paper"}
+    assert {p.stem for p in SPACES_DIR.glob("*.yaml")} == {"gamma", "lrs", "paper", "recipe"}
     assert [d.key for d in load_space("gamma", SMOKE).dimensions] == ["objective.gamma"]  # found by name
 
 
@@ -177,7 +177,7 @@ def test_the_cli_refuses_a_bad_space_before_starting_ray(tmp_path, capsys):
     assert err.startswith("vaegan-dist tune: error: ") and str(bad) in err and "objective.gamma" in err
     assert len(err.splitlines()) == 1
     assert main(["tune", "--space", str(tmp_path / "missing.yaml")]) == 2
-    assert "no such file (ready spaces: gamma, lrs, paper)" in capsys.readouterr().err
+    assert "no such file (ready spaces: gamma, lrs, paper, recipe)" in capsys.readouterr().err
     assert main(["tune", "--resume"]) == 2
     assert "--resume needs --name" in capsys.readouterr().err
     assert main(["tune", "--resume", "--name", "nothing-here", f"train.storage_path={tmp_path}"]) == 2
