@@ -77,8 +77,8 @@ def test_eval_metrics_appear_in_tensorboard_and_in_the_checkpoint(faces_eval, ev
     events = EventAccumulator(str(run / "tensorboard"))
     events.Reload()
     tags = set(events.Tags()["scalars"])
-    expected = {"eval/fd", "eval/fd_recon", "eval/attr_agreement", "eval/sharpness_ratio", "eval/precision",
-                "eval/recall", "perf/eval_share"}
+    expected = {"eval/fd", "eval/kid", "eval/kid_std", "eval/fd_recon", "eval/attr_agreement", "eval/sharpness_ratio",
+                "eval/precision", "eval/recall", "perf/eval_share"}
     assert expected <= tags
     assert [e.step for e in events.Scalars("eval/fd")] == [2, 4]
     from vaegan_dist.model import load_state
