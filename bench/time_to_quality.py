@@ -10,7 +10,8 @@ and fd_recon <= 30 / 20 were first measured, the metrics at the budget, and imag
 
 Minutes run from the moment the command is started to the TensorBoard event of each evaluation: Ray's
 start-up and the first evaluation are in them; the one-time data rendering and evaluator training are not
-(the first recipe's run makes them, so run once before measuring, or pass --warm-up).
+(run `vaegan-dist train --preset smoke` once before measuring, so that they are cached). Every run gets a new
+directory under --root: a run that exists already is refused, never resumed.
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ def run_recipe(name: str, overrides: list[str], args) -> dict:
                f"train.eval_every={args.eval_every}", f"train.seed={args.seed}", "train.checkpoint_every=100000",
                *overrides, *args.extra]
     log = args.root / f"{run_name}.log"
+    if (args.root / run_name).exists():  # a rerun would resume it and time old events from a new start
+        raise SystemExit(f"{args.root / run_name} exists: give a new --root for a new measurement")
     started = time.time()
     with log.open("w") as out:
         code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False).returncode

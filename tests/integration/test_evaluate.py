@@ -170,3 +170,23 @@ def test_too_few_held_out_images_is_one_line_before_training_and_in_evaluate(tmp
     code = main(["evaluate", "--checkpoint", str(tmp_path / "few"), "--evaluator", str(evaluator)])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "only 3 images; the metrics need more than 3" in err
+
+
+def test_evaluating_the_weight_average_leaves_every_trained_network_in_training_mode(faces_eval, evaluator_cache,
+                                                                                    tmp_path, monkeypatch):
+    """Evaluation and grids put the model they show in eval mode and back; with weight averaging that model is
+    the average, and the live networks must stay in training mode at every step (a shared discriminator was
+    once left in eval mode, batch norm on running statistics, between an evaluation and the next grid)."""
+    import vaegan_dist.train.loop as loop
+
+    modes = []
+
+    class Recording(loop.TrainStep):
+        def __call__(self, images, step, **kwargs):
+            modes.append({name: net.training for name, net in self.networks.items()})
+            return super().__call__(images, step, **kwargs)
+
+    monkeypatch.setattr(loop, "TrainStep", Recording)
+    _train(faces_eval, tmp_path, "vaegan", evaluator_cache, "optim.ema_halflife_kimg=0.1", "train.eval_every=1",
+           "train.image_every=3", "train.eval_samples=32", "train.steps=5")
+    assert len(modes) == 5 and all(all(m.values()) for m in modes), modes

@@ -184,3 +184,20 @@ def test_a_checkpoint_cut_short_is_not_resumed_from(faces32, tmp_path):
     newest.write_bytes(newest.read_bytes()[:5000])  # as if a copy had been interrupted
     assert [p.name for p in find_checkpoints(tmp_path / "cut")] == ["checkpoint_00000002"]
     assert load_state(tmp_path / "cut")["step"] == 2
+
+
+@pytest.mark.parametrize("bad", [[1, 2], {"mystery": {}}, {"decoder": [1, 2, 3]}, {"decoder": {"fc.0.weight": torch.zeros(1)}}])
+def test_a_crafted_weight_average_in_a_checkpoint_is_one_error_on_resume(faces32, tmp_path, bad):
+    from vaegan_dist.errors import TrainingError
+    from vaegan_dist.model.store import STATE_FILE
+
+    ema = ["optim.ema_halflife_kimg=0.05", "train.checkpoint_every=2"]
+    launch(tiny_config(faces32, tmp_path, "crafted", "train.steps=2", *ema))
+    file = find_checkpoints(tmp_path / "crafted")[-1] / STATE_FILE
+    state = torch.load(file, weights_only=True)
+    state["ema"] = bad
+    torch.save(state, file)
+    with pytest.raises(TrainingError, match="the checkpoint's 'ema' entry does not fit the model") as err:
+        train_loop(resolve_run(tiny_config(faces32, tmp_path, "crafted", "train.steps=4", *ema)),
+                   LocalSession(tmp_path / "crafted"))
+    assert "\n" not in str(err.value)

@@ -120,3 +120,16 @@ def test_kernel_distance_is_unbiased_where_the_frechet_distance_is_not():
 def test_kernel_distance_needs_four_points():
     with pytest.raises(ValueError, match="at least 4"):
         m.kernel_distance(torch.randn(3, 2), torch.randn(10, 2))
+
+
+@pytest.mark.parametrize("real, fake, kwargs, message", [
+    (torch.randn(10, 5), torch.randn(10, 7), {}, "same D > 0"),
+    (torch.empty(10, 0), torch.empty(10, 0), {}, "same D > 0"),
+    (torch.randn(10), torch.randn(10), {}, "same D > 0"),
+    (torch.randn(10, 5), torch.randn(10, 5), {"subsets": 0}, "subsets >= 1"),
+    (torch.randn(10, 5), torch.randn(10, 5), {"subset_size": 1}, "subset_size >= 2"),
+    (torch.full((10, 5), float("nan")), torch.randn(10, 5), {}, "not finite"),
+])
+def test_kernel_distance_refuses_bad_input_naming_it(real, fake, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        m.kernel_distance(real, fake, **kwargs)

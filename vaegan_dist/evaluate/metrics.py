@@ -50,7 +50,14 @@ def kernel_distance(real: torch.Tensor, fake: torch.Tensor, subsets: int = 100, 
 
     Written here, in float64, for the same reason as the Frechet distance: torchmetrics' KID lives inside its
     Inception wrapper and refuses sets smaller than its subset size."""
+    if real.dim() != 2 or fake.dim() != 2 or real.shape[1] != fake.shape[1] or real.shape[1] == 0:
+        raise ValueError(f"kid needs two feature sets [N, D] with the same D > 0; got {list(real.shape)} and "
+                         f"{list(fake.shape)}")
+    if subsets < 1 or subset_size < 2:
+        raise ValueError(f"kid needs subsets >= 1 and subset_size >= 2; got {subsets} and {subset_size}")
     real, fake = real.double(), fake.double()
+    if not (torch.isfinite(real).all() and torch.isfinite(fake).all()):
+        raise ValueError("kid: a feature is not finite (nan or inf)")
     m = min(subset_size, len(real) // 2, len(fake) // 2)
     if m < 2:
         raise ValueError(f"kid needs at least 4 points per set; got {len(real)} and {len(fake)}")

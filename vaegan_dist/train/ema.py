@@ -6,8 +6,10 @@ is counted in images seen by all workers together, so it means the same at any b
 and early in training it is shortened to ``ema_rampup`` x the images seen so far, so that a short run's
 average is not mostly its random initialisation.
 
-The averaged model shares the live model's discriminator (it is not averaged: it is the training signal, and
-feature_mse measures reconstructions in the live Dis_l). Batch-norm statistics are averaged with the same
+The averaged model has no discriminator: it is not averaged (it is the training signal), and nothing that
+shows the average during training needs one. It must not share the live one either: evaluation puts the
+model it shows in eval mode and back, and a shared discriminator was left in eval mode (batch norm on running
+statistics) for the next training steps. Batch-norm statistics are averaged with the same
 weight as the parameters, so that the averaged layers normalise with statistics of (nearly) the averaged
 weights. Everything happens on the device, with no host synchronisation.
 """
@@ -37,12 +39,11 @@ class WeightAverage:
 
     def __init__(self, model: VAEGAN, halflife_kimg: float, rampup: float):
         self.halflife_kimg, self.rampup = halflife_kimg, rampup
-        discriminator, model.discriminator = model.discriminator, None  # not copied: shared
+        discriminator, model.discriminator = model.discriminator, None  # neither copied nor shared
         try:
             self.model = copy.deepcopy(model).eval().requires_grad_(False)
         finally:
             model.discriminator = discriminator
-        self.model.discriminator = discriminator
 
     @torch.no_grad()
     def update(self, model: VAEGAN, batch_images: int, images_seen: int) -> None:
@@ -65,5 +66,11 @@ class WeightAverage:
                 if getattr(self.model, name) is not None}
 
     def load_state_dict(self, state: dict[str, dict[str, torch.Tensor]]) -> None:
+        """Raises ValueError (or load_state_dict's RuntimeError) for an entry that is not this model's average."""
+        if not isinstance(state, dict) or not set(state) <= set(AVERAGED):
+            raise ValueError("not the encoder's and decoder's weights")
         for name, weights in state.items():
-            getattr(self.model, name).load_state_dict(weights)
+            network = getattr(self.model, name)
+            if network is None or not isinstance(weights, dict):
+                raise ValueError(f"{name!r} is not a network of this model with its weights")
+            network.load_state_dict(weights)

@@ -97,7 +97,7 @@ def check_run_dir(job: TrainJob) -> None:
     fixed = [f"{k}={weights[k]!r} (got {new[k]!r})" for k in _ARCHITECTURE_KEYS if weights.get(k) != new.get(k)]
     if fixed:
         raise ConfigError(f"run {job.run.name} was started with {', '.join(fixed)}; a resumed run cannot "
-                          "change the architecture: keep those values or choose another train.name")
+                          "change the architecture or the optimiser: keep those values or choose another train.name")
     _check_same_attributes(job)
     old = saved.get("config.yaml", weights)
     changed = [f"{k}: {old[k]!r} -> {v!r}" for k, v in new.items() if k in old and old[k] != v]

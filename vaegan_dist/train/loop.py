@@ -70,7 +70,7 @@ def _resume(model: VAEGAN, optimizers: dict[str, torch.optim.Optimizer], session
             for name, opt in optimizers.items():
                 opt.load_state_dict(state["optimizers"][name])
             start = int(state["step"])
-            saved_average = state.get("ema")
+            saved_average, where = state.get("ema"), checkpoint_dir
             if session.world_rank == 0:
                 print(f"resuming from {checkpoint_dir.name} at step {start}", flush=True)
     apply_settings(optimizers, job.cfg.optim)  # settings changed on the command line win over the saved ones
@@ -80,7 +80,12 @@ def _resume(model: VAEGAN, optimizers: dict[str, torch.optim.Optimizer], session
         return start, None
     average = WeightAverage(model, optim.ema_halflife_kimg, optim.ema_rampup)
     if saved_average is not None:
-        average.load_state_dict(saved_average)
+        try:
+            average.load_state_dict(saved_average)
+        except (AttributeError, RuntimeError, TypeError, ValueError) as err:
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise TrainingError(f"{where}: the checkpoint's 'ema' entry does not fit the model ({first[:200]}); "
+                                "restore the checkpoint or choose another train.name") from None
     return start, average
 
 
