@@ -56,7 +56,7 @@ def smoke() -> Config:
         # equilibrium trick (with the saturating minimax loss the discriminator wins within ~200 steps and
         # the decoder's GAN gradient vanishes), half-width networks (width 0.25 plateaued by step 400).
         # The recipe options that won on bench/time_to_quality.py (bench/RESULTS.md, "Time to quality"):
-        # together they take the 400-step run from fd 62 / fd_recon 37 to fd 29 / fd_recon 19; each alone
+        # together they take the 400-step run from fd 62 / fd_recon 37 to fd 30 / fd_recon 23; each alone
         # did far less, and Adam, the warm-up, the adaptive gamma and spectral norm did worse than none.
         # - the pixel term (L_llike also in pixels): Dis_l is a random discriminator's features at first;
         # - lazy R1 (gamma 1, every 4 steps): the discriminator stops chasing the decoder's artefacts;
