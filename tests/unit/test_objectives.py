@@ -90,6 +90,13 @@ def _reference_losses(ref, x, eps, z_p, objective):
     return l_prior, l_llike, l_gan, w * l_gen
 
 
+def _expected_gradients(ref, encoder, decoder, discriminator):
+    """Each network's gradient from the loss the rules give it, by plain autograd on the reference model."""
+    losses = {"encoder": encoder, "decoder": decoder, "discriminator": discriminator}
+    return {name: torch.autograd.grad(loss, list(getattr(ref, name).parameters()), retain_graph=True)
+            for name, loss in losses.items()}
+
+
 def _setup(seed=0, dtype=torch.float32):
     """The recipe tests run in float64: the adaptive weight (~20) scales float32 rounding past any fair atol."""
     torch.manual_seed(seed)
@@ -119,12 +126,9 @@ def test_gradient_routing_matches_autograd_one_network_at_a_time(objective):
     model, x, eps, z_p = _setup()
     ref = copy.deepcopy(model)
     l_prior, l_llike, l_gan, l_gen = _reference_losses(ref, x, eps, z_p, objective)
-    expected = {
-        "encoder": torch.autograd.grad(l_prior + l_llike, list(ref.encoder.parameters()), retain_graph=True),
-        "decoder": torch.autograd.grad(objective.gamma * l_llike + l_gen, list(ref.decoder.parameters()),
-                                       retain_graph=True),
-        "discriminator": torch.autograd.grad(l_gan, list(ref.discriminator.parameters())),
-    }
+    expected = _expected_gradients(ref, encoder=l_prior + l_llike,
+                                   decoder=objective.gamma * l_llike + l_gen,
+                                   discriminator=l_gan)
     _assert_routed(model, x, eps, z_p, objective, expected)
 
 
@@ -142,12 +146,9 @@ def test_adaptive_gamma_routes_llike_plus_the_ratio_of_norms_at_the_last_layer(o
     (g_llike,) = torch.autograd.grad(l_llike, last, retain_graph=True)
     (g_gen,) = torch.autograd.grad(l_gen, last, retain_graph=True)
     lam = (g_llike.norm() / (g_gen.norm() + 1e-4)).clamp(0, 1e4).detach()
-    expected = {
-        "encoder": torch.autograd.grad(l_prior + l_llike, list(ref.encoder.parameters()), retain_graph=True),
-        "decoder": torch.autograd.grad(l_llike + objective.adaptive_weight * lam * l_gen,
-                                       list(ref.decoder.parameters()), retain_graph=True),
-        "discriminator": torch.autograd.grad(l_gan, list(ref.discriminator.parameters())),
-    }
+    expected = _expected_gradients(ref, encoder=l_prior + l_llike,
+                                   decoder=l_llike + objective.adaptive_weight * lam * l_gen,
+                                   discriminator=l_gan)
     metrics = _assert_routed(model, x, eps, z_p, objective, expected)
     torch.testing.assert_close(metrics["objective/adaptive_gan_weight"], lam)
     assert 1e-3 < lam.item() < 1e3  # a real ratio, not the clamp
@@ -161,12 +162,9 @@ def test_the_warm_up_gives_the_decoder_llike_alone(adaptive):
     model, x, eps, z_p = _setup(dtype=torch.float64)
     ref = copy.deepcopy(model)
     l_prior, l_llike, l_gan, _ = _reference_losses(ref, x, eps, z_p, objective)
-    expected = {
-        "encoder": torch.autograd.grad(l_prior + l_llike, list(ref.encoder.parameters()), retain_graph=True),
-        "decoder": torch.autograd.grad((1.0 if adaptive else objective.gamma) * l_llike,
-                                       list(ref.decoder.parameters()), retain_graph=True),
-        "discriminator": torch.autograd.grad(l_gan, list(ref.discriminator.parameters())),
-    }
+    expected = _expected_gradients(ref, encoder=l_prior + l_llike,
+                                   decoder=(1.0 if adaptive else objective.gamma) * l_llike,
+                                   discriminator=l_gan)
     assert GanPhase.at(4, objective) == GanPhase(gan_on=False) and GanPhase.at(5, objective).gan_on
     metrics = _assert_routed(model, x, eps, z_p, objective, expected, phase=GanPhase.at(4, objective))
     assert metrics == {}  # no adaptive weight without a GAN term
@@ -182,12 +180,9 @@ def test_the_pixel_term_joins_llike_for_the_encoder_and_the_decoder():
     recon = ref.decoder(torch.cat([mu + eps * torch.exp(0.5 * logvar), z_p]))[:4]
     l_pixel = (0.5 * (recon - x).pow(2).sum(dim=(1, 2, 3))).mean()
     l_rec = l_llike + 0.7 * l_pixel
-    expected = {
-        "encoder": torch.autograd.grad(l_prior + l_rec, list(ref.encoder.parameters()), retain_graph=True),
-        "decoder": torch.autograd.grad(objective.gamma * l_rec + l_gen, list(ref.decoder.parameters()),
-                                       retain_graph=True),
-        "discriminator": torch.autograd.grad(l_gan, list(ref.discriminator.parameters())),
-    }
+    expected = _expected_gradients(ref, encoder=l_prior + l_rec,
+                                   decoder=objective.gamma * l_rec + l_gen,
+                                   discriminator=l_gan)
     _assert_routed(model, x, eps, z_p, objective, expected)
 
 
@@ -201,12 +196,9 @@ def test_r1_joins_the_discriminator_loss_and_nothing_else():
     real = x.clone().requires_grad_(True)
     (grad_x,) = torch.autograd.grad(ref.discriminator(real)[0].sum(), real, create_graph=True)
     penalty = grad_x.pow(2).sum(dim=(1, 2, 3)).mean()
-    expected = {
-        "encoder": torch.autograd.grad(l_prior + l_llike, list(ref.encoder.parameters()), retain_graph=True),
-        "decoder": torch.autograd.grad(objective.gamma * l_llike + l_gen, list(ref.decoder.parameters()),
-                                       retain_graph=True),
-        "discriminator": torch.autograd.grad(l_gan + 4 * 2.0 / 2 * penalty, list(ref.discriminator.parameters())),
-    }
+    expected = _expected_gradients(ref, encoder=l_prior + l_llike,
+                                   decoder=objective.gamma * l_llike + l_gen,
+                                   discriminator=l_gan + 4 * 2.0 / 2 * penalty)
     phases = [GanPhase.at(step, objective) for step in range(9)]
     assert [p.r1_now for p in phases] == [True, False, False, False, True, False, False, False, True]
     term = r1_term(model.discriminator, x, None, objective)
