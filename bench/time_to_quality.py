@@ -30,7 +30,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 # turns on, so it is the smoke preset as it was before the recipe options (issue 17's starting point).
 PAPER_SMOKE = ["optim.algorithm=rmsprop", "optim.ema_halflife_kimg=0", "objective.gan_start=0",
                "objective.adaptive_gamma=false", "objective.r1_gamma=0", "model.spectral_norm=false",
-               "objective.pixel_weight=0",
+               "model.discriminator_norm=batch", "objective.pixel_weight=0",
                "objective.gamma=0.01", "objective.equilibrium=true", "optim.lr_encoder=3e-4",
                "optim.lr_decoder=3e-4", "optim.lr_discriminator=3e-4", "train.workers=2", "data.batch_size=16"]
 RECIPES: dict[str, list[str]] = {
@@ -56,6 +56,7 @@ RECIPES: dict[str, list[str]] = {
     "ema_r1_pixel0.1": [*PAPER_SMOKE, "optim.ema_halflife_kimg=2", "objective.r1_gamma=1", "objective.r1_every=4",
                         "objective.pixel_weight=0.1"],
     "preset_pixel2": ["objective.pixel_weight=2"],
+    "preset_nobn": ["model.discriminator_norm=none"],
     "lr_1e-3": [*PAPER_SMOKE, "optim.lr_encoder=1e-3", "optim.lr_decoder=1e-3", "optim.lr_discriminator=1e-3"],
 }
 FD_TARGETS = (60.0, 40.0, 30.0)

@@ -160,6 +160,28 @@ def test_spectral_norm_bounds_every_discriminator_layer_and_keeps_dis_l():
     assert {k for k in plain.state_dict()} != {k for k in model.state_dict()}  # hence an architecture key
 
 
+def test_discriminator_without_batch_norm_judges_each_image_alone_and_keeps_dis_l():
+    cfg = build_config("smoke", ["model.discriminator_norm=none"])
+    torch.manual_seed(0)
+    model = build_model(cfg.model, 32)
+    d = model.discriminator.train()
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in d.modules())
+    x = torch.randn(6, 3, 32, 32)
+    logits, features = d(x)
+    alone = [d(x[i:i + 1]) for i in range(len(x))]  # in train mode: BN would change these
+    torch.testing.assert_close(torch.cat([a[0] for a in alone]), logits)
+    torch.testing.assert_close(torch.cat([a[1] for a in alone]), features)
+    # Dis_l is still the output of the dis_l_block-th stride-2 conv, computed by hand from the layers
+    h = d.stem(x)
+    for conv, _, relu in d.blocks[:model.arch.dis_l_block]:
+        h = relu(conv(h))
+    torch.testing.assert_close(d.blocks[model.arch.dis_l_block][0](h).flatten(1), features)
+    # the paper's discriminator does depend on its batch in train mode (so the check above can fail)
+    batch_normed = build_model(dataclasses.replace(cfg.model, discriminator_norm="batch"), 32).discriminator.train()
+    assert not torch.allclose(batch_normed(x[:2])[0], batch_normed(x)[0][:2])
+    assert {k for k in batch_normed.state_dict()} != {k for k in d.state_dict()}  # hence an architecture key
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (bench/gpu_check.sh runs this there)")
 def test_a_gpu_step_issues_no_synchronisation():
     """The same step on a GPU under torch.cuda.set_sync_debug_mode('error'): any synchronisation raises."""

@@ -48,6 +48,11 @@ class ModelConfig:
     # W x / sigma(W): the similarity metric keeps its directions and loses its scale (gamma weighs a smaller
     # L_llike). Changes the checkpoint's keys, so a rerun cannot switch it.
     spectral_norm: bool = False
+    # batch: the paper's discriminator (batch norm after every stride-2 conv and the FC). none: no batch norm
+    # in the discriminator (a bias instead), as in R1-regularised GANs (StyleGAN2): a logit then depends on its
+    # own image only, not on the real/fake mix of its batch. Dis_l stays the same convolution's output. Changes
+    # the checkpoint's keys, so a rerun cannot switch it.
+    discriminator_norm: Literal["batch", "none"] = "batch"
 
 
 @dataclass

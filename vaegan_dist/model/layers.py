@@ -12,12 +12,14 @@ from vaegan_dist.model.architecture import BN_MOMENTUM, CONV_BN_EPS, KERNEL
 PAD = KERNEL // 2  # "same" padding: stride 2 halves the side exactly
 
 
-def conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
-    """5x5 stride-2 conv (no bias: BN follows), BN, ReLU. Halves the side."""
+def conv_bn_relu(c_in: int, c_out: int, batch_norm: bool = True) -> nn.Sequential:
+    """5x5 stride-2 conv (no bias: BN follows), BN, ReLU. Halves the side. Without ``batch_norm`` the conv has
+    a bias and an identity stands where the BN was, so the block keeps its three parts; its ReLU is then not
+    in place, because the conv's output may be Dis_l, which the discriminator returns."""
     return nn.Sequential(
-        nn.Conv2d(c_in, c_out, KERNEL, stride=2, padding=PAD, bias=False),
-        nn.BatchNorm2d(c_out, eps=CONV_BN_EPS, momentum=BN_MOMENTUM),
-        nn.ReLU(inplace=True),
+        nn.Conv2d(c_in, c_out, KERNEL, stride=2, padding=PAD, bias=not batch_norm),
+        nn.BatchNorm2d(c_out, eps=CONV_BN_EPS, momentum=BN_MOMENTUM) if batch_norm else nn.Identity(),
+        nn.ReLU(inplace=batch_norm),
     )
 
 
@@ -30,10 +32,10 @@ def deconv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
     )
 
 
-def fc_bn_relu(n_in: int, n_out: int) -> nn.Sequential:
+def fc_bn_relu(n_in: int, n_out: int, batch_norm: bool = True) -> nn.Sequential:
     return nn.Sequential(
-        nn.Linear(n_in, n_out, bias=False),
-        nn.BatchNorm1d(n_out, momentum=BN_MOMENTUM),
+        nn.Linear(n_in, n_out, bias=not batch_norm),
+        nn.BatchNorm1d(n_out, momentum=BN_MOMENTUM) if batch_norm else nn.Identity(),
         nn.ReLU(inplace=True),
     )
 

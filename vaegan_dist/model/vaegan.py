@@ -33,8 +33,11 @@ class VAEGAN(nn.Module):
 
     def __init__(self, image_size: int = 64, latent_dim: int = 128, encoder_fc: int = 2048,
                  discriminator_fc: int = 512, width: float = 1.0, kind: str = "vaegan",
-                 attributes: Sequence[str] = (), spectral_norm: bool = False):
+                 attributes: Sequence[str] = (), spectral_norm: bool = False,
+                 discriminator_norm: str = "batch"):
         super().__init__()
+        if discriminator_norm not in ("batch", "none"):
+            raise ValueError(f"unknown discriminator_norm {discriminator_norm!r}; choose batch or none")
         if kind not in KIND_NETWORKS:
             raise ValueError(f"unknown model kind {kind!r}; choose one of: {', '.join(KIND_NETWORKS)}")
         has = KIND_NETWORKS[kind]
@@ -45,7 +48,8 @@ class VAEGAN(nn.Module):
         c = len(self.attributes)
         self.encoder = Encoder(self.arch, latent_dim, encoder_fc, c) if "encoder" in has else None
         self.decoder = Decoder(self.arch, latent_dim, c)
-        self.discriminator = (Discriminator(self.arch, discriminator_fc, c, spectral_norm)
+        self.discriminator = (Discriminator(self.arch, discriminator_fc, c, spectral_norm,
+                                            batch_norm=discriminator_norm == "batch")
                               if "discriminator" in has else None)
 
     @property
@@ -106,4 +110,5 @@ def build_model(model_cfg, image_size: int, attributes: Sequence[str] = ()) -> V
     return VAEGAN(image_size=image_size, latent_dim=model_cfg.latent_dim, encoder_fc=model_cfg.encoder_fc,
                   discriminator_fc=model_cfg.discriminator_fc, width=model_cfg.width,
                   kind=getattr(model_cfg, "kind", "vaegan"), attributes=attributes if conditioned else (),
-                  spectral_norm=getattr(model_cfg, "spectral_norm", False))
+                  spectral_norm=getattr(model_cfg, "spectral_norm", False),
+                  discriminator_norm=getattr(model_cfg, "discriminator_norm", "batch"))

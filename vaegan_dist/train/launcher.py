@@ -35,6 +35,7 @@ from vaegan_dist.train.storage import RunStorage, is_url
 # optim.algorithm: RMSProp's state cannot continue as Adam's (or the other way round).
 _ARCHITECTURE_KEYS = ("model.kind", "data.image_size", "model.latent_dim", "model.encoder_fc",
                       "model.discriminator_fc", "model.width", "model.condition", "model.spectral_norm",
+                      "model.discriminator_norm",
                       "optim.algorithm")
 
 
