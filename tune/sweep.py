@@ -130,8 +130,13 @@ _FIELD_TYPES = {"space": str, "space_file": str, "preset": str, "scheduler": str
 
 def saved_settings(name: str, overrides: tuple[str, ...]) -> SweepSettings:
     """The settings sweep ``name`` was started with, for ``--resume``. ``overrides`` may only be operational
-    (OPERATIONAL_KEYS): they are found under train.storage_path and applied after the sweep's own."""
-    other = [o for o in overrides if o.partition("=")[0].strip() not in OPERATIONAL_KEYS]
+    (OPERATIONAL_KEYS): they are found under train.storage_path and applied after the sweep's own.
+
+    sweep.json may have been written by anyone who can write the sweep's storage (NFS, S3): a ``pipe:``
+    data source found there is a shell command, so it runs only if the user types the same
+    ``data.source=pipe:...`` on this command line; a stored space holding one is refused."""
+    typed_source = _typed_source(overrides)
+    other = [o for o in overrides if o.partition("=")[0].strip() not in (*OPERATIONAL_KEYS, "data.source")]
     if other:
         raise ConfigError(f"--resume: override {other[0]!r} would change the sweep; a resumed sweep keeps its config "
                           f"(only {', '.join(OPERATIONAL_KEYS)} may be given)")
@@ -158,9 +163,25 @@ def saved_settings(name: str, overrides: tuple[str, ...]) -> SweepSettings:
     unknown = set(saved) - set(_FIELD_TYPES) - {"trials", "overrides", "extra"}
     if unknown or saved.get("name") != name:
         raise ConfigError(f"{where}: not the settings of sweep {name!r} (unexpected {sorted(unknown) or 'name'})"[:300])
+    stored_source = _typed_source(tuple(saved_overrides))
+    if stored_source.startswith("pipe:") and typed_source != stored_source:
+        raise ConfigError(f"{where}: holds data.source={stored_source!r}, a shell command; a stored command is never "
+                          "run: repeat data.source=... on this command line to resume with it"[:400])
+    if typed_source and typed_source != stored_source:
+        raise ConfigError(f"--resume: override 'data.source={typed_source}' would change the sweep (it trained on "
+                          f"{stored_source or 'the built-in faces'!r})"[:400])
+    if "pipe:" in saved.get("space", ""):
+        raise ConfigError(f"{where}: its search space holds a pipe: command; a stored command is never run (start a "
+                          "new sweep with the space file)")
     saved["overrides"] = (*saved_overrides, *overrides)
     saved.pop("extra", None)
     return SweepSettings(**saved)
+
+
+def _typed_source(overrides: tuple[str, ...]) -> str:
+    """The last data.source among key=value overrides ("" if none), as the config parser would take it."""
+    values = [o.partition("=")[2].strip() for o in overrides if o.partition("=")[0].strip() == "data.source"]
+    return values[-1] if values else ""
 
 
 def require_optuna() -> None:

@@ -269,6 +269,33 @@ def test_resume_takes_the_sweep_as_it_was_started(tmp_path, capsys):
             saved_settings("s1", (f"train.storage_path={tmp_path}",))
 
 
+def test_resume_never_runs_a_pipe_command_found_in_sweep_storage(tmp_path):
+    """Anyone who can write the sweep's storage can edit sweep.json: its pipe: source must not run."""
+    from tune.sweep import saved_settings
+
+    sweep = tmp_path / "s1"
+    sweep.mkdir()
+    command = "pipe:touch /tmp/owned && cat shard.tar"
+    settings = SweepSettings("objective.gamma: {grid: [0.1]}", "x.yaml", overrides=(f"data.source={command}",),
+                             name="s1", search="grid")
+    (sweep / "sweep.json").write_text(json.dumps(dataclasses.asdict(settings)))
+    storage = f"train.storage_path={tmp_path}"
+    with pytest.raises(ConfigError, match=r"sweep.json: holds data.source='pipe:touch /tmp/owned && cat shard.tar', "
+                                          "a shell command; a stored command is never run"):
+        saved_settings("s1", (storage,))
+    with pytest.raises(ConfigError, match="a stored command is never run"):  # typing another one is no consent
+        saved_settings("s1", (storage, "data.source=pipe:cat other.tar"))
+    resumed = saved_settings("s1", (storage, f"data.source={command}"))  # typed by the user: theirs to run
+    assert resumed.overrides == (f"data.source={command}", storage, f"data.source={command}")
+    (sweep / "sweep.json").write_text(json.dumps(dataclasses.asdict(dataclasses.replace(settings, overrides=()))))
+    with pytest.raises(ConfigError, match="'data.source=/data/celeba' would change the sweep .*'the built-in faces'"):
+        saved_settings("s1", (storage, "data.source=/data/celeba"))
+    (sweep / "sweep.json").write_text(json.dumps(dataclasses.asdict(dataclasses.replace(
+        settings, overrides=(), space='data.source: {choice: ["pipe:touch /tmp/owned"]}'))))
+    with pytest.raises(ConfigError, match="its search space holds a pipe: command"):
+        saved_settings("s1", (storage,))
+
+
 def test_the_searcher_holds_the_concurrency_limit():
     """Tune ignores TuneConfig.max_concurrent_trials for a BasicVariantGenerator passed in: the limit must be
     the searcher's own, or trials the cluster cannot place start and wait for workers."""
