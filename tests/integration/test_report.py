@@ -401,14 +401,13 @@ def _error_cases(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
         "run twice": (["--runs", str(run), str(tmp_path / "link"), "--out", out], "is given twice"),
         "too many": (["--runs", *[str(run)] * 33, "--out", out], "at most 32"),
         "out a dir": (["--runs", str(run), "--out", str(tmp_path / "a_dir.html")], "is a directory"),
-        "out foreign": (["--runs", str(run), "--out", str(tmp_path / "notes.html")], "is not a vaegan-dist report"),
         "out no parent": (["--runs", str(run), "--out", str(tmp_path / "no" / "r.html")],
                           "output directory does not exist"),
         "out not html": (["--runs", str(run), "--out", str(tmp_path / "r.png")], "ends in .html or .htm"),
     }
 
 
-@pytest.mark.parametrize("case", ["missing run", "foreign run", "run twice", "too many", "out a dir", "out foreign",
+@pytest.mark.parametrize("case", ["missing run", "foreign run", "run twice", "too many", "out a dir",
                                   "out no parent", "out not html"])
 def test_refusals_are_one_line_and_write_nothing(case, tmp_path, capsys):
     args, message = _error_cases(tmp_path)[case]
@@ -420,10 +419,17 @@ def test_refusals_are_one_line_and_write_nothing(case, tmp_path, capsys):
     assert snapshot(tmp_path) == before  # notes.html untouched, no r.html
 
 
-def test_help():
-    with pytest.raises(SystemExit) as exit_:
-        main(["report", "--help"])
-    assert exit_.value.code == 0
+def test_a_file_named_by_out_is_replaced_whole_and_a_refused_run_keeps_it(tmp_path):
+    """The one output policy: a file the user names is theirs to replace (atomically); an error leaves it."""
+    run = make_run(tmp_path, "run")
+    notes = tmp_path / "notes.html"
+    notes.write_text("<html>my own notes</html>")
+    assert main(["report", "--runs", str(tmp_path / "nope"), "--out", str(notes)]) == 2
+    assert notes.read_text() == "<html>my own notes</html>"
+    assert main(["report", "--runs", str(run), "--out", str(notes)]) == 0
+    assert "my own notes" not in notes.read_text()
+    assert Page(notes.read_text()).cells[("steps", 0)] == "no checkpoint (of 100)"
+    assert not list(tmp_path.glob(".notes.html.*.tmp"))
 
 
 # ------------------------------------------------------------------------------------------ in a browser

@@ -247,8 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="one self-contained HTML page showing runs side by side: samples, "
                                            "reconstructions, metrics, edits, similarity, pretraining")
     report.add_argument("--runs", nargs="+", required=True, metavar="DIR", help="run directories (at most 32)")
-    report.add_argument("--out", required=True, help="HTML file to write (.html or .htm; an existing file is "
-                                                     "replaced only if it is an earlier report)")
+    report.add_argument("--out", required=True, help="HTML file to write (.html or .htm; replaced if it exists)")
     report.add_argument("--title", default="vaegan-dist report", help="the page's heading (default %(default)s)")
     report.set_defaults(func=commands.report)
     return parser

@@ -40,7 +40,7 @@ from vaegan_dist.evaluate.model_metrics import LOWER_IS_BETTER, METRICS
 from vaegan_dist.evaluate.results import FILES, RESULTS_DIR
 from vaegan_dist.model.store import RUN_MARKER, checkpoint_step, find_checkpoints, load_state
 
-GENERATOR = "vaegan-dist report"  # in a <meta name="generator">: how an earlier report is told from a user's file
+GENERATOR = "vaegan-dist report"  # in a <meta name="generator">
 DEFAULT_TITLE = "vaegan-dist report"
 MAX_RUNS = 32
 MAX_FILE_BYTES = 20 * 1024 * 1024  # an image (or result file) larger than this is not embedded
@@ -97,7 +97,8 @@ def write_report(runs: Sequence[str | Path], out: str | Path, title: str = DEFAU
 
 
 def check_out(out: str | Path) -> Path:
-    """Refuse a target that is not an HTML file we may replace: nothing of the user's is overwritten."""
+    """Refuse a target that is not an HTML file. A file the user names with --out is theirs to replace (the
+    project's one policy for named outputs, as cp and curl -o do), atomically."""
     out = Path(out).expanduser()
     if out.suffix.lower() not in SUFFIXES:
         raise ConfigError(f"--out {out}: a report is an HTML file; its name ends in .html or .htm")
@@ -105,18 +106,7 @@ def check_out(out: str | Path) -> Path:
         raise IsADirectoryError(f"--out {out}: is a directory; name the HTML file to write")
     if not out.parent.is_dir():
         raise FileNotFoundError(f"{out.parent}: output directory does not exist")
-    if out.exists() and not _is_our_report(out):
-        raise ConfigError(f"--out {out}: exists and is not a vaegan-dist report; choose another --out")
     return out
-
-
-def _is_our_report(path: Path) -> bool:
-    try:
-        with open(path, "rb") as f:
-            head = f.read(4096).decode("utf-8", errors="replace")
-    except OSError:
-        return False
-    return f'<meta name="generator" content="{GENERATOR}">' in head
 
 
 def check_runs(runs: Sequence[str | Path]) -> list[Path]:
