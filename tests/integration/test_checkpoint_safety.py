@@ -1,6 +1,8 @@
 """Checkpoints come from wherever a user downloaded them: loading one must never run code (item 1)."""
 
 import os
+import pickle
+import warnings
 import zipfile
 
 import pytest
@@ -69,3 +71,9 @@ def test_a_file_that_is_not_a_checkpoint_gets_one_line(tmp_path):
     with pytest.raises(CheckpointError, match="garbage.pt: not a readable checkpoint") as err:
         load_state(tmp_path / "garbage.pt")
     assert "\n" not in str(err.value)
+    (tmp_path / "raw.pt").write_bytes(pickle.dumps({"a": 1}, protocol=4))  # torch warns on a raw pickle
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(CheckpointError, match="raw.pt: not a readable checkpoint"):
+            load_state(tmp_path / "raw.pt")
+    assert [str(w.message) for w in caught] == []  # the one line must be all the user reads

@@ -36,6 +36,12 @@ def test_help_for_every_command(command):
     (["evaluator", "train", "--data", "/no/such/shards"], "/no/such/shards: no such data directory"),
     (["prepare", "celeba", "--root", "/no/such/celeba", "--out", "/tmp/x"], "/no/such/celeba: no such directory"),
     (["prepare", "folder", "--root", "/no/such/photos", "--out", "/tmp/x"], "/no/such/photos: no such directory"),
+    # negative numbers argparse alone would take for options ("expected at least one argument")
+    (["edit", "--checkpoint", "/no/such/run", "--attribute", "Smiling", "--scale", "1", "-inf", "--out", "x.png"],
+     "argument --scale: '-inf' is not a finite number"),
+    (["evaluate", "--checkpoint", "/no/such/run", "--num", "-1e3"], "argument --num: '-1e3' is not an integer"),
+    (["edit", "--checkpoint", "/no/such/run", "--attribute", "Smiling", "--scale", "-1e0", "2", "--out", "x.png"],
+     "/no/such/run: no such checkpoint"),  # parsed as -1.0: the error is the next one
 ])
 def test_bad_input_is_one_line_naming_the_culprit(args, message):
     out = run_cli(*args)

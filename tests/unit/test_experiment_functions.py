@@ -2,6 +2,7 @@
 attribute-similarity metric, the pretraining protocol's pieces, and user photos prepared like `prepare folder`."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -199,6 +200,13 @@ def test_user_image_errors_name_the_file(tmp_path):
     Image.new("1", (20000, 20000)).save(bomb)  # 1-bit: a few KB on disk, 400 megapixels decoded
     with pytest.raises(DataError, match="bomb.png: unreadable image"):
         load_user_images([bomb], 32)
+    warned = tmp_path / "warned.png"  # between 89 and 179 megapixels PIL warns instead of refusing
+    Image.new("1", (10000, 10000)).save(warned)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(DataError, match="warned.png: unreadable image .*10000x10000 pixels, more than the 40"):
+            load_user_images([warned], 32)
+    assert [str(w.message) for w in caught] == []  # a warning would be a second line above the error
 
 
 def test_attributes_to_order_keep_real_combinations_and_force_the_settings():

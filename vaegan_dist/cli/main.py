@@ -38,7 +38,7 @@ def int_range(low: int, high: int | None = None):
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+            raise argparse.ArgumentTypeError(f"{text.strip()!r} is not an integer") from None
         if high is None and value < low:
             raise argparse.ArgumentTypeError(f"{value}: must be at least {low}")
         if high is not None and not low <= value <= high:
@@ -53,17 +53,35 @@ def finite_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        raise argparse.ArgumentTypeError(f"{text.strip()!r} is not a number") from None
     if value != value or value in (float("inf"), float("-inf")):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        raise argparse.ArgumentTypeError(f"{text.strip()!r} is not a finite number")
     return value
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """Usage errors as one line naming the argument (argparse prints its whole usage block first)."""
+    """Usage errors as one line naming the argument (argparse prints its whole usage block first), and
+    negative numbers that argparse would take for options (``--scale -inf``, ``-1e3``) passed as values."""
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = sys.argv[1:] if args is None else list(args)
+        return super().parse_known_args([_as_value(a) for a in args], namespace)
+
+
+def _as_value(arg: str) -> str:
+    """argparse reads only ``-1`` and ``-.5`` as negative numbers; every other token starting with '-' is an
+    option, so ``--scale -1e3`` or ``-inf`` fails with "expected one argument" before our type can say what
+    is wrong. A leading space makes such a token a value (float() strips it; no option of ours is numeric)."""
+    if arg[:1] == "-" and not arg.startswith("--"):
+        try:
+            float(arg)
+        except ValueError:
+            return arg
+        return " " + arg
+    return arg
 
 
 def build_parser() -> argparse.ArgumentParser:

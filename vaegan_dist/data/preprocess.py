@@ -12,6 +12,7 @@ greyscale images are scaled to 8 bits (PIL's own conversion clips them, so they 
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +57,10 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 def load_image(path: str | Path, crop: str, size: int, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """An image file -> RGB uint8 [size, size, 3]; raises :class:`ImageTooLarge` from the header alone."""
-    with Image.open(path) as image:
+    with warnings.catch_warnings():  # PIL warns above 89 megapixels; our own limit (below) is lower and one line
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        image = Image.open(path)
+    with image:
         width, height = image.size
         if image.format == "JPEG" and crop != "paper" and min(width, height) > 4 * size:
             scale = 2 * size / min(width, height)  # the decoder picks a power-of-two scale at least this large

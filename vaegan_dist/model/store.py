@@ -12,6 +12,7 @@ Training writes checkpoints (:mod:`vaegan_dist.train.checkpoint`); everything th
 from __future__ import annotations
 
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,9 @@ def load_tensors(file: str | Path, map_location: str | torch.device = "cpu", wha
     """``torch.load(weights_only=True)`` with one-line errors: a file that asks to unpickle anything beyond
     tensors and plain values is refused (nothing in it has run), an unreadable one named as such."""
     try:
-        return torch.load(file, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # a raw pickle's "Detected pickle protocol": the error below says it all
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(file, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:  # weights_only refused something; nothing in the file has run
         refused = next((line.strip() for line in str(err).splitlines() if "GLOBAL" in line), None)
         if refused is not None:
