@@ -99,6 +99,32 @@ def _need(workers: int, cpus: float, gpu: bool, resources: dict[str, float], nod
             f"its driver; the cluster has {has}" + (f" (at most {largest:g} CPU on one node)" if len(nodes) > 1 else ""))
 
 
+RESOURCE_KEYS = ("train.workers", "train.cpus_per_worker")
+MIN_FITTED_CPUS = 0.25  # below this a worker would spend its slice waiting: refuse rather than fit
+
+
+def fit_trial(resources: dict[str, float], nodes: list[dict[str, float]], workers: int, cpus_per_worker: float,
+              gpu: bool, given: set[str]) -> tuple[int, float]:
+    """A trial's (workers, CPUs per worker) that the cluster can place, changing only what the user did not
+    set (``given``: the keys of RESOURCE_KEYS on the command line): the most workers, up to the preset's,
+    each with the preset's CPUs or as many as fit (never under MIN_FITTED_CPUS). Unchanged if the trial
+    already fits or nothing fits; the caller then refuses with :func:`_need`. Why: the smoke preset's
+    2 workers x 1 CPU train on a 2-core machine, but a trial also needs its driver's 0.01 CPU, so a sweep
+    with the preset's own settings never fit there."""
+    if placeable_trials(resources, workers, cpus_per_worker, gpu, nodes) >= 1:
+        return workers, cpus_per_worker
+    total = resources.get("CPU", 0.0)
+    largest = max((n.get("CPU", 0.0) for n in nodes), default=total)
+    candidates = [workers] if "train.workers" in given else range(workers, 0, -1)  # at most the preset's few
+    for count in candidates:
+        cpus = cpus_per_worker
+        if "train.cpus_per_worker" not in given:
+            cpus = min(cpus, math.floor(min(largest, (total - DRIVER_CPU) / count) * 100 + 1e-6) / 100)
+        if cpus >= min(MIN_FITTED_CPUS, cpus_per_worker) and placeable_trials(resources, count, cpus, gpu, nodes) >= 1:
+            return count, cpus
+    return workers, cpus_per_worker
+
+
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # Overrides a resumed sweep may change: where to find it and how to reach and wait for the cluster.
 OPERATIONAL_KEYS = ("train.storage_path", "ray.address", "train.start_timeout_s", "train.start_retries")
@@ -263,9 +289,18 @@ def run_sweep(settings: SweepSettings, resume: bool = False, now: datetime.datet
         raise ConfigError("config key 'model.sync_batchnorm' needs GPU workers: PyTorch's SyncBatchNorm has no CPU "
                           "implementation; got true on a CPU-only sweep")
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
-    fits = placeable_trials(resources, low, base.train.cpus_per_worker, gpu, nodes)
+    given = {o.partition("=")[0].strip() for o in settings.overrides} & set(RESOURCE_KEYS)
+    workers, cpus = fit_trial(resources, nodes, low, base.train.cpus_per_worker, gpu, given)
+    if (workers, cpus) != (low, base.train.cpus_per_worker):
+        print(f"sweep: a trial fits this cluster ({resources.get('CPU', 0):g} CPU) as {workers} worker(s) x "
+              f"{cpus:g} CPU (the preset's {low} x {base.train.cpus_per_worker:g} plus the trial's driver do not); "
+              f"set {' and '.join(RESOURCE_KEYS)} to choose", flush=True)
+        fitted = dataclasses.replace(job.cfg.train, workers=str(workers), cpus_per_worker=cpus)  # "N" or "N-M"
+        job = dataclasses.replace(job, cfg=dataclasses.replace(job.cfg, train=fitted))
+        low = workers
+    fits = placeable_trials(resources, low, cpus, gpu, nodes)
     if fits < 1:
-        raise ConfigError(f"{_need(low, base.train.cpus_per_worker, gpu, resources, nodes)}: lower "
+        raise ConfigError(f"{_need(low, cpus, gpu, resources, nodes)}: lower "
                           "train.cpus_per_worker (fractions are fine, e.g. 0.49) or train.workers")
     concurrent = min(fits, trials)
     search_alg = _search_algorithm(settings, mode, concurrent)

@@ -39,8 +39,8 @@ def ray_tmp():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _tune(args: list[str], ray_tmp: Path, **popen) -> subprocess.Popen:
-    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp), "PYTHONUNBUFFERED": "1"}
+def _tune(args: list[str], ray_tmp: Path, env: dict[str, str] | None = None, **popen) -> subprocess.Popen:
+    env = env or {**os.environ, "RAY_TMPDIR": str(ray_tmp), "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, "-m", "vaegan_dist.cli.main", "tune", *args], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, **popen)
 
@@ -134,6 +134,25 @@ def test_a_killed_sweep_resumes_without_rerunning_finished_trials(faces_eval, ev
     assert f"resuming from {newest}" in out  # the second trial continued from its own newest checkpoint
     assert f"trial {second.name}: " in out and f"trial {first.name}: " not in out  # the finished one was not restarted
     assert (first_checkpoint / "state.pt").stat().st_mtime_ns == first_mtime
+
+
+def test_a_sweep_without_resource_flags_is_fitted_to_its_cluster(faces_eval, evaluator_cache, tmp_path, ray_tmp):
+    """The smoke preset (2 workers x 1 CPU) on a 2-CPU cluster: with the trial's driver it does not fit, so the
+    sweep gives each worker 0.99 CPU, says so in one line, and the trial trains."""
+    space = tmp_path / "space.yaml"
+    space.write_text("objective.gamma: {grid: [1.0e-2]}\n")
+    args = ["--space", str(space), "--search", "grid", "--name", "fitted", "--preset", "smoke", "--metric",
+            "loss/l_llike", "data.loader_workers=0", "data.batch_size=8", "train.steps=4", "train.eval_every=0",
+            "train.image_every=4", "train.log_every=2", "train.start_timeout_s=60",
+            f"data.source={faces_eval}", f"data.cache_dir={evaluator_cache}", f"train.storage_path={tmp_path}"]
+    proc = _tune(args, ray_tmp, env={**os.environ, "RAY_TMPDIR": str(ray_tmp), "PYTHONUNBUFFERED": "1",
+                                     "RAY_OVERRIDE_RESOURCES": '{"CPU": 2}'})  # the same cluster on any machine
+    out = _finish(proc, timeout=300)
+    assert ("sweep: a trial fits this cluster (2 CPU) as 2 worker(s) x 0.99 CPU (the preset's 2 x 1 plus the "
+            "trial's driver do not); set train.workers and train.cpus_per_worker to choose") in out
+    (row,) = _results(tmp_path / "fitted")
+    assert row["status"] == "completed" and row["step"] == "4"
+    assert "cpus_per_worker: 0.99" in (tmp_path / "fitted" / "runs" / row["trial_id"] / "config.yaml").read_text()
 
 
 def test_a_sweep_that_cannot_be_placed_is_refused_at_once(faces_eval, evaluator_cache, tmp_path, ray_tmp):

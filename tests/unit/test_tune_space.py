@@ -246,6 +246,27 @@ def test_only_reports_holding_the_metric_reach_tune():
     assert sent == [{"step": 40, "eval/fd": 9.0, TRIAL_STARTED: 123.0, "checkpoint_path": "/r/checkpoint_40"}]
 
 
+def test_a_trial_is_fitted_to_the_cluster_only_where_the_user_left_the_choice():
+    from tune.sweep import fit_trial
+
+    two = [{"CPU": 2}]
+    # the smoke preset on a 2-core machine: 2 x 1 CPU + the driver's 0.01 does not fit; 2 x 0.99 does
+    assert fit_trial({"CPU": 2}, two, 2, 1.0, False, given=set()) == (2, 0.99)
+    assert placeable_trials({"CPU": 2}, 2, 0.99, gpu=False, nodes=two) == 1
+    assert fit_trial({"CPU": 16}, [{"CPU": 16}], 2, 1.0, False, given=set()) == (2, 1.0)  # fits: unchanged
+    # CPUs per worker given: fewer workers instead
+    assert fit_trial({"CPU": 2}, two, 2, 1.0, False, given={"train.cpus_per_worker"}) == (1, 1.0)
+    # both given: unchanged, so the caller refuses in one line naming them
+    assert fit_trial({"CPU": 2}, two, 2, 1.0, False, given={"train.workers", "train.cpus_per_worker"}) == (2, 1.0)
+    # a worker must fit on one node: 4 workers over two 2-CPU nodes get 0.99 each, placed 2 and 2
+    assert fit_trial({"CPU": 4}, [{"CPU": 2}] * 2, 4, 1.0, False, given=set()) == (4, 0.99)
+    # never fitted to a useless slice: 8 workers on 1 CPU become 3 x 0.33 (4 x 0.24 is too thin)
+    assert fit_trial({"CPU": 1}, [{"CPU": 1}], 8, 1.0, False, given=set()) == (3, 0.33)
+    assert fit_trial({"CPU": 0.5}, [{"CPU": 0.5}], 2, 1.0, False, given=set()) == (1, 0.49)
+    # GPUs: at most one worker per GPU
+    assert fit_trial({"CPU": 32, "GPU": 2}, [{"CPU": 32, "GPU": 2}], 4, 4.0, True, given=set()) == (2, 4.0)
+
+
 def test_resume_takes_the_sweep_as_it_was_started(tmp_path, capsys):
     from tune.sweep import saved_settings
 
