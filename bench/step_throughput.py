@@ -53,7 +53,7 @@ class StraightforwardStep:
         logit_real, f_real = dis(x)
         logit_rec, f_rec = dis(x_rec)
         logit_p, _ = dis(x_p)
-        l_prior = kernels.kl_normal(mu, logvar)
+        l_prior = (-0.5 * (1 + logvar - mu.square() - logvar.exp()).sum(dim=1)).mean()
         l_llike = kernels.feature_nll(f_rec, f_real.detach())
         # The config's objective, written out independently of vaegan_dist.objectives.
         bce = F.binary_cross_entropy_with_logits

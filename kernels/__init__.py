@@ -15,7 +15,6 @@ This package imports nothing from ``vaegan_dist`` so that it can be read, tested
 
 from kernels.dispatch import use_backend
 from kernels.feature_nll import feature_nll
-from kernels.kl_normal import kl_normal
 from kernels.reparameterize_kl import reparameterize_kl
 
-__all__ = ["feature_nll", "kl_normal", "reparameterize_kl", "use_backend"]
+__all__ = ["feature_nll", "reparameterize_kl", "use_backend"]

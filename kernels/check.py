@@ -47,7 +47,6 @@ def _specs(dtype: str) -> list[tuple[object, dict, dict, int]]:
 
     from kernels._scale import SCALE_BLOCK, _scale_rows_kernel
     from kernels.feature_nll import BLOCK, _feature_nll_forward_kernel
-    from kernels.kl_normal import _kl_normal_forward_kernel
     from kernels.reparameterize_kl import (
         _reparameterize_kl_backward_kernel,
         _reparameterize_kl_forward_kernel,
@@ -62,10 +61,6 @@ def _specs(dtype: str) -> list[tuple[object, dict, dict, int]]:
         (_scale_rows_kernel,
          {"grad_ptr": p, "scale_ptr": "*fp32", "scale_stride": "i32", "out_ptr": p, "D": "i32",
           "BLOCK": "constexpr", "ACC": "constexpr"}, {"BLOCK": SCALE_BLOCK, "ACC": acc}, 4),
-        (_kl_normal_forward_kernel,
-         {"mu_ptr": p, "logvar_ptr": p, "mu_stride": "i32", "logvar_stride": "i32", "kl_ptr": "*fp32",
-          "grad_mu_ptr": p, "grad_logvar_ptr": p, "L": "i32", "grad_scale": "fp32", "BLOCK": "constexpr",
-          "ACC": "constexpr"}, {"BLOCK": 128, "ACC": acc}, 1),
         (_reparameterize_kl_forward_kernel,
          {"mu_ptr": p, "logvar_ptr": p, "eps_ptr": "*fp32", "z_ptr": p, "kl_ptr": "*fp32",
           "dz_dlogvar_ptr": "*fp32", "dkl_dlogvar_ptr": "*fp32", "L": "i32", "BLOCK": "constexpr",

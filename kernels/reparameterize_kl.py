@@ -18,7 +18,6 @@ from kernels._checks import check_pair
 from kernels._scale import TL_DTYPES, accumulation_dtype
 from kernels._triton import tl, triton
 from kernels.dispatch import use_triton
-from kernels.kl_normal import kl_normal_reference
 
 if triton is not None:
 
@@ -112,6 +111,13 @@ class ReparameterizeKL(torch.autograd.Function):
                                                     HAS_GRAD_Z=grad_z is not None, HAS_GRAD_KL=grad_kl is not None,
                                                     BLOCK=ctx.block, ACC=ctx.acc, num_warps=1)
         return grad_mu.view(ctx.shape), grad_logvar.view(ctx.shape), None
+
+
+def kl_normal_reference(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) per sample [B], summed over the latent, in fp32 (fp64 for fp64)."""
+    acc = accumulation_dtype(mu, logvar)
+    mu, logvar = mu.flatten(1).to(acc), logvar.flatten(1).to(acc)
+    return -0.5 * (1.0 + logvar - mu.square() - logvar.exp()).sum(dim=1)
 
 
 def reparameterize_kl_reference(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor

@@ -228,14 +228,14 @@ def parse_space(text: str, path: str, base: Config) -> SearchSpace:
     return space
 
 
-def load_space(path: str | Path, base: Config) -> SearchSpace:
-    """The space in ``path`` (a file, or the name of a ready one in tune/spaces such as ``gamma``)."""
+def load_space_text(path: str | Path) -> tuple[str, str]:
+    """(text, resolved file name) of ``--space``: a file, or the name of a ready one in tune/spaces such as
+    ``gamma``. The text, not the parsed space, is what sweep.json keeps."""
     file = resolve_space_path(path)
     try:
-        text = file.read_text()
+        return file.read_text(), str(file)
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"{file}: unreadable ({getattr(err, 'strerror', None) or err})") from None
-    return parse_space(text, str(file), base)
 
 
 SPACES_DIR = Path(__file__).parent / "spaces"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tune.results import summarise
-from tune.space import SearchSpace, parse_space, resolve_space_path
+from tune.space import SearchSpace, parse_space
 from vaegan_dist.config import ConfigError, build_config
 from vaegan_dist.evaluate import CHEAP_METRICS, LOWER_IS_BETTER
 from vaegan_dist.evaluate.model_metrics import NEEDS_ENCODER
@@ -341,13 +341,3 @@ def run_sweep(settings: SweepSettings, resume: bool = False, now: datetime.datet
     tuner.fit()  # Ctrl-C: Tune saves the sweep and returns; summarise then says how to resume it
     summarise(settings, plan, store)
     return store.where()
-
-
-def load_space_text(path: str) -> tuple[str, str]:
-    """(text, resolved file name) of ``--space``."""
-    file = resolve_space_path(path)
-    try:
-        return file.read_text(), str(file)
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{file}: unreadable ({getattr(err, 'strerror', None) or err})") from None
-

@@ -64,6 +64,9 @@ def test_saved_checkpoints_hold_only_what_weights_only_loading_accepts(faces32, 
     assert state["step"] == 2 and set(state["optimizers"]) == {"encoder", "decoder", "discriminator"}
     model, cfg, step = load_model(tmp_path / "plain")
     assert step == 2 and cfg.train.steps == 2 and not model.training
+    mapped = load_state(tmp_path / "plain", mmap=True)  # what the driver reads: the same values, left on disk
+    assert mapped["config"] == state["config"] and mapped["step"] == 2
+    assert all(torch.equal(mapped["model"][k], v) for k, v in state["model"].items())
 
 
 def test_a_file_that_is_not_a_checkpoint_gets_one_line(tmp_path):

@@ -27,22 +27,16 @@ def test_feature_nll_flattens_feature_maps_and_only_grads_what_requires_it():
     assert f_target.grad is None
 
 
-def test_kl_normal_by_hand():
-    mu = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
-    logvar = torch.tensor([[0.0, 0.0], [math.log(2.0), 0.0]])
-    # sample 0: -1/2 (1 + 0 - 1 - 1) = 0.5; sample 1: -1/2 (1 + ln 2 - 0 - 2) = (1 - ln 2) / 2
-    expected = [0.5, (1 - math.log(2.0)) / 2]
-    assert kernels.kl_normal(mu, logvar, "none").tolist() == pytest.approx(expected)
-    assert kernels.kl_normal(mu, logvar).item() == pytest.approx(sum(expected) / 2)
-
-
-def test_reparameterize_kl():
-    mu = torch.tensor([[0.5, -1.0]])
-    logvar = torch.tensor([[math.log(4.0), 0.0]])
-    eps = torch.tensor([[1.0, 2.0]])
+def test_reparameterize_kl_by_hand():
+    mu = torch.tensor([[0.5, -1.0], [0.0, 0.0]])
+    logvar = torch.tensor([[math.log(4.0), 0.0], [math.log(2.0), 0.0]])
+    eps = torch.tensor([[1.0, 2.0], [0.0, 0.0]])
     z, kl = kernels.reparameterize_kl(mu, logvar, eps)
     assert z[0].tolist() == pytest.approx([0.5 + 2.0, -1.0 + 2.0])  # sigma = exp(logvar / 2) = 2 and 1
-    assert kl.tolist() == pytest.approx(kernels.kl_normal(mu, logvar, "none").tolist())
+    # KL = -1/2 sum(1 + logvar - mu^2 - exp(logvar)); sample 0: -1/2 ((1 + ln 4 - 0.25 - 4) + (1 + 0 - 1 - 1))
+    # sample 1: -1/2 ((1 + ln 2 - 0 - 2) + (1 + 0 - 0 - 1)) = (1 - ln 2) / 2
+    expected = [-0.5 * ((1 + math.log(4.0) - 0.25 - 4) + (1 - 1 - 1)), (1 - math.log(2.0)) / 2]
+    assert kl.tolist() == pytest.approx(expected)
 
 
 def test_bf16_inputs_accumulate_in_fp32():
@@ -56,7 +50,8 @@ def test_bf16_inputs_accumulate_in_fp32():
     (lambda: kernels.feature_nll(torch.zeros(2, 3), torch.zeros(2, 4)), "f_rec has shape (2, 3) but f_target has (2, 4)"),
     (lambda: kernels.feature_nll(torch.zeros(0, 3), torch.zeros(0, 3)), "empty batch"),
     (lambda: kernels.feature_nll(torch.zeros(2, 3), torch.zeros(2, 3), "avg"), "reduction='avg'"),
-    (lambda: kernels.kl_normal(torch.zeros(2, 3), torch.zeros(3, 3)), "mu has shape (2, 3) but logvar has (3, 3)"),
+    (lambda: kernels.reparameterize_kl(torch.zeros(2, 3), torch.zeros(3, 3), torch.zeros(2, 3)),
+     "mu has shape (2, 3) but logvar has (3, 3)"),
     (lambda: kernels.reparameterize_kl(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, 2)), "eps has (2, 2)"),
 ])
 def test_bad_input_is_a_clear_error(call, message):

@@ -11,6 +11,7 @@ from torch.overrides import TorchFunctionMode
 
 from vaegan_dist.config import build_config
 from vaegan_dist.model import build_model
+from vaegan_dist.objectives import model_kind
 from vaegan_dist.train.ema import WeightAverage, ema_beta
 from vaegan_dist.train.optim import build_optimizers, step_where
 from vaegan_dist.train.runtime import runtime_for
@@ -108,7 +109,7 @@ def _step(overrides, steps=3):
     average = WeightAverage(model, cfg.optim.ema_halflife_kimg, cfg.optim.ema_rampup) \
         if cfg.optim.ema_halflife_kimg > 0 else None
     step = TrainStep(model.networks(), build_optimizers(model, cfg.optim), cfg, runtime_for(False), noise_seed=0,
-                     ema=None if average is None else (average, model))
+                     kind=model_kind(cfg.model.kind), ema=None if average is None else (average, model))
     images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
     return model, step, images
 
@@ -124,6 +125,14 @@ def test_a_step_reads_nothing_back_to_the_host():
         metrics = step(images, 2)  # an R1 step
     assert mode.reads == []
     assert {"loss/r1", "objective/adaptive_gan_weight", "equilibrium/decoder_skipped"} <= metrics.keys()
+
+
+@pytest.mark.parametrize("kind, networks", [("vaegan", {"encoder", "decoder", "discriminator"}),
+                                            ("gan", {"decoder", "discriminator"}), ("vae", {"encoder", "decoder"})])
+def test_a_step_logs_the_learning_rate_of_each_network_it_trains_and_no_other(kind, networks):
+    _, step, images = _step([f"model.kind={kind}"])
+    metrics = step(images, 0)
+    assert {k.removeprefix("lr/") for k in metrics if k.startswith("lr/")} == networks
 
 
 def test_the_warm_up_holds_the_discriminator_until_gan_start():

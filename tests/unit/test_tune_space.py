@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from tune.results import TrialRow, collect_rows, continue_command, results_csv, sort_rows, trial_status
-from tune.space import SPACES_DIR, load_space, parse_space
+from tune.space import SPACES_DIR, load_space_text, parse_space
 from tune.sweep import SweepSettings, check_metric, placeable_trials
 from vaegan_dist.cli.main import main
 from vaegan_dist.config import ConfigError, build_config
@@ -91,9 +91,9 @@ def test_search_algorithms_take_what_they_can_sample():
 def test_the_ready_spaces_load_for_every_preset():
     for file in sorted(SPACES_DIR.glob("*.yaml")):
         for preset in ("smoke", "celeba64"):
-            assert load_space(file, build_config(preset)).dimensions
+            assert parse_space(*load_space_text(file), build_config(preset)).dimensions
     assert {p.stem for p in SPACES_DIR.glob("*.yaml")} == {"gamma", "lrs", "paper", "recipe"}
-    assert [d.key for d in load_space("gamma", SMOKE).dimensions] == ["objective.gamma"]  # found by name
+    assert [d.key for d in parse_space(*load_space_text("gamma"), SMOKE).dimensions] == ["objective.gamma"]  # found by name
 
 
 def test_a_trial_fits_when_its_workers_and_driver_fit_together():

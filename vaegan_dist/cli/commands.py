@@ -60,7 +60,8 @@ def train(args: argparse.Namespace) -> int:
 
 
 def tune(args: argparse.Namespace) -> int:
-    from tune.sweep import SweepSettings, load_space_text, run_sweep, saved_settings
+    from tune.space import load_space_text
+    from tune.sweep import SweepSettings, run_sweep, saved_settings
     from vaegan_dist.config import ConfigError
 
     options = {"--space": args.space, "--trials": args.trials, "--scheduler": args.scheduler, "--search": args.search,

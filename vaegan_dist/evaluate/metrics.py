@@ -114,7 +114,3 @@ def attribute_agreement(logits_original: torch.Tensor, logits_reconstruction: to
     return float(((logits_original > 0) == (logits_reconstruction > 0)).double().mean())
 
 
-def mean_squared_error(a: torch.Tensor, b: torch.Tensor) -> float:
-    """pixel_mse (images in [-1, 1]) and feature_mse (Dis_l): the mean over all values of the squared
-    difference. Lower is better; 0 for a perfect reconstruction."""
-    return float((a.double() - b.double()).square().mean())

@@ -74,13 +74,15 @@ def resolve_checkpoint(path: str | Path) -> Path:
     raise FileNotFoundError(f"{path}: no such checkpoint, checkpoint directory or run directory")
 
 
-def load_tensors(file: str | Path, map_location: str | torch.device = "cpu", what: str = "checkpoint") -> Any:
+def load_tensors(file: str | Path, map_location: str | torch.device = "cpu", what: str = "checkpoint",
+                 mmap: bool = False) -> Any:
     """``torch.load(weights_only=True)`` with one-line errors: a file that asks to unpickle anything beyond
-    tensors and plain values is refused (nothing in it has run), an unreadable one named as such."""
+    tensors and plain values is refused (nothing in it has run), an unreadable one named as such.
+    ``mmap``: tensors are mapped from the file, not read (for a caller that wants the plain values only)."""
     try:
         with warnings.catch_warnings():  # a raw pickle's "Detected pickle protocol": the error below says it all
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            return torch.load(file, map_location=map_location, weights_only=True)
+            return torch.load(file, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:  # weights_only refused something; nothing in the file has run
         refused = next((line.strip() for line in str(err).splitlines() if "GLOBAL" in line), None)
         if refused is not None:
@@ -92,10 +94,11 @@ def load_tensors(file: str | Path, map_location: str | torch.device = "cpu", wha
         raise CheckpointError(f"{file}: not a readable {what} ({type(err).__name__}: {first[:200]})") from None
 
 
-def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """The checkpoint's contents; only tensors and plain values are ever unpickled."""
+def load_state(path: str | Path, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict[str, Any]:
+    """The checkpoint's contents; only tensors and plain values are ever unpickled. ``mmap``: the tensors
+    are mapped from the file and read only if used (the driver reading a checkpoint's attribute names)."""
     file = resolve_checkpoint(path)
-    state = load_tensors(file, map_location)
+    state = load_tensors(file, map_location, mmap=mmap)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"{file}: not a vaegan-dist checkpoint (format {found!r}, expected {FORMAT!r})")

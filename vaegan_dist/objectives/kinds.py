@@ -58,10 +58,6 @@ class ModelKind:
     def has_discriminator(self) -> bool:
         return "discriminator" in self.networks
 
-    @property
-    def has_encoder(self) -> bool:
-        return "encoder" in self.networks
-
     def forward_backward(self, networks: dict[str, nn.Module], x: torch.Tensor, eps: torch.Tensor,
                          z_p: torch.Tensor, objective, autocast, y: torch.Tensor | None = None,
                          phase: GanPhase = GAME_ON) -> StepOutcome:

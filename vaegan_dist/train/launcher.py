@@ -27,7 +27,7 @@ from vaegan_dist.train.cluster import check_reachable, connect
 from vaegan_dist.train.errors import user_error_from
 from vaegan_dist.train.job import TrainJob
 from vaegan_dist.train.loop import train_loop
-from vaegan_dist.train.runtime import use_gpu
+from vaegan_dist.train.runtime import collective_backend, use_gpu
 from vaegan_dist.train.session import LocalSession
 from vaegan_dist.train.storage import RunStorage, is_url
 
@@ -114,7 +114,7 @@ def _check_same_attributes(job: TrainJob) -> None:
     newest = find_checkpoints(job.run.local_dir)
     if not newest:
         return
-    saved = list(load_state(newest[-1]).get("attributes", []))
+    saved = list(load_state(newest[-1], mmap=True).get("attributes", []))  # the tensors stay on disk
     if saved != list(job.data.attributes):
         raise ConfigError(f"{newest[-1]}: the checkpoint is conditioned on attributes {saved}, but "
                           f"{job.data.where} has {list(job.data.attributes)}; resume with the data it was trained on")
@@ -147,7 +147,7 @@ def build_trainer(job: TrainJob, gpu: bool, run_config_overrides: dict | None = 
         train_loop_config={"job": job},
         scaling_config=ScalingConfig(num_workers=low if low == high else (low, high), use_gpu=gpu,
                                      resources_per_worker={"CPU": cfg.train.cpus_per_worker, **({"GPU": 1} if gpu else {})}),
-        torch_config=TorchConfig(backend="nccl" if gpu else "gloo", timeout_s=cfg.train.collective_timeout_s),
+        torch_config=TorchConfig(backend=collective_backend(gpu), timeout_s=cfg.train.collective_timeout_s),
         run_config=RunConfig(
             name=job.run.name,
             storage_path=job.run.storage_path,

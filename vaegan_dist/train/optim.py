@@ -65,7 +65,9 @@ def lr_at(step: int, total_steps: int, base_lr: float, optim) -> float:
 
 
 def set_lrs(optimizers: dict[str, torch.optim.Optimizer], step: int, total_steps: int, optim) -> dict[str, float]:
-    lrs = {name: lr_at(step, total_steps, base, optim) for name, base in base_lrs(optim).items()}
+    """Each optimiser's learning rate at ``step``; returns them by network (only the networks that train: a
+    GAN has no encoder, so no lr/encoder in its TensorBoard)."""
+    lrs = {name: lr_at(step, total_steps, base, optim) for name, base in base_lrs(optim).items() if name in optimizers}
     for name, opt in optimizers.items():
         for group in opt.param_groups:
             group["lr"] = lrs[name]

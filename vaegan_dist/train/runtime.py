@@ -36,7 +36,13 @@ def use_gpu(preference: str, gpus_available: float) -> bool:
     return preference == "auto" and gpus_available > 0
 
 
+def collective_backend(gpu: bool) -> str:
+    """torch.distributed's backend: what the launcher gives Ray Train and every worker's Runtime holds."""
+    return "nccl" if gpu else "gloo"
+
+
 def runtime_for(gpu: bool, device: torch.device | None = None) -> Runtime:
     if gpu:
-        return Runtime(device or torch.device("cuda", torch.cuda.current_device()), torch.bfloat16, "nccl")
-    return Runtime(torch.device("cpu"), None, "gloo")
+        return Runtime(device or torch.device("cuda", torch.cuda.current_device()), torch.bfloat16,
+                       collective_backend(gpu))
+    return Runtime(torch.device("cpu"), None, collective_backend(gpu))
