@@ -1,6 +1,7 @@
 """The paper's losses (built on :mod:`kernels`), the rules for which network each one trains, and the
 model kinds that choose among them."""
 
+from vaegan_dist.objectives.equilibrium import equilibrium_updates
 from vaegan_dist.objectives.kinds import KINDS, ModelKind, StepOutcome, model_kind
 from vaegan_dist.objectives.losses import (
            Forward,
@@ -16,7 +17,6 @@ from vaegan_dist.objectives.routing import (
            compute_generator_gradients,
            compute_gradients,
            discriminator_weight_inverse,
-           equilibrium_updates,
 )
 
 __all__ = ["Forward", "Losses", "run_forward", "compute_losses", "compute_gradients", "equilibrium_updates",

@@ -29,16 +29,20 @@ from vaegan_dist.objectives.losses import Forward, Losses, decoder_gan_weight
 from vaegan_dist.objectives.recipe import GAME_ON, GanPhase, adaptive_gan_weight, decoder_last_layer
 
 
-def discriminator_weight_inverse(objective) -> float:
+def discriminator_weight_inverse(objective, fake_sets: int | None = None) -> float:
     """How much the released code's ``ScaleGradient(dis_weights_inv)`` scales the decoder's GAN gradient.
 
     Under the 0.5/0.5 weighting each fake image has weight 0.5 * B / n_fakes in its summed loss (B real
     images, n_fakes = B per set of fakes); our losses are those sums divided by B, so undoing the weight
     multiplies by 2 * n_fakes / B: 2 with Dec(z_p) only (the released code), 4 with the reconstructions too.
+    ``fake_sets``: how many sets of B fakes the discriminator sees (default: from ``objective.fakes``; the
+    plain GAN has only Dec(z_p), whatever ``objective.fakes`` says).
     """
     if objective.discriminator_weighting != "half":
         return 1.0
-    return 2.0 * (2 if objective.fakes == "prior_and_reconstruction" else 1)
+    if fake_sets is None:
+        fake_sets = 2 if objective.fakes == "prior_and_reconstruction" else 1
+    return 2.0 * fake_sets
 
 
 def compute_gradients(fwd: Forward, losses: Losses, encoder: nn.Module, decoder: nn.Module,
@@ -110,19 +114,5 @@ def compute_generator_gradients(x_fake: torch.Tensor, l_gan: torch.Tensor, l_gen
         x_fake.grad = None
     else:
         (g_gen,) = torch.autograd.grad(l_gen, x_fake, retain_graph=True)
-    inverse = 2.0 if objective.discriminator_weighting == "half" else 1.0
+    inverse = discriminator_weight_inverse(objective, fake_sets=1)
     torch.autograd.backward(x_fake, grad_tensors=inverse * g_gen, inputs=list(decoder.parameters()))
-
-
-def equilibrium_updates(real_cost: torch.Tensor, fake_cost: torch.Tensor, value: float,
-                        margin: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The released code's balancing rule: (update decoder?, update discriminator?) as 0-d bool tensors on the
-    costs' device, decided there: reading the costs on the host would stall a GPU's pipeline every step.
-
-    Dis pauses when it is winning (either cost below value - margin), Dec pauses when it is losing badly
-    (either cost above value + margin); if both would pause, both run.
-    """
-    dis_update = ~((real_cost < value - margin) | (fake_cost < value - margin))
-    dec_update = ~((real_cost > value + margin) | (fake_cost > value + margin))
-    neither = ~(dis_update | dec_update)
-    return dec_update | neither, dis_update | neither
