@@ -117,7 +117,8 @@ def main() -> None:
                     if cache == "cold":
                         evict(shard_paths + file_paths)
                     if path == "shards":
-                        it = training_stream(shards, "train", args.size, args.batch, shuffle_buffer=1000, augment=augment)
+                        it = training_stream(shards, "train", args.size, args.batch, shuffle_buffer=1000,
+                                             augment=augment)
                     else:
                         ds = ImageFolder(str(files.parent), transform=FileTransform(augment))
                         it = iter(DataLoader(ds, batch_size=args.batch, shuffle=True, num_workers=0, drop_last=True,

@@ -34,7 +34,8 @@ def bench(preset: str, repeats: int, device: torch.device) -> None:
     runtime = runtime_for(device.type == "cuda", device)
     model = build_model(cfg.model, size).to(device, memory_format=runtime.memory_format)
     step = TrainStep(model.networks(), build_optimizers(model, cfg.optim), cfg, runtime, noise_seed=0)
-    evaluator = Evaluator(AttributeClassifier(size, 40).eval(), [f"a{i}" for i in range(40)], size, "", "", {}).to(device)
+    evaluator = Evaluator(AttributeClassifier(size, 40).eval(), [f"a{i}" for i in range(40)], size, "", "",
+                          {}).to(device)
     images = torch.randint(0, 256, (cfg.train.eval_samples, 3, size, size), dtype=torch.uint8)
     held_out = HeldOut.of(images, evaluator)
     train_batch = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8)

@@ -28,8 +28,9 @@ from vaegan_dist.train.launcher import launch
 def run(data: str, root: str, name: str, steps: int, workers: str, cpus: int) -> tuple[float, float]:
     """(images/s over all workers in the last interval, seconds from launch to the first step)."""
     cfg = build_config("smoke", [f"data.source={data}", f"train.storage_path={root}", f"train.name={name}",
-                                 f"train.steps={steps}", f"train.log_every={steps // 4}", f"train.checkpoint_every={steps}",
-                                 "train.image_every=100000", f"train.workers={workers}", f"train.cpus_per_worker={cpus}"])
+                                 f"train.steps={steps}", f"train.log_every={steps // 4}",
+                                 f"train.checkpoint_every={steps}", "train.image_every=100000",
+                                 f"train.workers={workers}", f"train.cpus_per_worker={cpus}"])
     started = time.time()
     run_dir = launch(cfg)
     metrics = load_state(run_dir)["metrics"]
@@ -57,9 +58,12 @@ def main() -> None:
         ray.shutdown()
     med = {k: (statistics.median(r[0] for r in v), statistics.median(r[1] for r in v)) for k, v in results.items()}
     print(f"smoke preset, batch 32 per worker, {args.steps} steps per run, {cores} CPU cores, median of 2 runs each")
-    print(f"  bare loop (train.workers=0):        {med['bare'][0]:7.1f} img/s   first step after {med['bare'][1]:5.1f} s")
-    print(f"  Ray Train, 1 worker x {cores} CPUs:     {med['ray1'][0]:7.1f} img/s   first step after {med['ray1'][1]:5.1f} s")
-    print(f"  Ray Train, 2 workers x {max(1, cores // 2)} CPU:      {med['ray2'][0]:7.1f} img/s   first step after {med['ray2'][1]:5.1f} s")
+    print(f"  bare loop (train.workers=0):        {med['bare'][0]:7.1f} img/s   "
+          f"first step after {med['bare'][1]:5.1f} s")
+    print(f"  Ray Train, 1 worker x {cores} CPUs:     {med['ray1'][0]:7.1f} img/s   "
+          f"first step after {med['ray1'][1]:5.1f} s")
+    print(f"  Ray Train, 2 workers x {max(1, cores // 2)} CPU:      {med['ray2'][0]:7.1f} img/s   "
+          f"first step after {med['ray2'][1]:5.1f} s")
     print(f"  in-worker / bare throughput: {med['ray1'][0] / med['bare'][0]:.3f}; 2 workers / 1 worker: "
           f"{med['ray2'][0] / med['ray1'][0]:.2f}x; ray.init of a local cluster: {ray_start:.1f} s")
 

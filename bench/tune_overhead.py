@@ -47,7 +47,8 @@ def main() -> None:
         bare = []
         for repeat in range(2):
             started = time.time()
-            run_dir = launch(build_config("smoke", [*overrides, f"train.storage_path={root}", f"train.name=bare{repeat}"]))
+            run_dir = launch(build_config("smoke", [*overrides, f"train.storage_path={root}",
+                                                    f"train.name=bare{repeat}"]))
             bare.append(load_state(run_dir)["metrics"]["perf/first_step_unix"] - started)
         space = "objective.gamma: {grid: [1.0e-4, 1.0e-3, 1.0e-2, 1.0e-1]}\n"
         settings = SweepSettings(space=space, space_file="bench-space.yaml", preset="smoke",

@@ -80,7 +80,8 @@ def results_csv(rows: list[TrialRow], metric: str) -> str:
     measured = sorted({k for row in rows for k in row.metrics} - {metric})
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["rank", "trial_id", "status", metric, "step", *params, *measured, "run_dir", "checkpoint", "error"])
+    writer.writerow(["rank", "trial_id", "status", metric, "step", *params, *measured, "run_dir", "checkpoint",
+                     "error"])
     for rank, row in enumerate(rows, 1):
         writer.writerow([rank, row.trial_id, row.status, row.metrics.get(metric, ""), row.step,
                          *(row.params.get(k, "") for k in params), *(row.metrics.get(k, "") for k in measured),

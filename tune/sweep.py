@@ -96,7 +96,8 @@ def _need(workers: int, cpus: float, gpu: bool, resources: dict[str, float], nod
     has = f"{resources.get('CPU', 0):g} CPU" + (f", {resources.get('GPU', 0):g} GPU" if gpu else "")
     largest = max((n.get("CPU", 0) for n in nodes), default=0)
     return (f"a trial needs {workers} worker(s) x {cpus:g} CPU{' + 1 GPU' if gpu else ''} and {DRIVER_CPU} CPU for "
-            f"its driver; the cluster has {has}" + (f" (at most {largest:g} CPU on one node)" if len(nodes) > 1 else ""))
+            f"its driver; the cluster has {has}"
+            + (f" (at most {largest:g} CPU on one node)" if len(nodes) > 1 else ""))
 
 
 RESOURCE_KEYS = ("train.workers", "train.cpus_per_worker")
@@ -271,7 +272,8 @@ def run_sweep(settings: SweepSettings, resume: bool = False, now: datetime.datet
         require_optuna()
     mode = settings.resolved_mode()
     if not settings.name:
-        settings = dataclasses.replace(settings, name=f"sweep-{(now or datetime.datetime.now()).strftime('%Y%m%d-%H%M%S')}")
+        settings = dataclasses.replace(settings,
+                                       name=f"sweep-{(now or datetime.datetime.now()).strftime('%Y%m%d-%H%M%S')}")
     # The base job: data opened and checked, evaluator resolved, once for every trial.
     job = resolve_run(dataclasses.replace(base, train=dataclasses.replace(base.train, name=f"{settings.name}-base")))
     kinds = next((list(d.values) for d in space.dimensions if d.key == "model.kind"), [base.model.kind])

@@ -77,5 +77,6 @@ def test_a_good_sample_resets_the_count_and_warnings_are_summarised(caplog, monk
                              "(last: sample k in u: ValueError: bad); next summary in 30 s")
     failures.shard_failed(OSError("gone", "/x/train-000001.tar"))
     failures.shard_failed(OSError("gone", "/x/train-000001.tar"))
-    with pytest.raises(DataError, match=r"^src: 3 shards in a row unreadable \(last: /x/train-000001.tar: OSError: gone\)$"):
+    with pytest.raises(DataError,
+                       match=r"^src: 3 shards in a row unreadable \(last: /x/train-000001.tar: OSError: gone\)$"):
         failures.shard_failed(OSError("gone", "/x/train-000001.tar"))

@@ -79,15 +79,18 @@ def test_an_empty_or_new_directory_is_claimed_and_a_rerun_resumes(tmp_path):
 # --- bounds ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("args, message", [
-    (["prepare", "celeba", "--root", "r", "--out", "o", "--size", "100000"], "argument --size: 100000 is not in 8..1024"),
+    (["prepare", "celeba", "--root", "r", "--out", "o", "--size", "100000"],
+     "argument --size: 100000 is not in 8..1024"),
     (["prepare", "folder", "--root", "r", "--out", "o", "--size", "4"], "argument --size: 4 is not in 8..1024"),
-    (["prepare", "folder", "--root", "r", "--out", "o", "--shard-samples", "0"], "argument --shard-samples: 0 is not in"),
+    (["prepare", "folder", "--root", "r", "--out", "o", "--shard-samples", "0"],
+     "argument --shard-samples: 0 is not in"),
     (["prepare", "synthetic", "--out", "o", "--shard-samples", "-1"], "argument --shard-samples: -1 is not in"),
     (["prepare", "synthetic", "--out", "o", "--num", "3"], "argument --num: 3: must be at least 10"),
     (["prepare", "celeba", "--root", "r", "--out", "o", "--workers", "0"], "argument --workers: 0 is not in 1..256"),
     (["sample", "--checkpoint", "c", "--out", "o", "--n", "0"], "argument --n: 0 is not in 1..1024"),
     (["sample", "--checkpoint", "c", "--out", "o", "--n", "-3"], "argument --n: -3 is not in 1..1024"),
-    (["reconstruct", "--checkpoint", "c", "--data", "d", "--out", "o", "--n", "0"], "argument --n: 0 is not in 1..1024"),
+    (["reconstruct", "--checkpoint", "c", "--data", "d", "--out", "o", "--n", "0"],
+     "argument --n: 0 is not in 1..1024"),
 ])
 def test_out_of_range_options_are_usage_errors(args, message, capsys):
     with pytest.raises(SystemExit) as exit_:
@@ -98,7 +101,8 @@ def test_out_of_range_options_are_usage_errors(args, message, capsys):
 
 @pytest.mark.parametrize("call, message", [
     (lambda root, out: prepare_folder(root, out, size=100000, progress=False), "--size 100000: choose 8..1024"),
-    (lambda root, out: prepare_folder(root, out, shard_samples=0, progress=False), "--shard-samples 0: must be at least 1"),
+    (lambda root, out: prepare_folder(root, out, shard_samples=0, progress=False),
+     "--shard-samples 0: must be at least 1"),
     (lambda root, out: prepare_folder(root, out, workers=0, progress=False), "--workers 0: choose 1..256"),
     (lambda root, out: prepare_synthetic(out, num=20, shard_samples=0, progress=False), "--shard-samples 0: must be"),
     (lambda root, out: prepare_synthetic(out, num=20, size=4096, progress=False), "--size 4096: choose 8..1024"),
@@ -142,7 +146,8 @@ def png_bomb(path, side: int) -> None:
         parts.append(packer.compress(row))
     parts.append(packer.flush())
     header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b""))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(parts))
+                     + chunk(b"IEND", b""))
 
 
 def test_an_image_too_large_to_decode_is_skipped_from_its_header(tmp_path):
@@ -197,7 +202,8 @@ def test_a_conversion_interrupted_before_ownership_records_existed_still_resumes
     out = tmp_path / "out"
     (out / ".progress").mkdir(parents=True)
     (out / "train-000000.tar").write_bytes(b"x")
-    (out / ".progress" / "train-000000.tar.json").write_text('{"options": {"image_root": "/data/celeba/img_align_celeba"}}')
+    (out / ".progress" / "train-000000.tar.json").write_text('{"options": {"image_root": '
+                                                             '"/data/celeba/img_align_celeba"}}')
     claim_output_dir(out, "celeba", "/data/celeba")
     assert (out / OWNER_NAME).exists()
     (out / OWNER_NAME).unlink()

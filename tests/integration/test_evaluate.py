@@ -83,7 +83,8 @@ def test_eval_metrics_appear_in_tensorboard_and_in_the_checkpoint(faces_eval, ev
     assert [e.step for e in events.Scalars("eval/fd")] == [2, 4]
     from vaegan_dist.model import load_state
 
-    assert {k for k in load_state(run)["metrics"] if k.startswith("eval/")} == {t for t in expected if t.startswith("eval/")}
+    assert ({k for k in load_state(run)["metrics"] if k.startswith("eval/")}
+            == {t for t in expected if t.startswith("eval/")})
 
 
 def test_training_on_data_without_an_evaluator_warns_and_trains(faces32, tmp_path, capsys):
@@ -93,7 +94,8 @@ def test_training_on_data_without_an_evaluator_warns_and_trains(faces32, tmp_pat
     assert (run / "checkpoint_00000004").is_dir()
 
 
-def test_evaluate_refuses_data_its_evaluator_was_not_trained_for(faces_eval, faces32, evaluator_cache, tmp_path, capsys):
+def test_evaluate_refuses_data_its_evaluator_was_not_trained_for(faces_eval, faces32, evaluator_cache, tmp_path,
+                                                                 capsys):
     run = _train(faces_eval, tmp_path, "vaegan", evaluator_cache)
     evaluator = next((evaluator_cache / "evaluators").glob("*.pt"))
     code = main(["evaluate", "--checkpoint", str(run), "--data", str(faces32), "--evaluator", str(evaluator)])

@@ -32,8 +32,10 @@ def runs(faces_eval, evaluator_cache, tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     return {
         "vaegan": _train(faces_eval, root, "vaegan", evaluator_cache),
-        "cond-vae": _train(faces_eval, root, "cond-vae", evaluator_cache, "model.kind=vae", "model.condition=attributes"),
-        "cond-gan": _train(faces_eval, root, "cond-gan", evaluator_cache, "model.kind=gan", "model.condition=attributes"),
+        "cond-vae": _train(faces_eval, root, "cond-vae", evaluator_cache, "model.kind=vae",
+                           "model.condition=attributes"),
+        "cond-gan": _train(faces_eval, root, "cond-gan", evaluator_cache, "model.kind=gan",
+                           "model.condition=attributes"),
     }
 
 

@@ -5,6 +5,7 @@ import base64
 import hashlib
 import io
 import json
+import os
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -437,6 +438,8 @@ def test_a_file_named_by_out_is_replaced_whole_and_a_refused_run_keeps_it(tmp_pa
 
 def chromium() -> str:
     found = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+    if found is None and os.environ.get("CI") == "true":  # .ci/run installs one: never a silent skip in CI
+        pytest.fail("no chromium, chromium-browser or google-chrome on PATH, and CI=true (.ci/run installs chromium)")
     if found is None:
         pytest.skip("no chromium, chromium-browser or google-chrome on PATH")
     return found

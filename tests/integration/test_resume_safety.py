@@ -64,7 +64,8 @@ def test_a_changed_architecture_is_refused_before_anything_is_written(faces32, t
         launch(tiny_config(faces32, tmp_path, "arch", "train.steps=2", "model.latent_dim=12", "model.width=0.25",
                            "model.kind=gan"))
     message = str(err.value)
-    assert "\n" not in message and "model.latent_dim=8 (got 12)" in message and "model.width=0.125 (got 0.25)" in message
+    assert ("\n" not in message and "model.latent_dim=8 (got 12)" in message
+            and "model.width=0.125 (got 0.25)" in message)
     assert "model.kind='vaegan' (got 'gan')" in message
     after = {p: p.read_bytes() for p in (tmp_path / "arch").rglob("*") if p.is_file()}
     assert after == before
@@ -100,7 +101,8 @@ def test_non_finite_config_values_are_refused(override):
 def test_a_run_whose_loss_turns_nan_stops_and_keeps_its_last_good_checkpoint(faces32, tmp_path):
     launch(tiny_config(faces32, tmp_path, "nan", "train.steps=4", "train.checkpoint_every=2"))
     explode = [f"optim.lr_{n}=1e30" for n in ("encoder", "decoder", "discriminator")]
-    with pytest.raises(TrainingError, match=r"^step (5|6): loss term loss/l_\w+ became (nan|inf|-inf); training stopped"):
+    with pytest.raises(TrainingError,
+                       match=r"^step (5|6): loss term loss/l_\w+ became (nan|inf|-inf); training stopped"):
         launch(tiny_config(faces32, tmp_path, "nan", "train.steps=40", "train.checkpoint_every=2",
                            "train.log_every=2", *explode))
     kept = find_checkpoints(tmp_path / "nan")
@@ -143,7 +145,8 @@ def test_a_checkpoint_that_cannot_be_written_is_one_line_and_leaves_nothing_behi
     out = subprocess.run([sys.executable, "-m", "vaegan_dist.cli.main", "train", *base, "train.steps=4"],
                          capture_output=True, text=True, timeout=120, preexec_fn=_file_size_limit(limit))
     assert out.returncode == 2, out.stderr[-2000:]
-    assert out.stderr.startswith("vaegan-dist train: error: step 4: ") and "could not be written (File too large" in out.stderr
+    assert (out.stderr.startswith("vaegan-dist train: error: step 4: ")
+            and "could not be written (File too large" in out.stderr)
     assert out.stderr.count("\n") == 1
     run = tmp_path / "full"
     assert [p.name for p in find_checkpoints(run)] == ["checkpoint_00000002"]

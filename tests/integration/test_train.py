@@ -56,13 +56,15 @@ class RecordingSession(LocalSession):
 
 
 def test_rerun_resumes_at_the_saved_step_with_the_same_parameters(faces32, tmp_path):
-    cfg = tiny_config(faces32, tmp_path, "resume", "train.steps=6", "train.checkpoint_every=3", "train.keep_checkpoints=5")
+    cfg = tiny_config(faces32, tmp_path, "resume", "train.steps=6", "train.checkpoint_every=3",
+                      "train.keep_checkpoints=5")
     launch(cfg)
     saved = load_state(tmp_path / "resume")
     assert saved["step"] == 6 and [p.name for p in find_checkpoints(tmp_path / "resume")] == [
         "checkpoint_00000003", "checkpoint_00000006"]
 
-    cfg = tiny_config(faces32, tmp_path, "resume", "train.steps=9", "train.checkpoint_every=3", "train.keep_checkpoints=5")
+    cfg = tiny_config(faces32, tmp_path, "resume", "train.steps=9", "train.checkpoint_every=3",
+                      "train.keep_checkpoints=5")
     session = RecordingSession(tmp_path / "resume", keep=5)
     train_loop(resolve_run(cfg), session)
     for index, name in enumerate(("encoder", "decoder", "discriminator")):
@@ -99,7 +101,8 @@ def test_resume_restores_the_weight_average_exactly_and_load_model_uses_it(faces
                          for name in ("encoder", "decoder")})
 
     monkeypatch.setattr(loop, "TrainStep", Recording)
-    train_loop(resolve_run(tiny_config(faces32, tmp_path, "ema", "train.steps=6", *ema)), LocalSession(tmp_path / "ema"))
+    train_loop(resolve_run(tiny_config(faces32, tmp_path, "ema", "train.steps=6", *ema)),
+               LocalSession(tmp_path / "ema"))
     for name in ("encoder", "decoder"):
         for key, value in saved["ema"][name].items():
             torch.testing.assert_close(seen[name][key], value, rtol=0, atol=0, msg=f"{name}.{key}")
@@ -186,7 +189,8 @@ def test_a_checkpoint_cut_short_is_not_resumed_from(faces32, tmp_path):
     assert load_state(tmp_path / "cut")["step"] == 2
 
 
-@pytest.mark.parametrize("bad", [[1, 2], {"mystery": {}}, {"decoder": [1, 2, 3]}, {"decoder": {"fc.0.weight": torch.zeros(1)}}])
+@pytest.mark.parametrize("bad", [[1, 2], {"mystery": {}}, {"decoder": [1, 2, 3]},
+                                 {"decoder": {"fc.0.weight": torch.zeros(1)}}])
 def test_a_crafted_weight_average_in_a_checkpoint_is_one_error_on_resume(faces32, tmp_path, bad):
     from vaegan_dist.errors import TrainingError
     from vaegan_dist.model.store import STATE_FILE

@@ -49,7 +49,8 @@ def test_kuberay_manifests_carry_the_required_fields(name):
     limits = workers["containers"][0]["resources"]["limits"]
     assert limits["nvidia.com/gpu"] == "1"
     for pod in (spec["headGroupSpec"]["template"]["spec"], workers):
-        claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
+        claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"]
+                  if "persistentVolumeClaim" in v}
         assert claims == {"shared": "vaegan-dist-shared"}
         assert {"name": "shared", "mountPath": "/mnt/shared"} in pod["containers"][0]["volumeMounts"]
     if doc["kind"] == "RayJob":

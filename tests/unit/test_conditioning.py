@@ -55,7 +55,8 @@ def test_every_networks_training_gradient_depends_on_y(kind):
         model = _model(kind)
         model_kind(kind).forward_backward(model.networks(), x, eps, z_p, ObjectiveConfig(), contextlib.nullcontext,
                                           attrs)
-        grads.append({n: torch.cat([p.grad.flatten() for p in net.parameters()]) for n, net in model.networks().items()})
+        grads.append({n: torch.cat([p.grad.flatten() for p in net.parameters()])
+                      for n, net in model.networks().items()})
     for name in grads[0]:
         assert not torch.allclose(grads[0][name], grads[1][name]), f"{name}'s gradient ignores y"
 

@@ -27,7 +27,8 @@ def test_paper_and_code_presets_follow_paper_md():
         assert (o.gan_start, o.adaptive_gamma, o.r1_gamma, o.pixel_weight, p.ema_halflife_kimg, p.algorithm,
                 cfg.model.spectral_norm, cfg.model.discriminator_norm) == (0, False, 0.0, 0.0, 0.0, "rmsprop", False,
                                                                            "batch")
-    assert (paper.data.image_size, paper.data.batch_size, paper.model.latent_dim, paper.model.encoder_fc) == (64, 64, 128, 2048)
+    assert (paper.data.image_size, paper.data.batch_size, paper.model.latent_dim,
+            paper.model.encoder_fc) == (64, 64, 128, 2048)
     assert paper.optim.lr_encoder == paper.optim.lr_decoder == paper.optim.lr_discriminator == 3e-4
     assert paper.optim.rms_decay == 0.9 and paper.objective.fakes == "prior_and_reconstruction"
     assert code.model.encoder_fc == 1024 and code.objective.fakes == "prior" and code.objective.equilibrium

@@ -47,7 +47,8 @@ def test_bf16_inputs_accumulate_in_fp32():
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: kernels.feature_nll(torch.zeros(2, 3), torch.zeros(2, 4)), "f_rec has shape (2, 3) but f_target has (2, 4)"),
+    (lambda: kernels.feature_nll(torch.zeros(2, 3), torch.zeros(2, 4)),
+     "f_rec has shape (2, 3) but f_target has (2, 4)"),
     (lambda: kernels.feature_nll(torch.zeros(0, 3), torch.zeros(0, 3)), "empty batch"),
     (lambda: kernels.feature_nll(torch.zeros(2, 3), torch.zeros(2, 3), "avg"), "reduction='avg'"),
     (lambda: kernels.reparameterize_kl(torch.zeros(2, 3), torch.zeros(3, 3), torch.zeros(2, 3)),

@@ -90,7 +90,8 @@ def test_reparameterize_kl_matches_reference(shape, dtype, uses):
     def loss(m, lv, e):
         z, kl = kernels.reparameterize_kl(m, lv, e)
         terms = {"z_and_kl": (z.float() * upstream).sum() + 0.5 * kl.sum(),
-                 "z_only": (z.float() * upstream).sum(), "kl_only": (kl * torch.linspace(0, 1, shape[0], device=DEVICE)).sum()}
+                 "z_only": (z.float() * upstream).sum(),
+                 "kl_only": (kl * torch.linspace(0, 1, shape[0], device=DEVICE)).sum()}
         return terms[uses]
 
     (tri, g_tri), (ref, g_ref) = both_paths(loss, mu, logvar, eps)

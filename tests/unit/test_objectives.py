@@ -134,7 +134,8 @@ def test_gradient_routing_matches_autograd_one_network_at_a_time(objective):
 
 @pytest.mark.parametrize("objective", [
     ObjectiveConfig(adaptive_gamma=True, adaptive_weight=0.8),
-    ObjectiveConfig(adaptive_gamma=True, generator_loss="non_saturating", discriminator_weighting="half", fakes="prior"),
+    ObjectiveConfig(adaptive_gamma=True, generator_loss="non_saturating", discriminator_weighting="half",
+                    fakes="prior"),
 ], ids=["minimax", "non_saturating_code"])
 def test_adaptive_gamma_routes_llike_plus_the_ratio_of_norms_at_the_last_layer(objective):
     """taming-transformers' rule, written out: lambda = ||dL_llike/dW|| / (||dL_gen/dW|| + 1e-4) at the
@@ -238,7 +239,8 @@ def test_llike_does_not_reach_the_discriminator_and_gan_does_not_reach_the_encod
         losses.l_gan = losses.l_gan * gan_scale
         losses.l_gen = losses.l_gen * gan_scale
         compute_gradients(fwd, losses, m.encoder, m.decoder, m.discriminator, objective)
-        return {n: [p.grad.clone() for p in getattr(m, n).parameters()] for n in ("encoder", "decoder", "discriminator")}
+        return {n: [p.grad.clone() for p in getattr(m, n).parameters()]
+                for n in ("encoder", "decoder", "discriminator")}
 
     no_gan, gan = grads(0.0), grads(1.0)
     assert all(torch.count_nonzero(g) == 0 for g in no_gan["discriminator"])

@@ -39,7 +39,8 @@ def test_a_space_reads_every_distribution_with_the_config_types():
 
 
 @pytest.mark.parametrize("text, expected", [
-    ("objective.gama: {loguniform: [1e-7, 1e-1]}", "unknown config key 'objective.gama' (did you mean 'objective.gamma'?)"),
+    ("objective.gama: {loguniform: [1e-7, 1e-1]}",
+     "unknown config key 'objective.gama' (did you mean 'objective.gamma'?)"),
     ("objective.gamma: {lognormal: [1e-7, 1e-1]}", "key 'objective.gamma': unknown distribution 'lognormal'"),
     ("objective.gamma: {loguniform: [0, 1e-1]}", "loguniform needs low > 0"),
     ("objective.gamma: {loguniform: [1e-1, 1e-7]}", "range [0.1, 1e-07] is empty"),
@@ -52,7 +53,8 @@ def test_a_space_reads_every_distribution_with_the_config_types():
     ("data.batch_size: {loguniform: [16, 64]}", "key 'data.batch_size' takes int, not a continuous range"),
     ("data.batch_size: {choice: [1, 16]}", "config key 'data.batch_size' must be at least 2"),
     ("data.batch_size: {choice: [16.5]}", "config key 'data.batch_size' expects an integer"),
-    ("objective.equilibrium_margin: {uniform: [0.2, 0.9]}", "'objective.equilibrium_margin' must be in [0, objective.equilibrium_value)"),
+    ("objective.equilibrium_margin: {uniform: [0.2, 0.9]}",
+     "'objective.equilibrium_margin' must be in [0, objective.equilibrium_value)"),
     ("model.kind: {grid: [vaegan, vae_gan]}", "config key 'model.kind' must be one of"),
     ("train.steps: {choice: [10, 20]}", "key 'train.steps' cannot be swept"),
     ("train.name: {choice: [a, b]}", "key 'train.name' cannot be swept"),
@@ -82,7 +84,8 @@ def test_search_algorithms_take_what_they_can_sample():
         mixed.for_search("grid")
     with pytest.raises(ConfigError, match="'data.batch_size' is a grid; --search optuna samples"):
         mixed.for_search("optuna")
-    discrete = space("data.batch_size: {choice: [16, 32, 64]}\nobjective.fakes: {grid: [prior, prior_and_reconstruction]}")
+    discrete = space("data.batch_size: {choice: [16, 32, 64]}\n"
+                     "objective.fakes: {grid: [prior, prior_and_reconstruction]}")
     assert discrete.trial_count("grid", None) == (1, 6)
     with pytest.raises(ConfigError, match="--trials 4: --search grid runs each of the 6 combinations"):
         discrete.trial_count("grid", 4)
@@ -93,7 +96,8 @@ def test_the_ready_spaces_load_for_every_preset():
         for preset in ("smoke", "celeba64"):
             assert parse_space(*load_space_text(file), build_config(preset)).dimensions
     assert {p.stem for p in SPACES_DIR.glob("*.yaml")} == {"gamma", "lrs", "paper", "recipe"}
-    assert [d.key for d in parse_space(*load_space_text("gamma"), SMOKE).dimensions] == ["objective.gamma"]  # found by name
+    # found by name
+    assert [d.key for d in parse_space(*load_space_text("gamma"), SMOKE).dimensions] == ["objective.gamma"]
 
 
 def test_a_trial_fits_when_its_workers_and_driver_fit_together():
@@ -132,7 +136,8 @@ def _row(trial: str, status: str, **metrics: float) -> TrialRow:
 
 
 def test_results_are_sorted_best_first_with_unscored_trials_last():
-    rows = [_row("a", "completed", **{"eval/fd": 30.0}), _row("b", "error"), _row("c", "stopped early", **{"eval/fd": 50.0}),
+    rows = [_row("a", "completed", **{"eval/fd": 30.0}), _row("b", "error"),
+            _row("c", "stopped early", **{"eval/fd": 50.0}),
             _row("d", "completed", **{"eval/fd": 10.0})]
     assert [r.trial_id for r in sort_rows(rows, "eval/fd", "min")] == ["d", "a", "c", "b"]
     assert [r.trial_id for r in sort_rows(rows, "eval/fd", "max")] == ["c", "a", "d", "b"]

@@ -314,7 +314,8 @@ def evaluator_train(args: argparse.Namespace) -> int:
     source = open_source(args.data, "train")
     out = Path(args.out).expanduser() if args.out else cached_evaluator_path(args.cache_dir, source.fingerprint)
     if out.suffix != ".pt":
-        raise errors.ConfigError(f"--out {out}: an evaluator file ends in .pt (its report is written beside it as .json)")
+        raise errors.ConfigError(f"--out {out}: an evaluator file ends in .pt "
+                                 "(its report is written beside it as .json)")
     if out.exists() and not out.is_file():
         raise IsADirectoryError(f"{out}: is a directory; --out names the evaluator file to write")
     _check_not_foreign_report(out.with_suffix(".json"))

@@ -197,7 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "(default: what the run trained on)")
     pretraining.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.1, 1.0],
                              help="label fractions (default 0.01 0.1 1)")
-    pretraining.add_argument("--steps", type=int_range(1, 1_000_000), default=1000, help="optimiser steps per classifier")
+    pretraining.add_argument("--steps", type=int_range(1, 1_000_000), default=1000,
+                             help="optimiser steps per classifier")
     pretraining.add_argument("--train-images", type=int_range(1, 200_000), default=20_000,
                              help="training images the labels are drawn from")
     pretraining.add_argument("--seed", type=int, default=0)
@@ -213,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--scale", action="extend", nargs="+", type=finite_float, metavar="S",
                       help="multiple of the vector added (repeatable; negative removes; default -1, 1, 2)")
     edit.add_argument("--image", action="extend", nargs="+", default=[], metavar="FILE",
-                      help="edit this jpg/png/webp photo instead of test images (repeatable; cropped like prepare folder)")
+                      help="edit this jpg/png/webp photo instead of test images (repeatable; "
+                           "cropped like prepare folder)")
     edit.add_argument("--data", default=None, help="shard directory or manifest (default: what the run trained on)")
     edit.add_argument("--split", default="test", help="the split whose images are edited (default test)")
     edit.add_argument("--num", type=int_range(1, MAX_EVAL), default=256, help="images edited and scored")

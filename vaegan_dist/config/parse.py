@@ -132,7 +132,9 @@ def config_from_dict(data: dict[str, Any], source: str = "config") -> Config:
         if group == "preset":
             continue
         if not isinstance(values, dict):
-            raise ConfigError(f"{source}: {_unknown_key(group) if group not in _fields(Config) else f'group {group!r} is not a mapping'}")
+            raise ConfigError(
+                f"{source}: "
+                f"{_unknown_key(group) if group not in _fields(Config) else f'group {group!r} is not a mapping'}")
         for name, value in values.items():
             try:
                 set_key(cfg, f"{group}.{name}", value)

@@ -16,8 +16,10 @@ def _require(ok: bool, key: str, value: object, why: str) -> None:
 def validate(cfg: Config) -> Config:
     d, m, o, p, t = cfg.data, cfg.model, cfg.objective, cfg.optim, cfg.train
     _require(d.image_size in SUPPORTED_IMAGE_SIZES, "data.image_size", d.image_size,
-             f"must be one of {', '.join(map(str, SUPPORTED_IMAGE_SIZES))} (the model has no architecture for other sizes)")
-    _require(d.batch_size >= 2, "data.batch_size", d.batch_size, "must be at least 2 (batch normalisation needs a batch)")
+             f"must be one of {', '.join(map(str, SUPPORTED_IMAGE_SIZES))} "
+             "(the model has no architecture for other sizes)")
+    _require(d.batch_size >= 2, "data.batch_size", d.batch_size,
+             "must be at least 2 (batch normalisation needs a batch)")
     _require(d.shuffle_buffer >= 0, "data.shuffle_buffer", d.shuffle_buffer, "must be >= 0")
     _require(d.loader_workers >= 0, "data.loader_workers", d.loader_workers, "must be >= 0")
     _require(d.synthetic_samples >= d.batch_size, "data.synthetic_samples", d.synthetic_samples,

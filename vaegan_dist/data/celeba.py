@@ -71,7 +71,8 @@ def plan(root: Path) -> tuple[list[str], dict[str, list[Entry]], list[Skipped]]:
         raise DataError(f"{root}: no such directory")
     image_dir = root / IMAGE_DIR
     if not image_dir.is_dir():
-        raise DataError(f"{image_dir}: missing (CelebA's standard layout has {IMAGE_DIR}/, {ATTR_FILE}, {PARTITION_FILE})")
+        raise DataError(f"{image_dir}: missing "
+                        f"(CelebA's standard layout has {IMAGE_DIR}/, {ATTR_FILE}, {PARTITION_FILE})")
     names, attributes, skipped = read_attributes(root / ATTR_FILE)
     split_of, bad_rows = read_partition(root / PARTITION_FILE)
     skipped += bad_rows

@@ -3,7 +3,8 @@
 
 Shards are planned deterministically (each split's entries shuffled with a fixed seed, so that a shard
 holds a mix of the whole split rather than a run of neighbouring files such as one class folder;
-``shard_samples`` per shard) and each is written whole by one process, under a temporary name first. A record of every finished shard
+``shard_samples`` per shard) and each is written whole by one process, under a temporary name first. A
+record of every finished shard
 (its checksum, its skipped entries and the options it was made with) lives in ``OUT/.progress``; rerun
 with the same arguments, a conversion verifies finished shards against their records, keeps them, and
 writes the rest. An image that cannot be read (or is too large to decode safely) is skipped and reported;
@@ -140,7 +141,8 @@ def run_conversion(tasks: list[ShardTask], opt: ConvertOptions, out: Path, *, da
         splits.setdefault(task.split, [])
     skipped = list(skipped)
     kept = 0
-    with ProcessPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1), initializer=die_with_parent()) as pool, tqdm(
+    with ProcessPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1),
+                             initializer=die_with_parent()) as pool, tqdm(
         total=sum(len(t.entries) for t in tasks), desc=f"{dataset} {opt.size}px", unit="img", disable=not progress
     ) as bar:
         results = pool.map(convert_shard, tasks, [opt] * len(tasks), [str(out)] * len(tasks))

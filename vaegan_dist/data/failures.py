@@ -51,7 +51,8 @@ class Failures:
         self.last = f"{url}: {describe(exn, url)}"
         self._warn("skipped unreadable shard (%d so far): %s", self.shards, self.last)
         if self.shards_in_a_row >= self.max_bad_shards:
-            raise DataError(f"{self.where}: {self.shards_in_a_row} shards in a row unreadable (last: {self.last})") from None
+            raise DataError(f"{self.where}: {self.shards_in_a_row} shards in a row unreadable "
+                            f"(last: {self.last})") from None
         return True
 
     def sample_failed(self, key: object, url: object, exn: Exception) -> None:
@@ -60,7 +61,8 @@ class Failures:
         self.last = f"sample {key} in {url}: {describe(exn)}"
         self._warn("skipped sample %s in %s (%d so far): %s", key, url, self.samples, describe(exn))
         if self.samples_in_a_row >= self.max_bad_samples:
-            raise DataError(f"{self.where}: {self.samples_in_a_row} samples in a row unreadable (last: {self.last})") from None
+            raise DataError(f"{self.where}: {self.samples_in_a_row} samples in a row unreadable "
+                            f"(last: {self.last})") from None
 
     def _warn(self, message: str, *args: object) -> None:
         if self.shards + self.samples <= FIRST_WARNINGS:
@@ -70,4 +72,5 @@ class Failures:
         if now >= self._next_summary:
             self._next_summary = now + self.summary_every_s
             log.warning("%s: skipped %d unreadable shards and %d corrupt samples so far (last: %s); "
-                        "next summary in %.0f s", self.where, self.shards, self.samples, self.last, self.summary_every_s)
+                        "next summary in %.0f s", self.where, self.shards, self.samples, self.last,
+                        self.summary_every_s)

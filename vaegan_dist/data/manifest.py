@@ -139,7 +139,8 @@ def parse_manifest(text: str, where: str) -> Manifest:
     image_size = _field(raw, "image_size", int, where)
     encoding = _field(raw, "image_encoding", str, where)
     attributes = _field(raw, "attributes", list, where)
-    if not 1 <= image_size <= 65536 or encoding not in IMAGE_ENCODINGS or not all(isinstance(a, str) for a in attributes):
+    if (not 1 <= image_size <= 65536 or encoding not in IMAGE_ENCODINGS
+            or not all(isinstance(a, str) for a in attributes)):
         raise DataError(f"{where}: image_size {image_size}, image_encoding {encoding!r} or attributes are not valid")
     skipped = _field(raw, "skipped", list, where, [])
     return Manifest(dataset=_field(raw, "dataset", str, where), image_size=image_size, image_encoding=encoding,

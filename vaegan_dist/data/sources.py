@@ -66,7 +66,8 @@ def _shard_url(base: str, split: str, name: str, where: str) -> str:
 
 def _from_manifest(manifest: Manifest, base: str, split: str, where: str) -> ShardSource:
     if split not in manifest.splits:
-        raise DataError(f"{where}: split {split!r} is not in the manifest (it has {', '.join(manifest.splits) or 'none'})")
+        raise DataError(f"{where}: split {split!r} is not in the manifest "
+                        f"(it has {', '.join(manifest.splits) or 'none'})")
     shards = [s for s in manifest.shards(split) if s.samples > 0]  # a shard whose every image was skipped
     if not shards:
         raise DataError(f"{where}: split {split!r} has no samples")

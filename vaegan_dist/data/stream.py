@@ -132,7 +132,8 @@ class Decode:
             try:
                 image = decode_image_bytes(sample[self.encoding], self.encoding, self.image_size)
                 if image.shape != (3, self.image_size, self.image_size):
-                    raise ValueError(f"image of shape {tuple(image.shape)}, expected 3x{self.image_size}x{self.image_size}")
+                    raise ValueError(f"image of shape {tuple(image.shape)}, "
+                                     f"expected 3x{self.image_size}x{self.image_size}")
                 meta = json.loads(sample["json"])["attributes"]
                 attrs = torch.tensor([int(meta[name]) for name in self.attributes], dtype=torch.uint8)
             except Exception as exn:  # a corrupt sample must not stop training (unless they all are)

@@ -42,7 +42,8 @@ def _accuracy_and_loss(network: AttributeClassifier, images: torch.Tensor, attrs
     _, logits = evaluator.features_and_logits(images)
     target = attrs.to(device).float()
     network.train()
-    return ((logits > 0) == target.bool()).float().mean(0).cpu(), F.binary_cross_entropy_with_logits(logits, target).item()
+    return (((logits > 0) == target.bool()).float().mean(0).cpu(),
+            F.binary_cross_entropy_with_logits(logits, target).item())
 
 
 def train_evaluator(source: str | Path | ShardSource, *, seed: int = 0, batch_size: int = 64, max_epochs: int = 25,
@@ -130,4 +131,5 @@ def _data_dir(source: ShardSource) -> str:
 
 
 def no_evaluator_hint(source: ShardSource) -> str:
-    return f"no evaluator for {_data_dir(source)}: train one with `vaegan-dist evaluator train --data {_data_dir(source)}`"
+    return (f"no evaluator for {_data_dir(source)}: "
+            f"train one with `vaegan-dist evaluator train --data {_data_dir(source)}`")

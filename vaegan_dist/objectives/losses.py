@@ -1,6 +1,7 @@
 """The paper's three losses from one forward pass, and the generator's side of the GAN game.
 
-Conventions (Larsen et al. 2016, eq. 8-10, signs as in the released code): L_GAN here is the discriminator's binary cross-entropy, the positive quantity
+Conventions (Larsen et al. 2016, eq. 8-10, signs as in the released code): L_GAN here is the
+discriminator's binary cross-entropy, the positive quantity
 Dis minimises; the decoder minimises gamma * L_llike - L_GAN (minimax) or its non-saturating variant.
 All losses are batch means of per-sample values, in fp32.
 """

@@ -126,7 +126,8 @@ def record_run(job: TrainJob) -> None:
         job.run.mark_ours()
         job.run.write_text("config.yaml", yaml.safe_dump(config_to_dict(job.cfg), sort_keys=False))
     except OSError as err:
-        raise TrainingError(f"{job.run.where()}: the run's config could not be written ({err.strerror or err})") from None
+        raise TrainingError(f"{job.run.where()}: the run's config could not be written "
+                            f"({err.strerror or err})") from None
 
 
 def ray_train_loop(config: dict) -> None:
@@ -146,7 +147,8 @@ def build_trainer(job: TrainJob, gpu: bool, run_config_overrides: dict | None = 
         ray_train_loop,
         train_loop_config={"job": job},
         scaling_config=ScalingConfig(num_workers=low if low == high else (low, high), use_gpu=gpu,
-                                     resources_per_worker={"CPU": cfg.train.cpus_per_worker, **({"GPU": 1} if gpu else {})}),
+                                     resources_per_worker={"CPU": cfg.train.cpus_per_worker,
+                                                           **({"GPU": 1} if gpu else {})}),
         torch_config=TorchConfig(backend=collective_backend(gpu), timeout_s=cfg.train.collective_timeout_s),
         run_config=RunConfig(
             name=job.run.name,

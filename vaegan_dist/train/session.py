@@ -65,7 +65,8 @@ def check_same_step(step: int) -> None:
     steps: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(steps, step)
     if len(set(steps)) > 1:
-        raise TrainingError(f"ranks resumed at different steps ({', '.join(f'rank {r}: {s}' for r, s in enumerate(steps))}); "
+        raise TrainingError("ranks resumed at different steps "
+                            f"({', '.join(f'rank {r}: {s}' for r, s in enumerate(steps))}); "
                             "every node must see the same run storage")
 
 
