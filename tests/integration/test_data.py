@@ -1,6 +1,8 @@
 import hashlib
 import io
 import json
+import subprocess
+import sys
 import tarfile
 
 import numpy as np
@@ -115,3 +117,14 @@ def test_first_images_are_in_shard_order_and_match_the_attributes(faces32):
         image, attributes = face(3, 192 + k, 32)
         assert torch.equal(images[k], torch.from_numpy(image.copy()).permute(2, 0, 1))
         assert attrs[k].tolist() == [attributes[name] for name in ATTRIBUTES]
+
+
+def test_resolving_a_bare_shard_list_does_not_import_the_stream(faces32):
+    """Sources open shards without the stream (and its DataLoader machinery): checked in a fresh interpreter
+    (moved here from tests/unit, which starts no processes)."""
+    code = ("import sys; from vaegan_dist.data.sources import open_source; "
+            f"src = open_source({str(faces32 / 'train-000000.tar')!r}); "
+            "assert src.image_size == 32, src; "
+            "assert 'vaegan_dist.data.stream' not in sys.modules, 'sources imported the stream'")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-1000:]
