@@ -16,11 +16,26 @@ def run_cli(*args, timeout=120):
                           timeout=timeout)
 
 
-@pytest.mark.parametrize("command", [[], ["prepare"], ["prepare", "synthetic"], ["train"], ["sample"], ["reconstruct"],
-                                     ["evaluate"], ["evaluator", "train"]])
+# What each command's --help must show: its own usage line and the options or subcommands a user needs.
+HELP = {
+    (): ("usage: vaegan-dist [-h] COMMAND", "prepare", "train", "sample", "reconstruct", "evaluate", "evaluator",
+         "tune", "edit", "report"),
+    ("prepare",): ("usage: vaegan-dist prepare", "synthetic", "celeba", "folder"),
+    ("prepare", "synthetic"): ("usage: vaegan-dist prepare synthetic", "--out", "--num", "--size"),
+    ("train",): ("usage: vaegan-dist train", "--preset", "--show-config", "key=value"),
+    ("sample",): ("usage: vaegan-dist sample", "--checkpoint", "--out", "--n", "--set"),
+    ("reconstruct",): ("usage: vaegan-dist reconstruct", "--checkpoint", "--data", "--out"),
+    ("evaluate",): ("usage: vaegan-dist evaluate", "--checkpoint", "--json", "similarity", "pretraining"),
+    ("evaluator", "train"): ("usage: vaegan-dist evaluator train", "--data", "--out", "--epochs"),
+}
+
+
+@pytest.mark.parametrize("command", list(HELP), ids=lambda c: " ".join(c) or "top")
 def test_help_for_every_command(command):
     out = run_cli(*command, "--help")
-    assert out.returncode == 0 and "usage: vaegan-dist" in out.stdout
+    assert out.returncode == 0 and out.stderr == ""
+    missing = [text for text in HELP[command] if text not in out.stdout]
+    assert not missing, f"--help of {' '.join(command) or 'vaegan-dist'} lacks {missing}:\n{out.stdout}"
 
 
 @pytest.mark.parametrize("args, message", [
