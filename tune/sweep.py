@@ -22,7 +22,7 @@ from pathlib import Path
 from tune.results import summarise
 from tune.space import SearchSpace, parse_space
 from vaegan_dist.config import ConfigError, build_config
-from vaegan_dist.evaluate import CHEAP_METRICS, LOWER_IS_BETTER
+from vaegan_dist.evaluate import CHEAP_METRICS, better
 from vaegan_dist.evaluate.model_metrics import NEEDS_ENCODER
 from vaegan_dist.objectives import model_kind
 from vaegan_dist.train.cluster import check_reachable, connect
@@ -58,7 +58,7 @@ class SweepSettings:
         if self.mode:
             return self.mode
         name = self.metric.removeprefix("eval/")
-        return "min" if name in LOWER_IS_BETTER or self.metric.startswith("loss/") else "max"
+        return "min" if self.metric.startswith("loss/") or better(name) == "lower" else "max"
 
 
 def check_metric(metric: str, kinds: list[str], has_evaluator: bool, eval_every: int) -> None:

@@ -130,3 +130,15 @@ def test_kernel_distance_needs_four_points():
 def test_kernel_distance_refuses_bad_input_naming_it(real, fake, kwargs, message):
     with pytest.raises(ValueError, match=message):
         m.kernel_distance(real, fake, **kwargs)
+
+
+def test_every_metric_says_which_way_is_better_in_one_place():
+    from tune.sweep import SweepSettings
+    from vaegan_dist.evaluate import METRICS, better, better_note
+
+    assert {name: better(name) for name in ("fd", "kid", "fd_recon", "pixel_mse", "precision", "sharpness_ratio")} == {
+        "fd": "lower", "kid": "lower", "fd_recon": "lower", "pixel_mse": "lower", "precision": "higher",
+        "sharpness_ratio": "one"}
+    assert all(better_note(name).endswith(("is better", "as sharp as the data")) for name in METRICS)
+    modes = {name: SweepSettings("", "", metric=f"eval/{name}").resolved_mode() for name in ("fd", "recall")}
+    assert modes == {"fd": "min", "recall": "max"}  # a sweep reads the same table

@@ -97,10 +97,14 @@ def final_metrics(run_dir: Path) -> str:
     shown = {k.removeprefix("eval/"): v for k, v in state.get("metrics", {}).items() if k.startswith("eval/")}
     if not shown:
         return ""
+    from vaegan_dist.evaluate import better_note
+
+    ways: dict[str, list[str]] = {}  # "lower is better" -> [fd, kid, ...], in the order shown
+    for name in shown:
+        ways.setdefault(better_note(name), []).append(name)
     return (f"final evaluation at step {state['step']}: "
             + ", ".join(f"{k} {v:.4g}" for k, v in shown.items())
-            + "\n  (fd, fd_recon: lower is better; attr_agreement, precision, recall: higher; sharpness_ratio: "
-              "1 = as sharp as the data)\n")
+            + "\n  (" + "; ".join(f"{way}: {', '.join(names)}" for way, names in ways.items()) + ")\n")
 
 
 def _write_grid(images, out: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 
@@ -27,6 +28,19 @@ CHEAP_METRICS: tuple[str, ...] = ("fd", "kid", "kid_std", "fd_recon", "attr_agre
 # kid_std: the spread of kid over its subsets (a smaller one is a surer estimate).
 LOWER_IS_BETTER = {"fd", "kid", "kid_std", "fd_recon", "pixel_mse", "feature_mse", "fid"}
 NEEDS_ENCODER = {"fd_recon", "attr_agreement", "pixel_mse", "feature_mse"}
+
+
+def better(name: str) -> Literal["lower", "higher", "one"]:
+    """Which way a metric is better, the one place that says it (the tables, the report, a sweep's mode):
+    sharpness_ratio is best at 1 (as sharp as the data), the rest by LOWER_IS_BETTER."""
+    if name == "sharpness_ratio":
+        return "one"
+    return "lower" if name in LOWER_IS_BETTER else "higher"
+
+
+def better_note(name: str) -> str:
+    """``better(name)`` in words, as the tables print it beside a value."""
+    return {"one": "1 = as sharp as the data", "lower": "lower is better", "higher": "higher is better"}[better(name)]
 PR_NEIGHBOURS = 3  # k of Kynkaanniemi et al.'s precision and recall (their default)
 
 

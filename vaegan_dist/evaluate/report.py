@@ -36,7 +36,7 @@ import yaml
 from vaegan_dist.atomic import atomic_write_text
 from vaegan_dist.config import ConfigError
 from vaegan_dist.errors import CheckpointError
-from vaegan_dist.evaluate.model_metrics import LOWER_IS_BETTER, METRICS
+from vaegan_dist.evaluate.model_metrics import METRICS, better, better_note
 from vaegan_dist.evaluate.results import FILES, RESULTS_DIR
 from vaegan_dist.model.store import RUN_MARKER, checkpoint_step, find_checkpoints, load_state
 
@@ -314,7 +314,7 @@ def _summary(runs: list[RunView]) -> str:
         values = [r.metrics.get(name) for r in runs]
         best = best_indices(values, better(name))
         cells = "".join(f'<td data-run="{i}">{_bold(_number(v), i in best)}</td>' for i, v in enumerate(values))
-        rows.append(f'<tr data-metric="{name}"><th>{name} <small>({_better_note(name)})</small></th>{cells}</tr>')
+        rows.append(f'<tr data-metric="{name}"><th>{name} <small>({better_note(name)})</small></th>{cells}</tr>')
     note = '<p class="muted">bold: the best of the runs per metric (only where two or more have it)</p>'
     return "<table>\n" + "\n".join(rows) + "\n</table>\n" + note
 
@@ -328,17 +328,6 @@ def best_indices(values: Sequence[float | None], direction: str) -> set[int]:
     badness = {i: abs(v - 1) if direction == "one" else v if direction == "lower" else -v for i, v in known.items()}
     top = min(badness.values())
     return {i for i, b in badness.items() if b == top}
-
-
-def better(name: str) -> str:
-    """How a metric is read: sharpness_ratio is best at 1 (as sharp as the data), the rest by LOWER_IS_BETTER."""
-    if name == "sharpness_ratio":
-        return "one"
-    return "lower" if name in LOWER_IS_BETTER else "higher"
-
-
-def _better_note(name: str) -> str:
-    return {"one": "best at 1", "lower": "lower is better", "higher": "higher is better"}[better(name)]
 
 
 def _steps(run: RunView) -> str:

@@ -22,7 +22,7 @@ from vaegan_dist.data.stream import first_images
 from vaegan_dist.data.synthetic import is_built_in
 from vaegan_dist.errors import DataError
 from vaegan_dist.evaluate.evaluator import Evaluator
-from vaegan_dist.evaluate.model_metrics import LOWER_IS_BETTER, METRICS, HeldOut, model_metrics
+from vaegan_dist.evaluate.model_metrics import METRICS, HeldOut, better_note, model_metrics
 from vaegan_dist.evaluate.train_evaluator import no_evaluator_hint, resolve_evaluator
 from vaegan_dist.model import VAEGAN, load_model
 from vaegan_dist.model.store import resolve_checkpoint
@@ -103,11 +103,8 @@ def metrics_table(result: dict[str, Any]) -> str:
     lines = [f"{result['model_kind']} at step {result['step']}, {result['num']} {result['split']} images:"]
     for name in METRICS:
         value = result[name]
-        better = "lower is better" if name in LOWER_IS_BETTER else "higher is better"
-        if name == "sharpness_ratio":
-            better = "1 = as sharp as the data"
         shown = "n/a" if value is None else f"{value:.4f}"
-        lines.append(f"  {name:<16} {shown:>10}   ({better})")
+        lines.append(f"  {name:<16} {shown:>10}   ({better_note(name)})")
     return "\n".join(lines)
 
 
