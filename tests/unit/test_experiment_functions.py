@@ -220,3 +220,23 @@ def test_attributes_to_order_keep_real_combinations_and_force_the_settings():
         parse_settings(["C=2"], ["C"])
     with pytest.raises(ConfigError, match="no such attribute"):
         parse_settings(["D=1"], ["C"])
+
+
+def test_the_data_a_command_uses_is_the_runs_own_only_if_it_is_here(tmp_path):
+    import dataclasses
+
+    from vaegan_dist.config import build_config
+    from vaegan_dist.evaluate.run import data_to_use
+
+    def cfg(source: str):  # a checkpoint's saved config, as load_model returns it
+        smoke = build_config("smoke")
+        return dataclasses.replace(smoke, data=dataclasses.replace(smoke.data, source=source))
+
+    assert data_to_use(cfg(str(tmp_path)), None) == str(tmp_path)
+    assert data_to_use(cfg("s3://bucket/celeba64"), None) == "s3://bucket/celeba64"
+    assert data_to_use(cfg("/gone/shards"), "/here/shards") == "/here/shards"  # --data wins
+    with pytest.raises(DataError, match=r"/gone/shards: the data this model trained on is not here; pass --data$"):
+        data_to_use(cfg("/gone/shards"), None)
+    with pytest.raises(DataError, match="pipe:touch /tmp/x: the data this model trained on is not here; pass "
+                                        "--data \\(for y\\)"):  # a checkpoint's command is never run
+        data_to_use(cfg("pipe:touch /tmp/x"), None, " (for y)")

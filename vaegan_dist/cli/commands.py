@@ -130,10 +130,10 @@ def sample(args: argparse.Namespace) -> int:
         from vaegan_dist.evaluate.similarity import attributes_to_order, parse_settings
 
         settings = parse_settings(args.set, model.attributes)
-        if not args.data and not Path(cfg.data.source).exists() and "://" not in cfg.data.source:
-            raise errors.DataError(f"{cfg.data.source}: the data this model trained on is not here; pass --data "
-                                   "(the attribute combinations come from its --split)")
-        source = open_source(args.data or cfg.data.source, args.split)
+        from vaegan_dist.evaluate.run import data_to_use
+
+        data = data_to_use(cfg, args.data, " (the attribute combinations come from its --split)")
+        source = open_source(data, args.split)
         _, labels = first_images(source, args.split, args.n)
         y = attributes_to_order(model.attributes, labels, source.attributes, args.n, settings)
     elif args.set:

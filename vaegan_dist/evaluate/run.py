@@ -6,8 +6,6 @@ that data, trained first for the built-in faces.
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ from vaegan_dist.data.synthetic import is_built_in
 from vaegan_dist.errors import DataError
 from vaegan_dist.evaluate.evaluator import Evaluator
 from vaegan_dist.evaluate.model_metrics import METRICS, HeldOut, better_note, model_metrics
+from vaegan_dist.evaluate.results import json_text
 from vaegan_dist.evaluate.train_evaluator import no_evaluator_hint, resolve_evaluator
 from vaegan_dist.model import VAEGAN, load_model
 from vaegan_dist.model.store import resolve_checkpoint
@@ -47,6 +46,18 @@ class Trained:
             else self.checkpoint.parent.name
 
 
+def data_to_use(cfg: Config, data: str | None, why: str = "") -> str:
+    """``--data`` if given, else the data the run trained on, which must be here (a local path that exists, or
+    a URL): a checkpoint's own ``data.source`` is never run as a ``pipe:`` command. ``why``: appended to the
+    error (what the data is needed for)."""
+    if data:
+        return data
+    source = cfg.data.source
+    if not Path(source).exists() and "://" not in source:
+        raise DataError(f"{source}: the data this model trained on is not here; pass --data{why}")
+    return source
+
+
 def open_trained(checkpoint: str | Path, *, data: str | None = None, splits: tuple[str, ...] = ("test",),
                  evaluator: str | None = "", device: str = "cpu", require_evaluator: bool = True,
                  check: Callable[[VAEGAN, Path], None] | None = None, log=print) -> Trained:
@@ -57,9 +68,7 @@ def open_trained(checkpoint: str | Path, *, data: str | None = None, splits: tup
     model, cfg, step = load_model(checkpoint, device)
     if check is not None:
         check(model, resolve_checkpoint(checkpoint))
-    source = data or cfg.data.source
-    if not data and not Path(source).exists() and "://" not in source:
-        raise DataError(f"{source}: the data this model trained on is not here; pass --data")
+    source = data_to_use(cfg, data)
     sources = open_sources(source, splits[0], optional=splits[1:])
     missing = [s for s in splits if s not in sources]
     if missing:
@@ -122,8 +131,7 @@ def write_json(result: dict[str, Any], path: str | Path) -> Path:
     """Keys exactly METRICS + num, split, step, model_kind; metrics a kind cannot have are null."""
     path = check_json_target(path)
     keys = (*METRICS, "num", "split", "step", "model_kind")
-    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in result.items() if k in keys}
-    atomic_write_text(path, json.dumps(clean, indent=1) + "\n")
+    atomic_write_text(path, json_text({k: v for k, v in result.items() if k in keys}))
     return path
 
 
