@@ -26,7 +26,7 @@ from vaegan_dist.evaluate import CHEAP_METRICS, better
 from vaegan_dist.evaluate.model_metrics import NEEDS_ENCODER
 from vaegan_dist.objectives import model_kind
 from vaegan_dist.train.cluster import check_reachable, connect
-from vaegan_dist.train.launcher import resolve_run
+from vaegan_dist.train.launcher import check_sync_batchnorm, resolve_run
 from vaegan_dist.train.runtime import use_gpu
 from vaegan_dist.train.storage import RunStorage, is_url
 
@@ -287,9 +287,7 @@ def run_sweep(settings: SweepSettings, resume: bool = False, now: datetime.datet
 
     resources = ray.cluster_resources()
     gpu = use_gpu(base.train.device, resources.get("GPU", 0))
-    if base.model.sync_batchnorm and not gpu:
-        raise ConfigError("config key 'model.sync_batchnorm' needs GPU workers: PyTorch's SyncBatchNorm has no CPU "
-                          "implementation; got true on a CPU-only sweep")
+    check_sync_batchnorm(base, gpu, "sweep")
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
     given = {o.partition("=")[0].strip() for o in settings.overrides} & set(RESOURCE_KEYS)
     workers, cpus = fit_trial(resources, nodes, low, base.train.cpus_per_worker, gpu, given)

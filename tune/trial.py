@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
 import time
 from typing import Any
 
@@ -18,7 +17,13 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from vaegan_dist.config import Config, set_key, validate
 from vaegan_dist.train.job import TrainJob
-from vaegan_dist.train.launcher import build_trainer, check_run_dir, record_run, run_trainer
+from vaegan_dist.train.launcher import (
+    build_trainer,
+    check_run_dir,
+    record_run,
+    run_trainer,
+    set_worker_start_timeout,
+)
 from vaegan_dist.train.storage import RunStorage
 
 TRIAL_STARTED = "perf/trial_started_unix"  # reported with every result: overhead = first step - this
@@ -73,6 +78,6 @@ def run_trial(params: dict[str, Any], plan: TrialPlan) -> None:
     check_run_dir(job)
     record_run(job)
     print(f"trial {trial_id}: {' '.join(trial_overrides(params))} -> {job.run.where()}", flush=True)
-    os.environ["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = str(job.cfg.train.start_timeout_s)
+    set_worker_start_timeout(job.cfg.train.start_timeout_s)
     run_trainer(lambda: build_trainer(job, plan.gpu, {"callbacks": [MetricReportCallback(plan.metric, started)]}),
                 job.cfg.train.max_failures)

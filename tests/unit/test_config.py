@@ -101,3 +101,13 @@ def test_config_from_dict_names_the_file_and_key():
 def test_all_keys_lists_leaves():
     keys = all_keys()
     assert "train.steps" in keys and "objective.gamma" in keys and "train" not in keys
+
+
+def test_sync_batchnorm_is_refused_on_cpu_workers_in_one_line_naming_the_key():
+    from vaegan_dist.train.launcher import check_sync_batchnorm
+
+    cfg = build_config("smoke", ["model.sync_batchnorm=true"])
+    with pytest.raises(ConfigError, match="'model.sync_batchnorm' needs GPU workers: .* on a CPU-only sweep"):
+        check_sync_batchnorm(cfg, gpu=False, what="sweep")
+    check_sync_batchnorm(cfg, gpu=True)
+    check_sync_batchnorm(build_config("smoke"), gpu=False)

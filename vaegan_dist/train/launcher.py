@@ -190,6 +190,20 @@ def run_trainer(build: Callable[[], object], max_failures: int) -> None:
                   f"{'' if max_failures == -1 else f' of {max_failures}'} from the newest checkpoint", flush=True)
 
 
+def check_sync_batchnorm(cfg: Config, gpu: bool, what: str = "job") -> None:
+    """PyTorch's SyncBatchNorm has no CPU implementation: refuse before any worker starts."""
+    if cfg.model.sync_batchnorm and not gpu:
+        raise ConfigError("config key 'model.sync_batchnorm' needs GPU workers: PyTorch's SyncBatchNorm has no CPU "
+                          f"implementation; got true on a CPU-only {what}")
+
+
+def set_worker_start_timeout(seconds: float) -> None:
+    """How long one attempt to start the worker group waits. Ray 2.60's Train V2 reads it only from the
+    environment of its controller, which inherits this process's: it has no public setting (ScalingConfig and
+    RunConfig carry none), so this is the one place that sets the variable."""
+    os.environ["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = str(seconds)
+
+
 def _ray_gpu(job: TrainJob) -> bool:
     """Connect, decide GPU or CPU workers, and check what Ray itself would notice only later."""
     import ray
@@ -197,13 +211,10 @@ def _ray_gpu(job: TrainJob) -> bool:
     cfg = job.cfg
     connect(cfg.ray.address)
     gpu = use_gpu(cfg.train.device, ray.cluster_resources().get("GPU", 0))
-    if cfg.model.sync_batchnorm and not gpu:
-        raise ConfigError("config key 'model.sync_batchnorm' needs GPU workers: PyTorch's SyncBatchNorm has no CPU "
-                          "implementation; got true on a CPU-only job")
+    check_sync_batchnorm(cfg, gpu)
     if not job.run.remote:
         check_reachable(cfg)
-    # Read by Ray Train's controller, which inherits it from this driver: one start attempt waits this long.
-    os.environ["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = str(cfg.train.start_timeout_s)
+    set_worker_start_timeout(cfg.train.start_timeout_s)
     return gpu
 
 
