@@ -160,7 +160,7 @@ class SeededShuffle:
             return
         worker, _ = _worker()
         rng = random.Random(stable_seed("shuffle", self.seed, self.stream_id, self.rank, worker))
-        yield from wds.filters._shuffle(src, self.bufsize, initial=self.bufsize // 2, rng=rng)
+        yield from wds.shuffle(self.bufsize, initial=self.bufsize // 2, rng=rng)(src)  # the public filter
 
 
 def collate(samples: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:

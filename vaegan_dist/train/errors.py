@@ -15,7 +15,15 @@ def user_error_from(error: BaseException, user_errors: tuple[type[BaseException]
     """The first worker's user-facing error inside a Ray Train failure, or None if there is none."""
     failures = getattr(error, "worker_failures", None) or {}
     for rank in sorted(failures):
-        base = getattr(failures[rank], "_base_exc", failures[rank])  # Ray's UserExceptionWithTraceback
+        base = _raised_in_worker(failures[rank])
         if isinstance(base, user_errors):
             return base
     return None
+
+
+def _raised_in_worker(failure: BaseException) -> BaseException:
+    """The exception the worker's code raised. Ray 2.60 wraps it in UserExceptionWithTraceback (to carry the
+    remote traceback as text), which keeps it only in the private ``_base_exc``: Ray offers no public way to
+    get it back, so this is the one place that reads it; a Ray that drops the attribute gives the wrapper, and
+    the launcher then shows Ray's own message."""
+    return getattr(failure, "_base_exc", failure)

@@ -104,7 +104,8 @@ def report_incomplete(run_dir: Path) -> None:
 
 def _quiet_report_log() -> None:
     """Ray 2.60 logs every report (all metrics) at INFO under a logger named after its file, which
-    LoggingConfig(log_level) does not reach; at our log interval it would drown the progress lines."""
+    LoggingConfig(log_level) does not reach; at our log interval it would drown the progress lines. Ray offers
+    no public way to name that logger, so this one helper imports the private module for its file name."""
     try:
         from ray.train.v2._internal.execution import context
     except ImportError:  # a later Ray moved it; its default is then whatever that version chose
