@@ -26,7 +26,8 @@ from vaegan_dist.evaluate import CHEAP_METRICS, better
 from vaegan_dist.evaluate.model_metrics import NEEDS_ENCODER
 from vaegan_dist.objectives import model_kind
 from vaegan_dist.train.cluster import check_reachable, connect
-from vaegan_dist.train.launcher import check_sync_batchnorm, resolve_run
+from vaegan_dist.train.launcher import check_sync_batchnorm
+from vaegan_dist.train.resolve import resolve_run
 from vaegan_dist.train.runtime import use_gpu
 from vaegan_dist.train.storage import RunStorage, is_url
 

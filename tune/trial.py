@@ -17,13 +17,8 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from vaegan_dist.config import Config, set_key, validate
 from vaegan_dist.train.job import TrainJob
-from vaegan_dist.train.launcher import (
-    build_trainer,
-    check_run_dir,
-    record_run,
-    run_trainer,
-    set_worker_start_timeout,
-)
+from vaegan_dist.train.launcher import build_trainer, run_trainer, set_worker_start_timeout
+from vaegan_dist.train.resume import check_run_dir, record_run
 from vaegan_dist.train.storage import RunStorage
 
 TRIAL_STARTED = "perf/trial_started_unix"  # reported with every result: overhead = first step - this

@@ -12,7 +12,8 @@ from tests.conftest import tiny_config
 from vaegan_dist.cli.main import main
 from vaegan_dist.data.stream import first_images
 from vaegan_dist.evaluate import METRICS, cached_evaluator_path, load_evaluator
-from vaegan_dist.train.launcher import launch, resolve_run
+from vaegan_dist.train.launcher import launch
+from vaegan_dist.train.resolve import resolve_run
 
 JSON_KEYS = {*METRICS, "num", "split", "step", "model_kind"}
 

@@ -66,7 +66,9 @@ def test_the_run_directory_is_the_launchers_choice_never_the_configs(ray_local, 
     nor touch the run that the config names."""
     import yaml
 
-    from vaegan_dist.train.launcher import build_trainer, check_run_dir, record_run, resolve_run, run_trainer
+    from vaegan_dist.train.launcher import build_trainer, run_trainer
+    from vaegan_dist.train.resolve import resolve_run
+    from vaegan_dist.train.resume import check_run_dir, record_run
     from vaegan_dist.train.storage import RunStorage
 
     common = ["train.workers=2", "train.checkpoint_every=3", "train.log_every=3", "train.collective_timeout_s=120"]

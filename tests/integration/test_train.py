@@ -15,8 +15,9 @@ from tests.conftest import tiny_config
 from vaegan_dist.data.codec import to_unit_range
 from vaegan_dist.data.stream import first_images
 from vaegan_dist.model.store import find_checkpoints, load_model, load_state
-from vaegan_dist.train.launcher import launch, resolve_run
+from vaegan_dist.train.launcher import launch
 from vaegan_dist.train.loop import train_loop
+from vaegan_dist.train.resolve import resolve_run
 from vaegan_dist.train.session import LocalSession
 
 

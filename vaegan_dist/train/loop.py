@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -116,97 +117,162 @@ def _disk_errors(step: int, what: str):
 
 def train_loop(job: TrainJob, session: Session | None = None) -> dict[str, float]:
     """Train ``job`` until ``train.steps``; returns the last logged metrics."""
-    cfg, run = job.cfg, job.run
-    session = session or RaySession(None if run.remote else run.local_dir)
-    rank, world = session.world_rank, session.world_size
-    runtime = runtime_for(session.gpu, session.device())
-    kind = model_kind(cfg.model.kind)
-    total = cfg.train.steps
-
-    torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
-    model = build_model(cfg.model, cfg.data.image_size, job.data.attributes)
-    if cfg.model.sync_batchnorm and world > 1:
-        for name, network in model.networks().items():
-            setattr(model, name, nn.SyncBatchNorm.convert_sync_batchnorm(network))
-    model.to(runtime.device, memory_format=runtime.memory_format)
-    optimizers = build_optimizers(model, cfg.optim)
-    start, average = _resume(model, optimizers, session, job, runtime)
-    if rank != 0:  # every replica's weights are the same under DDP: rank 0 alone averages, shows and saves them
-        average = None
-    shown = average.model if average is not None else model  # what grids and evaluations show
-    if start >= total:
-        if rank == 0:
-            print(f"run {run.name} is already at step {start} of {total}; nothing to do", flush=True)
+    session = session or RaySession(None if job.run.remote else job.run.local_dir)
+    run = _WorkerRun.build(job, session)
+    if run.start >= run.total:
+        if session.world_rank == 0:
+            print(f"run {job.run.name} is already at step {run.start} of {run.total}; nothing to do", flush=True)
         return {}
-
-    networks = {name: session.prepare(network) for name, network in model.networks().items()}
-    step_fn = TrainStep(networks, optimizers, cfg, runtime, kind=kind,
-                        noise_seed=stable_seed("noise", cfg.train.seed, rank, start) % 2**63,
-                        ema=None if average is None else (average, model))
-    stream = training_stream(
-        job.data, cfg.data.split, cfg.data.image_size, cfg.data.batch_size, rank=rank, world_size=world,
-        seed=cfg.train.seed, stream_id=start, shuffle_buffer=cfg.data.shuffle_buffer,
-        loader_workers=cfg.data.loader_workers, hflip=cfg.data.hflip, augment=cfg.data.augment)
-    watch = NonFiniteWatch(runtime.device, kind.loss_terms)
-
-    tb = z_fixed = x_fixed = y_fixed = evaluation = None
-    if rank == 0:
-        if job.evaluator is not None and cfg.train.eval_every > 0:
-            evaluation = TrainingEvaluation(job, runtime.device)
-        tb = TensorBoardLogger(run.local_dir, purge_step=start)
-        tb.start_hparams(cfg, [*kind.loss_terms, *(evaluation.tags if evaluation else [])], job.hparam_keys)
-        z_fixed = torch.randn(cfg.train.grid_size, cfg.model.latent_dim,
-                              generator=torch.Generator().manual_seed(cfg.train.seed)).to(runtime.device)
-        x_fixed, attrs_fixed = first_images(job.grid_data, job.grid_split, cfg.train.grid_size)
-        if model.conditioned:  # one sample per fixed image, with its attributes
-            z_fixed, y_fixed = z_fixed[: len(x_fixed)], attrs_fixed.to(runtime.device)
-
-    meter, last, last_eval = MetricMeter(), {}, {}
-    first_step_at = None  # wall clock: start-up latency is measured against the driver's submit time
-    loop_started = time.perf_counter()
-    for step in range(start, total):
-        images, attrs = next(stream)
-        metrics = step_fn(images, step, attributes=attrs if model.conditioned else None)
-        watch.update(metrics, step)
-        meter.add(metrics, images.shape[0])
-        first_step_at = first_step_at or time.time()
+    run.prepare_training()
+    for step in range(run.start, run.total):
+        run.train_step(step)
         done = step + 1
-        is_last = done == total
-        log_now = done % cfg.train.log_every == 0 or is_last
-        checkpoint_now = done % cfg.train.checkpoint_every == 0 or is_last
-        eval_now = cfg.train.eval_every > 0 and (done % cfg.train.eval_every == 0 or is_last)
-        if log_now or checkpoint_now or eval_now:
-            watch.check()  # every rank, same steps: stops all of them together
-        if log_now:
-            last = {**meter.means(), "perf/first_step_unix": first_step_at}
-        if eval_now and evaluation is not None:
-            last_eval = evaluation(shown)
-            last_eval["perf/eval_share"] = evaluation.seconds / (time.perf_counter() - loop_started)
-            with _disk_errors(done, "the TensorBoard logs"):
-                tb.scalars(last_eval, done)
-        last = {**last, **last_eval}  # Ray's reports (and Tune's schedulers) see the newest evaluation
-        if tb is not None:
-            if log_now:
-                tb.scalars({k: v for k, v in last.items() if k != "perf/first_step_unix" and k not in last_eval}, done)
-                print(progress_line(done, total, last, world, kind.progress), flush=True)
-            if eval_now and evaluation is not None:
-                print(evaluation.line(done, last_eval), flush=True)
-            if done % cfg.train.image_every == 0 or is_last:
-                with _disk_errors(done, "the sample grids"):
-                    for tag, images in _grids(shown, z_fixed, x_fixed, y_fixed, runtime).items():
-                        tb.grid(tag, images, done)
-        if checkpoint_now:
-            check_finite_weights(model.networks(), done)
-            if tb is not None:  # before the report: a Tune scheduler may stop the trial as soon as it sees it
-                with _disk_errors(done, "the TensorBoard logs"):
-                    if is_last:
-                        tb.end_hparams()
-                    tb.writer.flush()
-                    run.upload("tensorboard", "samples")
-            _checkpoint(session, job, model, optimizers, done, start, last, average)
-        elif log_now or eval_now:  # every rank reports at the same steps: rank 0's evaluation ends at this barrier
-            session.report({**last, "step": done}, None, done)
+        due = run.due(done)
+        if due.any:
+            run.watch.check()  # every rank, same steps: stops all of them together
+        if due.log:
+            run.collect_logged()
+        if due.eval:
+            run.evaluate(done)
+        run.last = {**run.last, **run.last_eval}  # Ray's reports (and Tune's schedulers) see the newest evaluation
+        run.show(done, due)
+        if due.checkpoint:
+            run.checkpoint(done, due.last)
+        elif due.log or due.eval:  # every rank reports at the same steps: rank 0's evaluation ends at this barrier
+            session.report({**run.last, "step": done}, None, done)
+    run.close()
+    return run.last
 
-    if tb is not None:
-        tb.close()  # everything was flushed and uploaded before the last report
-    return last
+
+@dataclass(frozen=True)
+class _Due:
+    """What happens after a step (the same on every rank: decided from the step number alone)."""
+
+    log: bool
+    eval: bool
+    grids: bool
+    checkpoint: bool
+    last: bool
+
+    @property
+    def any(self) -> bool:
+        return self.log or self.eval or self.checkpoint
+
+
+class _WorkerRun:
+    """One worker's training run, as named steps: build and resume, prepare, step, and what follows a step
+    (log, evaluate, show, checkpoint). Rank 0 alone keeps the weight average, the TensorBoard writer, the fixed
+    grid inputs and the evaluation."""
+
+    def __init__(self, job: TrainJob, session: Session, runtime: Runtime, model: VAEGAN,
+                 optimizers: dict[str, torch.optim.Optimizer], start: int, average: WeightAverage | None):
+        self.job, self.cfg, self.session, self.runtime = job, job.cfg, session, runtime
+        self.model, self.optimizers, self.start, self.average = model, optimizers, start, average
+        self.total = job.cfg.train.steps
+        self.kind = model_kind(job.cfg.model.kind)
+        self.shown = average.model if average is not None else model  # what grids and evaluations show
+        self.last: dict[str, float] = {}
+        self.last_eval: dict[str, float] = {}
+
+    @classmethod
+    def build(cls, job: TrainJob, session: Session) -> _WorkerRun:
+        """The model (identical initial weights on every rank), its optimisers, and the checkpoint to resume."""
+        cfg = job.cfg
+        runtime = runtime_for(session.gpu, session.device())
+        torch.manual_seed(cfg.train.seed)
+        model = build_model(cfg.model, cfg.data.image_size, job.data.attributes)
+        if cfg.model.sync_batchnorm and session.world_size > 1:
+            for name, network in model.networks().items():
+                setattr(model, name, nn.SyncBatchNorm.convert_sync_batchnorm(network))
+        model.to(runtime.device, memory_format=runtime.memory_format)
+        optimizers = build_optimizers(model, cfg.optim)
+        start, average = _resume(model, optimizers, session, job, runtime)
+        if session.world_rank != 0:  # the replicas' weights are equal under DDP: rank 0 averages, shows, saves
+            average = None
+        return cls(job, session, runtime, model, optimizers, start, average)
+
+    def prepare_training(self) -> None:
+        """DDP wrappers, the step, the data stream, the finite watch; on rank 0 the evaluation, TensorBoard and
+        the fixed inputs of the grids."""
+        cfg, rank, start = self.cfg, self.session.world_rank, self.start
+        networks = {name: self.session.prepare(network) for name, network in self.model.networks().items()}
+        self.step_fn = TrainStep(networks, self.optimizers, cfg, self.runtime, kind=self.kind,
+                                 noise_seed=stable_seed("noise", cfg.train.seed, rank, start) % 2**63,
+                                 ema=None if self.average is None else (self.average, self.model))
+        self.stream = training_stream(
+            self.job.data, cfg.data.split, cfg.data.image_size, cfg.data.batch_size, rank=rank,
+            world_size=self.session.world_size, seed=cfg.train.seed, stream_id=start,
+            shuffle_buffer=cfg.data.shuffle_buffer, loader_workers=cfg.data.loader_workers, hflip=cfg.data.hflip,
+            augment=cfg.data.augment)
+        self.watch = NonFiniteWatch(self.runtime.device, self.kind.loss_terms)
+        self.tb = self.evaluation = self.z_fixed = self.x_fixed = self.y_fixed = None
+        if rank == 0:
+            if self.job.evaluator is not None and cfg.train.eval_every > 0:
+                self.evaluation = TrainingEvaluation(self.job, self.runtime.device)
+            self.tb = TensorBoardLogger(self.job.run.local_dir, purge_step=start)
+            self.tb.start_hparams(cfg, [*self.kind.loss_terms, *(self.evaluation.tags if self.evaluation else [])],
+                                  self.job.hparam_keys)
+            self.z_fixed = torch.randn(cfg.train.grid_size, cfg.model.latent_dim,
+                                       generator=torch.Generator().manual_seed(cfg.train.seed)).to(self.runtime.device)
+            self.x_fixed, attrs_fixed = first_images(self.job.grid_data, self.job.grid_split, cfg.train.grid_size)
+            if self.model.conditioned:  # one sample per fixed image, with its attributes
+                self.z_fixed, self.y_fixed = self.z_fixed[: len(self.x_fixed)], attrs_fixed.to(self.runtime.device)
+        self.meter = MetricMeter()
+        self.first_step_at = None  # wall clock: start-up latency is measured against the driver's submit time
+        self.loop_started = time.perf_counter()
+
+    def train_step(self, step: int) -> None:
+        images, attrs = next(self.stream)
+        metrics = self.step_fn(images, step, attributes=attrs if self.model.conditioned else None)
+        self.watch.update(metrics, step)
+        self.meter.add(metrics, images.shape[0])
+        self.first_step_at = self.first_step_at or time.time()
+
+    def due(self, done: int) -> _Due:
+        train, last = self.cfg.train, done == self.total
+        return _Due(log=done % train.log_every == 0 or last,
+                    eval=train.eval_every > 0 and (done % train.eval_every == 0 or last),
+                    grids=done % train.image_every == 0 or last,
+                    checkpoint=done % train.checkpoint_every == 0 or last, last=last)
+
+    def collect_logged(self) -> None:
+        self.last = {**self.meter.means(), "perf/first_step_unix": self.first_step_at}
+
+    def evaluate(self, done: int) -> None:
+        """Rank 0 scores the shown weights on the held-out images (the other ranks wait at the next report)."""
+        if self.evaluation is None:
+            return
+        self.last_eval = self.evaluation(self.shown)
+        self.last_eval["perf/eval_share"] = self.evaluation.seconds / (time.perf_counter() - self.loop_started)
+        with _disk_errors(done, "the TensorBoard logs"):
+            self.tb.scalars(self.last_eval, done)
+
+    def show(self, done: int, due: _Due) -> None:
+        """Rank 0: scalars, the progress line, the evaluation line and the sample grids."""
+        if self.tb is None:
+            return
+        if due.log:
+            self.tb.scalars({k: v for k, v in self.last.items()
+                             if k != "perf/first_step_unix" and k not in self.last_eval}, done)
+            print(progress_line(done, self.total, self.last, self.session.world_size, self.kind.progress),
+                  flush=True)
+        if due.eval and self.evaluation is not None:
+            print(self.evaluation.line(done, self.last_eval), flush=True)
+        if due.grids:
+            with _disk_errors(done, "the sample grids"):
+                for tag, images in _grids(self.shown, self.z_fixed, self.x_fixed, self.y_fixed, self.runtime).items():
+                    self.tb.grid(tag, images, done)
+
+    def checkpoint(self, done: int, last: bool) -> None:
+        check_finite_weights(self.model.networks(), done)
+        if self.tb is not None:  # before the report: a Tune scheduler may stop the trial as soon as it sees it
+            with _disk_errors(done, "the TensorBoard logs"):
+                if last:
+                    self.tb.end_hparams()
+                self.tb.writer.flush()
+                self.job.run.upload("tensorboard", "samples")
+        _checkpoint(self.session, self.job, self.model, self.optimizers, done, self.start, self.last, self.average)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()  # everything was flushed and uploaded before the last report
