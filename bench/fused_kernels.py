@@ -19,8 +19,8 @@ import argparse
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-import kernels
-from kernels.feature_nll import feature_nll_reference
+import vaegan_kernels as kernels
+from vaegan_kernels.feature_nll import feature_nll_reference
 
 PEAK_GB_S = {"H100 SXM": 3350, "H100 80GB HBM3": 3350, "H100 PCIe": 2000, "H200": 4800, "A100-SXM4-80GB": 2039,
              "A100-SXM4-40GB": 1555, "A100 80GB PCIe": 1935, "L40S": 864, "RTX 4090": 1008}

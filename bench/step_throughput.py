@@ -27,7 +27,7 @@ from dataclasses import replace
 import torch
 import torch.nn.functional as F
 
-import kernels
+import vaegan_kernels as kernels
 from vaegan_dist.config import build_config
 from vaegan_dist.model import build_model
 from vaegan_dist.train.optim import build_optimizers

@@ -21,12 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from tune.sweep import SweepSettings, run_sweep
-from tune.trial import TRIAL_STARTED
 from vaegan_dist.config import build_config
 from vaegan_dist.data.synthetic import ensure_synthetic
 from vaegan_dist.model.store import load_state
 from vaegan_dist.train.launcher import launch
+from vaegan_tune.sweep import SweepSettings, run_sweep
+from vaegan_tune.trial import TRIAL_STARTED
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from kernels._triton import tl, triton
+from vaegan_kernels._triton import tl, triton
 
 SCALE_BLOCK = 2048
 

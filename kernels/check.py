@@ -2,8 +2,8 @@
 read registers and spills from the cubin with the cuobjdump shipped in the triton wheel, print a table,
 and exit 1 if any kernel spills.
 
-    python -m kernels.check            # the table; exit status 1 on spills
-    python -m kernels.check --json     # the same rows as JSON
+    python -m vaegan_kernels.check            # the table; exit status 1 on spills
+    python -m vaegan_kernels.check --json     # the same rows as JSON
 
 The signatures mark pointers and 16-divisible sizes (16,384 features, 128 latents, row strides) as
 divisible by 16, which is how Triton's JIT specialises them at these shapes, so the code checked is the
@@ -45,9 +45,9 @@ def _specs(dtype: str) -> list[tuple[object, dict, dict, int]]:
     """(kernel, signature, constexprs, num_warps); argument names must match the kernels'."""
     import triton.language as tl
 
-    from kernels._scale import SCALE_BLOCK, _scale_rows_kernel
-    from kernels.feature_nll import BLOCK, _feature_nll_forward_kernel
-    from kernels.reparameterize_kl import (
+    from vaegan_kernels._scale import SCALE_BLOCK, _scale_rows_kernel
+    from vaegan_kernels.feature_nll import BLOCK, _feature_nll_forward_kernel
+    from vaegan_kernels.reparameterize_kl import (
         _reparameterize_kl_backward_kernel,
         _reparameterize_kl_forward_kernel,
     )
@@ -103,7 +103,7 @@ def resource_usage(cubin: bytes) -> tuple[int, int, int, int]:
 
 def check() -> list[Row]:
     if os.environ.get("TRITON_INTERPRET") == "1":
-        raise SystemExit("kernels.check compiles real GPU code: run it without TRITON_INTERPRET=1")
+        raise SystemExit("vaegan_kernels.check compiles real GPU code: run it without TRITON_INTERPRET=1")
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import torch
 
-from kernels._checks import Reduction, as_rows, check_pair, check_reduction, reduce_per_sample
-from kernels._scale import TL_DTYPES, accumulation_dtype, scale_rows
-from kernels._triton import tl, triton
-from kernels.dispatch import use_triton
+from vaegan_kernels._checks import Reduction, as_rows, check_pair, check_reduction, reduce_per_sample
+from vaegan_kernels._scale import TL_DTYPES, accumulation_dtype, scale_rows
+from vaegan_kernels._triton import tl, triton
+from vaegan_kernels.dispatch import use_triton
 
 BLOCK = 2048  # features per program: 8 programs per 16,384-feature row
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import torch
 
-from kernels._checks import check_pair
-from kernels._scale import TL_DTYPES, accumulation_dtype
-from kernels._triton import tl, triton
-from kernels.dispatch import use_triton
+from vaegan_kernels._checks import check_pair
+from vaegan_kernels._scale import TL_DTYPES, accumulation_dtype
+from vaegan_kernels._triton import tl, triton
+from vaegan_kernels.dispatch import use_triton
 
 if triton is not None:
 

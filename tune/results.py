@@ -91,7 +91,7 @@ def results_csv(rows: list[TrialRow], metric: str) -> str:
 
 def continue_command(preset: str, overrides: list[str], params: dict[str, Any], runs_path: str, trial_id: str,
                      steps: int) -> str:
-    from tune.trial import trial_overrides
+    from vaegan_tune.trial import trial_overrides
 
     args = ["vaegan-dist", "train", "--preset", preset, *overrides, *trial_overrides(params),
             f"train.storage_path={runs_path}", f"train.name={trial_id}", f"train.steps={steps}"]

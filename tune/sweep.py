@@ -19,8 +19,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from tune.results import summarise
-from tune.space import SearchSpace, parse_space
 from vaegan_dist.config import ConfigError, build_config
 from vaegan_dist.evaluate import CHEAP_METRICS, better
 from vaegan_dist.evaluate.model_metrics import NEEDS_ENCODER
@@ -30,6 +28,8 @@ from vaegan_dist.train.launcher import check_sync_batchnorm
 from vaegan_dist.train.resolve import resolve_run
 from vaegan_dist.train.runtime import use_gpu
 from vaegan_dist.train.storage import RunStorage, is_url
+from vaegan_tune.results import summarise
+from vaegan_tune.space import SearchSpace, parse_space
 
 DRIVER_CPU = 0.01  # a trial's own actor only waits on its trainer
 SWEEP_FILE = "sweep.json"
@@ -249,7 +249,7 @@ def run_sweep(settings: SweepSettings, resume: bool = False, now: datetime.datet
     """Run (or resume) the sweep; returns the sweep directory (a URL for remote storage)."""
     from ray import tune
 
-    from tune.trial import TrialPlan, run_trial
+    from vaegan_tune.trial import TrialPlan, run_trial
 
     if settings.scheduler not in SCHEDULERS:
         raise ConfigError(f"--scheduler {settings.scheduler!r}: use one of {', '.join(SCHEDULERS)}")

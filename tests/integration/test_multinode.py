@@ -99,7 +99,7 @@ def test_a_sweep_spreads_its_trials_over_both_nodes(two_nodes, faces_eval, evalu
     """Each node has 1 CPU and each trial needs 0.98 + 0.01: the two trials run at once only on different nodes."""
     import csv
 
-    from tune.sweep import SweepSettings, run_sweep
+    from vaegan_tune.sweep import SweepSettings, run_sweep
 
     overrides = (f"data.source={faces_eval}", f"data.cache_dir={evaluator_cache}", f"train.storage_path={tmp_path}",
                  "train.shared_storage=true", "train.workers=1", "train.cpus_per_worker=0.98", "data.loader_workers=0",

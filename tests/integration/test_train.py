@@ -10,7 +10,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-import kernels
+import vaegan_kernels as kernels
 from tests.conftest import tiny_config
 from vaegan_dist.data.codec import to_unit_range
 from vaegan_dist.data.stream import first_images

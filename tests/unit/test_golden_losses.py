@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 import torch
 
-import kernels
+import vaegan_kernels as kernels
 from vaegan_dist.config import build_config
 from vaegan_dist.data.synthetic_faces import face
 from vaegan_dist.model import build_model

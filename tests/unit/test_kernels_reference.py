@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-import kernels
+import vaegan_kernels as kernels
 
 
 def test_feature_nll_by_hand():

@@ -6,9 +6,9 @@ import os
 import pytest
 import torch
 
-import kernels
-from kernels import use_backend
-from kernels.dispatch import TRITON_AVAILABLE, use_triton
+import vaegan_kernels as kernels
+from vaegan_kernels import use_backend
+from vaegan_kernels.dispatch import TRITON_AVAILABLE, use_triton
 
 pytestmark = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available(),
                                 reason="needs the Triton interpreter or a GPU")
@@ -173,8 +173,8 @@ def test_ahead_of_time_check_compiles_every_kernel_for_sm80_and_sm90_without_spi
     import sys
 
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    out = subprocess.run([sys.executable, "-m", "kernels.check", "--json"], capture_output=True, text=True, env=env,
-                         timeout=300)
+    out = subprocess.run([sys.executable, "-m", "vaegan_kernels.check", "--json"], capture_output=True, text=True,
+                         env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     rows = json.loads(out.stdout)
     assert {(r["arch"], r["dtype"]) for r in rows} == {(a, d) for a in ("sm_80", "sm_90") for d in ("bf16", "fp32")}

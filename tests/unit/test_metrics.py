@@ -133,8 +133,8 @@ def test_kernel_distance_refuses_bad_input_naming_it(real, fake, kwargs, message
 
 
 def test_every_metric_says_which_way_is_better_in_one_place():
-    from tune.sweep import SweepSettings
     from vaegan_dist.evaluate import METRICS, better, better_note
+    from vaegan_tune.sweep import SweepSettings
 
     assert {name: better(name) for name in ("fd", "kid", "fd_recon", "pixel_mse", "precision", "sharpness_ratio")} == {
         "fd": "lower", "kid": "lower", "fd_recon": "lower", "pixel_mse": "lower", "precision": "higher",

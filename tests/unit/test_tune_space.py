@@ -11,11 +11,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from tune.results import TrialRow, collect_rows, continue_command, results_csv, sort_rows, trial_status
-from tune.space import SPACES_DIR, load_space_text, parse_space
-from tune.sweep import SweepSettings, check_metric, placeable_trials
 from vaegan_dist.cli.main import main
 from vaegan_dist.config import ConfigError, build_config
+from vaegan_tune.results import TrialRow, collect_rows, continue_command, results_csv, sort_rows, trial_status
+from vaegan_tune.space import SPACES_DIR, load_space_text, parse_space
+from vaegan_tune.sweep import SweepSettings, check_metric, placeable_trials
 
 pytestmark = pytest.mark.unit
 SMOKE = build_config("smoke")
@@ -229,7 +229,7 @@ def test_a_sweep_has_a_bounded_number_of_trials():
 
 
 def test_asha_compares_trials_at_the_evaluation_steps():
-    from tune.sweep import _scheduler
+    from vaegan_tune.sweep import _scheduler
 
     asha = _scheduler(SweepSettings("", "", metric="eval/fd"), steps=400, eval_every=100, log_every=20)
     assert (asha._time_attr, asha._max_t, asha._reduction_factor) == ("step", 400, 2)
@@ -240,7 +240,7 @@ def test_asha_compares_trials_at_the_evaluation_steps():
 
 
 def test_only_reports_holding_the_metric_reach_tune():
-    from tune.trial import TRIAL_STARTED, MetricReportCallback
+    from vaegan_tune.trial import TRIAL_STARTED, MetricReportCallback
 
     sent = []
     callback = MetricReportCallback.__new__(MetricReportCallback)  # outside a Tune session: no queue to open
@@ -252,7 +252,7 @@ def test_only_reports_holding_the_metric_reach_tune():
 
 
 def test_a_trial_is_fitted_to_the_cluster_only_where_the_user_left_the_choice():
-    from tune.sweep import fit_trial
+    from vaegan_tune.sweep import fit_trial
 
     two = [{"CPU": 2}]
     # the smoke preset on a 2-core machine: 2 x 1 CPU + the driver's 0.01 does not fit; 2 x 0.99 does
@@ -273,7 +273,7 @@ def test_a_trial_is_fitted_to_the_cluster_only_where_the_user_left_the_choice():
 
 
 def test_resume_takes_the_sweep_as_it_was_started(tmp_path, capsys):
-    from tune.sweep import saved_settings
+    from vaegan_tune.sweep import saved_settings
 
     sweep = tmp_path / "s1"
     sweep.mkdir()
@@ -297,7 +297,7 @@ def test_resume_takes_the_sweep_as_it_was_started(tmp_path, capsys):
 
 def test_resume_never_runs_a_pipe_command_found_in_sweep_storage(tmp_path):
     """Anyone who can write the sweep's storage can edit sweep.json: its pipe: source must not run."""
-    from tune.sweep import saved_settings
+    from vaegan_tune.sweep import saved_settings
 
     sweep = tmp_path / "s1"
     sweep.mkdir()
@@ -325,7 +325,7 @@ def test_resume_never_runs_a_pipe_command_found_in_sweep_storage(tmp_path):
 def test_the_searcher_holds_the_concurrency_limit():
     """Tune ignores TuneConfig.max_concurrent_trials for a BasicVariantGenerator passed in: the limit must be
     the searcher's own, or trials the cluster cannot place start and wait for workers."""
-    from tune.sweep import _search_algorithm
+    from vaegan_tune.sweep import _search_algorithm
 
     searcher = _search_algorithm(SweepSettings("", "", seed=3), "min", concurrent=2)
     assert type(searcher).__name__ == "BasicVariantGenerator" and searcher.max_concurrent == 2
@@ -333,7 +333,7 @@ def test_the_searcher_holds_the_concurrency_limit():
 
 def test_optuna_samples_inside_the_space_and_learns_from_results():
     pytest.importorskip("optuna")  # in the dev extra: CI always runs this
-    from tune.sweep import _search_algorithm
+    from vaegan_tune.sweep import _search_algorithm
 
     parsed = space("objective.gamma: {loguniform: [1e-7, 1e-1]}\ndata.batch_size: {choice: [16, 32]}")
     searcher = _search_algorithm(SweepSettings("", "", search="optuna", seed=1), "min", concurrent=2)
@@ -349,7 +349,7 @@ def test_optuna_samples_inside_the_space_and_learns_from_results():
 def test_optuna_missing_is_one_line_naming_the_extra(monkeypatch):
     import sys
 
-    from tune.sweep import require_optuna
+    from vaegan_tune.sweep import require_optuna
 
     monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna now raises ImportError
     with pytest.raises(ConfigError, match=r"--search optuna needs Optuna: pip install 'vaegan-dist\[optuna\]'"):
@@ -357,7 +357,7 @@ def test_optuna_missing_is_one_line_naming_the_extra(monkeypatch):
 
 
 def test_a_new_sweep_never_takes_a_directory_that_exists(tmp_path):
-    from tune.sweep import check_new_sweep_dir, sweep_storage
+    from vaegan_tune.sweep import check_new_sweep_dir, sweep_storage
 
     check_new_sweep_dir(sweep_storage(str(tmp_path), "fresh"))
     (tmp_path / "taken").mkdir()

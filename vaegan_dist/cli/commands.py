@@ -60,9 +60,9 @@ def train(args: argparse.Namespace) -> int:
 
 
 def tune(args: argparse.Namespace) -> int:
-    from tune.space import load_space_text
-    from tune.sweep import SweepSettings, run_sweep, saved_settings
     from vaegan_dist.config import ConfigError
+    from vaegan_tune.space import load_space_text
+    from vaegan_tune.sweep import SweepSettings, run_sweep, saved_settings
 
     options = {"--space": args.space, "--trials": args.trials, "--scheduler": args.scheduler, "--search": args.search,
                "--metric": args.metric, "--mode": args.mode, "--preset": args.preset, "--seed": args.seed}

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-import kernels
+import vaegan_kernels as kernels
 from vaegan_dist.model.vaegan import KIND_NETWORKS
 from vaegan_dist.objectives.losses import (
     at_least_fp32,
