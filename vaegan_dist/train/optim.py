@@ -84,15 +84,24 @@ def step_where(optimizer: torch.optim.Optimizer, update: torch.Tensor) -> None:
     State that did not exist before (the first step) goes back to zeros, which is how RMSProp and Adam
     initialise it (a zero step counter, zero moving averages), so a later step cannot tell the difference.
     On a GPU the optimisers are capturable (build_optimizers), so the step counters are on the device too.
-    Costs one copy of the parameters and state per step, only when the equilibrium trick is on."""
+
+    The put-back is ``new.lerp_(old, skip)`` with skip 0 or 1, not ``torch.where``: ATen's lerp computes
+    ``new + 0 * (old - new)`` for weight 0 and ``old - (old - new) * 0`` for weight 1, so it returns either
+    value exactly, in place and vectorised (where a masked step made a value non-finite, the put-back gives
+    NaN, and train/health.py stops the run as it does on a non-finite loss). ``python bench/masked_step.py``
+    measures it against where + copy (bench/RESULTS.md, "Training step throughput")."""
     params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
     old_params = [p.detach().clone() for p in params]
     old_state = [{k: v.clone() for k, v in optimizer.state[p].items() if torch.is_tensor(v)} for p in params]
     optimizer.step()
+    skip = (~update).to(torch.float32)
     for p, old in zip(params, old_params, strict=True):
-        p.copy_(torch.where(update, p, old))
+        p.detach().lerp_(old, skip.to(p.dtype))
     for p, saved in zip(params, old_state, strict=True):
         for key, value in optimizer.state[p].items():
             if torch.is_tensor(value):
                 before = saved[key] if key in saved else torch.zeros_like(value)
-                value.copy_(torch.where(update.to(value.device), value, before))
+                if value.is_floating_point():
+                    value.lerp_(before, skip.to(value.device, value.dtype))
+                else:  # an integer step counter
+                    value.copy_(torch.where(update.to(value.device), value, before))
