@@ -20,3 +20,11 @@ def test_jpeg_is_close_and_unknown_encodings_are_refused():
     assert decoded.shape == (3, 16, 16) and (decoded.int() - 100).abs().max() <= 2
     with pytest.raises(ValueError, match="'gif' is not one of png, jpg, raw"):
         encode_image(image, "gif")
+
+
+def test_reconstruction_grids_alternate_rows_of_originals_and_reconstructions():
+    from vaegan_dist.data.codec import interleave_rows
+
+    originals, reconstructions = torch.arange(10.0), -torch.arange(10.0)  # 10 "images", rows of 4
+    grid = interleave_rows(originals, reconstructions, row=4)
+    assert grid.tolist() == [0, 1, 2, 3, -0, -1, -2, -3, 4, 5, 6, 7, -4, -5, -6, -7, 8, 9, -8, -9]

@@ -144,7 +144,7 @@ def sample(args: argparse.Namespace) -> int:
 
 
 def reconstruct(args: argparse.Namespace) -> int:
-    from vaegan_dist.data.codec import to_unit_range
+    from vaegan_dist.data.codec import interleave_rows, to_unit_range
     from vaegan_dist.data.sources import open_source
     from vaegan_dist.data.stream import check_image_size, first_images
     from vaegan_dist.model import load_model
@@ -163,10 +163,7 @@ def reconstruct(args: argparse.Namespace) -> int:
 
         y = reorder_attributes(attrs, source.attributes, model.attributes, source.where)
     recon = model.reconstruct(x, y)
-    import torch
-
-    rows = [t for r in range(0, x.shape[0], 8) for t in (x[r : r + 8], recon[r : r + 8])]
-    _write_grid(torch.cat(rows), args.out)
+    _write_grid(interleave_rows(x, recon), args.out)
     return 0
 
 

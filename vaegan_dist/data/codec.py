@@ -54,7 +54,19 @@ def to_unit_range(images: torch.Tensor, device: torch.device | str = "cpu",
     return x.contiguous(memory_format=memory_format or torch.contiguous_format)
 
 
-def write_grid(images: torch.Tensor, path: str | Path, nrow: int = 8) -> torch.Tensor:
+GRID_ROW = 8  # images per row of every grid
+
+
+def interleave_rows(originals: torch.Tensor, reconstructions: torch.Tensor, row: int = GRID_ROW) -> torch.Tensor:
+    """A reconstruction grid's images: a row of originals, then the same images reconstructed, and so on (the
+    training grids and `vaegan-dist reconstruct` show them alike)."""
+    import torch
+
+    return torch.cat([t for r in range(0, originals.shape[0], row)
+                      for t in (originals[r : r + row], reconstructions[r : r + row])])
+
+
+def write_grid(images: torch.Tensor, path: str | Path, nrow: int = GRID_ROW) -> torch.Tensor:
     """Images in [-1, 1] [N, 3, S, S] -> a PNG grid at ``path`` (written atomically); returns the grid
     [3, H, W] in [0, 1] (TensorBoard shows the same one)."""
     from torchvision.utils import make_grid, save_image

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from vaegan_dist.data.codec import to_unit_range
+from vaegan_dist.data.codec import interleave_rows, to_unit_range
 from vaegan_dist.data.stream import first_images, stable_seed, training_stream
 from vaegan_dist.errors import TrainingError
 from vaegan_dist.model import VAEGAN, build_model
@@ -46,8 +46,7 @@ def _grids(model: VAEGAN, z_fixed: torch.Tensor, x_fixed: torch.Tensor, y_fixed:
             if model.can_reconstruct:
                 x = to_unit_range(x_fixed, runtime.device, runtime.memory_format)
                 recon = model.decoder(model.encoder(x, y_fixed)[0], y_fixed).to(x.dtype)
-                grids["reconstructions"] = torch.cat([t for r in range(0, x.shape[0], 8)
-                                                      for t in (x[r : r + 8], recon[r : r + 8])])
+                grids["reconstructions"] = interleave_rows(x, recon)
     finally:
         model.train()
     return grids
