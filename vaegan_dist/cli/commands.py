@@ -237,7 +237,7 @@ def evaluate_similarity(args: argparse.Namespace) -> int:
               for c in args.checkpoints[1:]]
     table = similarity_table([first, *others], split=args.split, num=args.num, seed=args.seed)
     print(similarity_text(table))
-    text = json_text(table)
+    text = json_text(table.to_json())
     if args.experiment_json:
         _write_json_text(text, args.experiment_json)
     for checkpoint in args.checkpoints:
@@ -266,7 +266,7 @@ def evaluate_pretraining(args: argparse.Namespace) -> int:
     table = pretraining_table(trained, fractions=args.fractions, train_images=args.train_images,
                               settings=Settings(steps=args.steps, seed=args.seed))
     print(pretraining_text(table))
-    text = json_text(table)
+    text = json_text(table.to_json())
     if args.experiment_json:
         _write_json_text(text, args.experiment_json)
     _record(args.pretrained, "pretraining", text)
@@ -295,10 +295,10 @@ def edit(args: argparse.Namespace) -> int:
     result = run_edit(trained, args.attribute, args.scale or DEFAULT_SCALES, split=args.split, images=args.image,
                       num=args.num, show=args.show, vector_images=args.vector_images)
     write_grid(result.grid, out, nrow=result.columns)
-    print(edit_table(result.report))
+    print(edit_table(result.record))
     print(f"wrote {out.resolve()} (rows: images; columns: original, reconstruction, "
-          + ", ".join(f"{s:+g}" for s in result.report["scales"]) + ")")
-    text = json_text(result.report)
+          + ", ".join(f"{s:+g}" for s in result.record.scales) + ")")
+    text = json_text(result.record.to_json())
     if args.json:
         _write_json_text(text, args.json)
     if record(trained.checkpoint, "edit_grid", out.read_bytes()):

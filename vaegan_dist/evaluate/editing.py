@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -22,10 +21,10 @@ from vaegan_dist.data.user_images import load_user_images
 from vaegan_dist.errors import CheckpointError, ConfigError
 from vaegan_dist.evaluate.attribute_vectors import PAPER_IMAGES, edit, vectors_for
 from vaegan_dist.evaluate.evaluator import Evaluator
+from vaegan_dist.evaluate.records import EditRecord, EditRow
 from vaegan_dist.evaluate.run import Trained
 from vaegan_dist.model import VAEGAN
 
-EDIT_FORMAT = "vaegan-dist-edit/1"
 DEFAULT_SCALES = (-1.0, 1.0, 2.0)
 MAX_SCALE = 100.0
 
@@ -34,7 +33,7 @@ MAX_SCALE = 100.0
 class EditResult:
     grid: torch.Tensor  # [rows * columns, 3, S, S] in [-1, 1], row-major
     columns: int
-    report: dict[str, Any]  # the JSON
+    record: EditRecord  # the scores
 
 
 def check_editable(model: VAEGAN, checkpoint: Path) -> None:
@@ -65,7 +64,7 @@ def has_attribute(evaluator: Evaluator, images: torch.Tensor, index: int) -> tor
 
 
 def score(evaluator: Evaluator | None, name: str, originals: torch.Tensor, recon: torch.Tensor, edits: torch.Tensor,
-          scales: Sequence[float]) -> list[dict[str, Any]]:
+          scales: Sequence[float]) -> list[EditRow]:
     """Per scale: candidates (lacking the attribute for a positive scale, having it for a negative one, on the
     original image), how many of their edits the evaluator judges changed, and ``baseline``: the share of
     candidates whose plain reconstruction it already judges changed. A model that loses a small detail in
@@ -73,8 +72,7 @@ def score(evaluator: Evaluator | None, name: str, originals: torch.Tensor, recon
     ``vector_fraction`` is the vector's own effect: among images whose reconstruction still shows the
     original state, the share whose edit the evaluator judges changed."""
     if evaluator is None or name not in evaluator.attributes:
-        return [{"attribute": name, "scale": s, "candidates": None, "changed": None, "fraction": None,
-                 "baseline": None, "vector_fraction": None} for s in scales]
+        return [EditRow(attribute=name, scale=s, candidates=None, changed=None, fraction=None) for s in scales]
     index = evaluator.attributes.index(name)
     before = has_attribute(evaluator, originals, index)
     reconstructed = has_attribute(evaluator, recon, index)
@@ -86,10 +84,10 @@ def score(evaluator: Evaluator | None, name: str, originals: torch.Tensor, recon
         already = candidates & (reconstructed if s > 0 else ~reconstructed)
         kept = candidates & ~already  # the reconstruction still has the original state
         n, k = int(candidates.sum()), int(kept.sum())
-        rows.append({"attribute": name, "scale": s, "candidates": n, "changed": int(changed.sum()),
-                     "fraction": int(changed.sum()) / n if n else None,
-                     "baseline": int(already.sum()) / n if n else None,
-                     "vector_fraction": int((kept & changed).sum()) / k if k else None})
+        rows.append(EditRow(attribute=name, scale=s, candidates=n, changed=int(changed.sum()),
+                            fraction=int(changed.sum()) / n if n else None,
+                            baseline=int(already.sum()) / n if n else None,
+                            vector_fraction=int((kept & changed).sum()) / k if k else None))
     return rows
 
 
@@ -115,7 +113,8 @@ def run_edit(trained: Trained, attributes: Sequence[str], scales: Sequence[float
     vectors = vectors_for(model, trained.checkpoint, trained.sources["train"], "train", vector_images, log=log)
     chosen = {name: vectors.vector(name) for name in dict.fromkeys(attributes)}
     device = next(model.parameters()).device
-    results, blocks = [], []
+    results: list[EditRow] = []
+    blocks = []
     for name, vector in chosen.items():
         recon_parts, edit_parts = [], []
         for chunk in originals.split(batch):
@@ -127,29 +126,28 @@ def run_edit(trained: Trained, attributes: Sequence[str], scales: Sequence[float
         shown = slice(0, show)
         x = to_unit_range(originals[shown], torch.device("cpu"))
         blocks.append(torch.cat([x[:, None], recon[shown, None], edited[shown]], dim=1).flatten(0, 1))
-    report = {"format": EDIT_FORMAT, "checkpoint": str(trained.checkpoint), "step": trained.step,
-              "model_kind": model.kind, "images": described, "num_images": len(originals),
-              "vector_images": vectors.images, "scales": list(scales), "results": results}
-    return EditResult(torch.cat(blocks), 2 + len(scales), report)
+    record = EditRecord(checkpoint=str(trained.checkpoint), step=trained.step, model_kind=model.kind,
+                        images=described, num_images=len(originals), vector_images=vectors.images,
+                        scales=list(scales), results=results)
+    return EditResult(torch.cat(blocks), 2 + len(scales), record)
 
 
-def edit_table(report: dict[str, Any]) -> str:
+def edit_table(report: EditRecord) -> str:
     """The JSON as the lines a user reads: one row per attribute, one column per scale."""
-    lines = [f"{report['model_kind']} at step {report['step']}: edits of {report['num_images']} images "
-             f"({report['images']}), vectors from {report['vector_images']} training images",
+    lines = [f"{report.model_kind} at step {report.step}: edits of {report.num_images} images "
+             f"({report.images}), vectors from {report.vector_images} training images",
              "share of the images whose attribute the edit changed, by the evaluator "
              "(+scale: lacked it and gained it; -scale: had it and lost it):",
-             f"  {'attribute':<20}" + "".join(f"{s:>+14g}" for s in report["scales"])]
-    by_attribute: dict[str, list[dict[str, Any]]] = {}
-    for row in report["results"]:
-        by_attribute.setdefault(row["attribute"], []).append(row)
+             f"  {'attribute':<20}" + "".join(f"{s:>+14g}" for s in report.scales)]
+    by_attribute: dict[str, list[EditRow]] = {}
+    for row in report.results:
+        by_attribute.setdefault(row.attribute, []).append(row)
     for name, rows in by_attribute.items():
-        cells = [("n/a" if r["fraction"] is None else f"{r['fraction']:.0%} ({r['changed']}/{r['candidates']})")
-                 for r in rows]
+        cells = [("n/a" if r.fraction is None else f"{r.fraction:.0%} ({r.changed}/{r.candidates})") for r in rows]
         lines.append(f"  {name:<20}" + "".join(f"{c:>14}" for c in cells))
-        base = ["" if r["baseline"] is None else f"{r['baseline']:.0%}" for r in rows]
+        base = ["" if r.baseline is None else f"{r.baseline:.0%}" for r in rows]
         lines.append(f"  {'  reconstruction':<20}" + "".join(f"{c:>14}" for c in base))
-        own = ["" if r.get("vector_fraction") is None else f"{r['vector_fraction']:.0%}" for r in rows]
+        own = ["" if r.vector_fraction is None else f"{r.vector_fraction:.0%}" for r in rows]
         lines.append(f"  {'  vector alone':<20}" + "".join(f"{c:>14}" for c in own))
     lines.append("  (reconstruction: the share the plain reconstruction already changes, without the vector;\n"
                  "   vector alone: the share changed among the images whose reconstruction did not change)")

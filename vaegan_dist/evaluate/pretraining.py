@@ -21,7 +21,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -30,11 +29,11 @@ from torch import nn
 from vaegan_dist.data.codec import to_unit_range
 from vaegan_dist.data.stream import first_images
 from vaegan_dist.errors import CheckpointError, ConfigError
+from vaegan_dist.evaluate.records import PretrainingRecord, PretrainingRow
 from vaegan_dist.evaluate.run import Trained
 from vaegan_dist.model import VAEGAN
 from vaegan_dist.model.discriminator import Discriminator
 
-PRETRAINING_FORMAT = "vaegan-dist-pretraining/1"
 INITS = ("scratch", "frozen", "fine-tuned")
 LABEL_FRACTIONS = (0.01, 0.1, 1.0)
 
@@ -160,7 +159,7 @@ def train_classifier(net: AttributeNet, init: str, train: tuple[torch.Tensor, to
 
 def pretraining_table(trained: Trained, *, fractions: Sequence[float] = LABEL_FRACTIONS, train_images: int = 20_000,
                       valid_images: int = 1000, test_images: int = 2000, settings: Settings | None = None,
-                      log=print) -> dict[str, Any]:
+                      log=print) -> PretrainingRecord:
     """Test accuracy of scratch / frozen / fine-tuned classifiers at each label fraction."""
     settings = settings or Settings()
     model = trained.model
@@ -174,9 +173,9 @@ def pretraining_table(trained: Trained, *, fractions: Sequence[float] = LABEL_FR
     if not names:
         raise ConfigError(f"{trained.sources['train'].where}: the data has no attributes to predict")
     majority = (train[1].double().mean(0) > 0.5).double()
-    rows: list[dict[str, Any]] = [{"init": "majority class", "fraction": 1.0, "labels": len(train[0]),
-                                   "accuracy": float((test[1].double() == majority).double().mean()),
-                                   "valid_accuracy": float((valid[1].double() == majority).double().mean())}]
+    rows = [PretrainingRow(init="majority class", fraction=1.0, labels=len(train[0]),
+                           accuracy=float((test[1].double() == majority).double().mean()),
+                           valid_accuracy=float((valid[1].double() == majority).double().mean()))]
     subsets = label_subsets(len(train[0]), sorted(fractions), settings.seed)
     for fraction, index in subsets.items():
         for init in INITS:
@@ -185,26 +184,26 @@ def pretraining_table(trained: Trained, *, fractions: Sequence[float] = LABEL_FR
                                                    device)
             accuracy = mean_accuracy(_logits(net, test[0], device), test[1])
             log(f"  {init:<10} {fraction:>6.0%} of the labels ({len(index)} images): test accuracy {accuracy:.4f}")
-            rows.append({"init": init, "fraction": fraction, "labels": len(index), "accuracy": accuracy,
-                         "valid_accuracy": valid_accuracy})
-    return {"format": PRETRAINING_FORMAT, "checkpoint": str(trained.checkpoint), "step": trained.step,
-            "model_kind": model.kind, "metric": "mean attribute accuracy", "attributes": list(names),
-            "train_images": len(train[0]), "valid_images": len(valid[0]), "test_images": len(test[0]),
-            "label_fractions": sorted(fractions), "steps": settings.steps, "rows": rows}
+            rows.append(PretrainingRow(init=init, fraction=fraction, labels=len(index), accuracy=accuracy,
+                                       valid_accuracy=valid_accuracy))
+    return PretrainingRecord(checkpoint=str(trained.checkpoint), step=trained.step, model_kind=model.kind,
+                             metric="mean attribute accuracy", attributes=list(names), train_images=len(train[0]),
+                             valid_images=len(valid[0]), test_images=len(test[0]),
+                             label_fractions=sorted(fractions), steps=settings.steps, rows=rows)
 
 
-def pretraining_text(table: dict[str, Any]) -> str:
-    fractions = table["label_fractions"]
-    lines = [f"attribute prediction on {table['test_images']} test images ({table['metric']}), "
-             f"discriminator of a {table['model_kind']} at step {table['step']}:",
+def pretraining_text(table: PretrainingRecord) -> str:
+    fractions = table.label_fractions
+    lines = [f"attribute prediction on {table.test_images} test images ({table.metric}), "
+             f"discriminator of a {table.model_kind} at step {table.step}:",
              f"  {'initialisation':<16}" + "".join(f"{f:>12.0%}" for f in fractions)]
     for init in ("majority class", *INITS):
-        cells = {r["fraction"]: r["accuracy"] for r in table["rows"] if r["init"] == init}
+        cells = {r.fraction: r.accuracy for r in table.rows if r.init == init}
         if init == "majority class":
             lines.append(f"  {init:<16}" + "".join(f"{cells[1.0]:>12.4f}" for _ in fractions))
             continue
         lines.append(f"  {init:<16}" + "".join(f"{cells[f]:>12.4f}" if f in cells else f"{'-':>12}"
                                                 for f in fractions))
-    labels = {r["fraction"]: r["labels"] for r in table["rows"] if r["init"] == INITS[0]}
+    labels = {r.fraction: r.labels for r in table.rows if r.init == INITS[0]}
     lines.append(f"  {'(labels)':<16}" + "".join(f"{labels.get(f, 0):>12d}" for f in fractions))
     return "\n".join(lines)

@@ -18,7 +18,6 @@ and the table shows their means over the test images.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 
@@ -26,9 +25,9 @@ from vaegan_dist.data.stream import first_images
 from vaegan_dist.errors import CheckpointError, ConfigError
 from vaegan_dist.evaluate.evaluator import Evaluator
 from vaegan_dist.evaluate.model_metrics import reorder_attributes
+from vaegan_dist.evaluate.records import SimilarityRecord, SimilarityRow
 from vaegan_dist.evaluate.run import Trained
 
-SIMILARITY_FORMAT = "vaegan-dist-similarity/1"
 TEST_SET_ROW = "test set (real images)"
 
 
@@ -95,7 +94,7 @@ def attributes_to_order(model_attributes: Sequence[str], labels: torch.Tensor, l
 
 
 def similarity_table(models: Sequence[Trained], *, split: str = "test", num: int = 2000, seed: int = 0
-                     ) -> dict[str, Any]:
+                     ) -> SimilarityRecord:
     """The table for ``models`` (all judged on the first one's data and evaluator), test-set row first."""
     first = models[0]
     evaluator, source = first.evaluator, first.sources[split]
@@ -116,24 +115,22 @@ def similarity_table(models: Sequence[Trained], *, split: str = "test", num: int
     columns = [evaluator.attributes.index(a) for a in names]
 
     _, real_logits = evaluator.features_and_logits(images)
-    rows = [{"name": TEST_SET_ROW, "model_kind": None, "step": None, "checkpoint": None,
-             **similarity_scores(wanted, real_logits[:, columns])}]
+    rows = [SimilarityRow(name=TEST_SET_ROW, **similarity_scores(wanted, real_logits[:, columns]))]
     for m in models:
         generated = generate_to_order(m, labels, source.attributes, seed)
         _, logits = evaluator.features_and_logits(generated)
-        rows.append({"name": m.name, "model_kind": m.model.kind, "step": m.step, "checkpoint": str(m.checkpoint),
-                     **similarity_scores(wanted, logits[:, columns])})
-    return {"format": SIMILARITY_FORMAT, "split": split, "num": len(images), "seed": seed, "attributes": names,
-            "rows": rows}
+        rows.append(SimilarityRow(name=m.name, model_kind=m.model.kind, step=m.step, checkpoint=str(m.checkpoint),
+                                  **similarity_scores(wanted, logits[:, columns])))
+    return SimilarityRecord(split=split, num=len(images), seed=seed, attributes=names, rows=rows)
 
 
-def similarity_text(table: dict[str, Any]) -> str:
-    lines = [f"attribute similarity on {table['num']} {table['split']} images, {len(table['attributes'])} attributes "
+def similarity_text(table: SimilarityRecord) -> str:
+    lines = [f"attribute similarity on {table.num} {table.split} images, {len(table.attributes)} attributes "
              "(requested vs. what the evaluator sees):",
              f"  {'model':<28} {'kind':<8} {'cosine':>8} {'mse':>8}",
              ]
-    for row in table["rows"]:
-        lines.append(f"  {row['name'][:28]:<28} {row['model_kind'] or '-':<8} {row['cosine']:>8.4f} {row['mse']:>8.4f}")
+    for row in table.rows:
+        lines.append(f"  {row.name[:28]:<28} {row.model_kind or '-':<8} {row.cosine:>8.4f} {row.mse:>8.4f}")
     lines.append("  (cosine: higher is better, at most 1; mse: lower is better, 0..4; the test-set row is the "
                  "evaluator on real images: the best a generator can score)")
     return "\n".join(lines)
