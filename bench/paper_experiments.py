@@ -2,8 +2,8 @@
 
 1. attribute vectors: an unconditioned VAE/GAN, `vaegan-dist edit` adding and removing Eyeglasses and
    Smiling on test faces, scored by the evaluator;
-2. attribute similarity: conditioned VAE, GAN and VAE/GAN, `vaegan-dist evaluate similarity` (one table);
-3. unsupervised pretraining: `vaegan-dist evaluate pretraining` on the VAE/GAN's discriminator;
+2. attribute similarity: conditioned VAE, GAN and VAE/GAN, `vaegan-dist similarity` (one table);
+3. unsupervised pretraining: `vaegan-dist pretraining` on the VAE/GAN's discriminator;
 4. `vaegan-dist report` over the runs.
 
     python bench/paper_experiments.py                          # ~75 minutes on 2 CPU cores
@@ -61,7 +61,7 @@ def main() -> None:
         run([*cli, "edit", "--checkpoint", str(vaegan), "--attribute", "Eyeglasses", "Smiling", "--scale",
              *args.scales, "--num", args.num, "--out", str(root / "edit.png"), "--json", str(root / "edit.json")])
     if "pretraining" in args.only:
-        run([*cli, "evaluate", "pretraining", "--checkpoint", str(vaegan), "--steps", args.pretraining_steps,
+        run([*cli, "pretraining", "--checkpoint", str(vaegan), "--steps", args.pretraining_steps,
              "--json", str(root / "pretraining.json")])
     if "similarity" in args.only:
         conditioned = [root / f"cond-{kind}-{args.cond_steps}" for kind in ("vae", "gan", "vaegan")]
@@ -70,7 +70,7 @@ def main() -> None:
             run([*cli, "train", *common, f"model.kind={kind}", "model.condition=attributes",
                  f"train.steps={args.cond_steps}", f"train.checkpoint_every={args.cond_steps}",
                  f"train.name={run_dir.name}"])
-        run([*cli, "evaluate", "similarity", "--checkpoint", *map(str, conditioned), "--json",
+        run([*cli, "similarity", "--checkpoint", *map(str, conditioned), "--json",
              str(root / "similarity.json")])
         for run_dir in conditioned:
             run([*cli, "evaluate", "--checkpoint", str(run_dir)])

@@ -1,5 +1,6 @@
 """The command line as a user meets it: help, one-line errors naming what is wrong, and the commands."""
 
+import argparse
 import subprocess
 import sys
 
@@ -7,7 +8,8 @@ import pytest
 from PIL import Image
 
 from tests.conftest import tiny_config
-from vaegan_dist.cli.main import main
+from vaegan_dist.cli.arguments import CHECKPOINT_HELP
+from vaegan_dist.cli.main import build_parser, main
 from vaegan_dist.train.launcher import launch
 
 
@@ -19,13 +21,15 @@ def run_cli(*args, timeout=120):
 # What each command's --help must show: its own usage line and the options or subcommands a user needs.
 HELP = {
     (): ("usage: vaegan-dist [-h] COMMAND", "prepare", "train", "sample", "reconstruct", "evaluate", "evaluator",
-         "tune", "edit", "report"),
+         "tune", "edit", "report", "similarity", "pretraining", "commands, by what they are for:"),
     ("prepare",): ("usage: vaegan-dist prepare", "synthetic", "celeba", "folder"),
     ("prepare", "synthetic"): ("usage: vaegan-dist prepare synthetic", "--out", "--num", "--size"),
     ("train",): ("usage: vaegan-dist train", "--preset", "--show-config", "key=value"),
     ("sample",): ("usage: vaegan-dist sample", "--checkpoint", "--out", "--n", "--set"),
-    ("reconstruct",): ("usage: vaegan-dist reconstruct", "--checkpoint", "--data", "--out"),
-    ("evaluate",): ("usage: vaegan-dist evaluate", "--checkpoint", "--json", "similarity", "pretraining"),
+    ("reconstruct",): ("usage: vaegan-dist reconstruct", "--checkpoint", "--data", "--out", "(default valid)"),
+    ("evaluate",): ("usage: vaegan-dist evaluate", "--checkpoint", "--json", "--num", "(default test)"),
+    ("similarity",): ("usage: vaegan-dist similarity", "--checkpoint C [C ...]", "--json", "--evaluator"),
+    ("pretraining",): ("usage: vaegan-dist pretraining", "--checkpoint", "--fractions", "--json"),
     ("evaluator", "train"): ("usage: vaegan-dist evaluator train", "--data", "--out", "--epochs"),
 }
 
@@ -36,6 +40,46 @@ def test_help_for_every_command(command):
     assert out.returncode == 0 and out.stderr == ""
     missing = [text for text in HELP[command] if text not in out.stdout]
     assert not missing, f"--help of {' '.join(command) or 'vaegan-dist'} lacks {missing}:\n{out.stdout}"
+
+
+def commands_of(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command and subcommand the parser has, read from argparse's own structure."""
+    found = []
+    for action in parser._actions:  # argparse offers no public walk of its subcommands
+        for name, sub in (action.choices or {}).items() if isinstance(action, argparse._SubParsersAction) else ():
+            found += [(*path, name), *commands_of(sub, (*path, name))]
+    return found
+
+
+def test_every_command_has_help_and_a_shared_option_reads_the_same_everywhere():
+    parser = build_parser()
+    every = commands_of(parser)
+    assert len(every) == 15 and ("similarity",) in every and ("evaluate", "similarity") not in every
+    helps: dict[str, set[str]] = {}
+    for command in every:
+        sub = parser
+        for name in command:
+            sub = next(a for a in sub._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+        assert sub.format_help().startswith(f"usage: vaegan-dist {' '.join(command)}")
+        for action in sub._actions:
+            if action.option_strings:
+                helps.setdefault(action.option_strings[0], set()).add(str(action.help))
+    # Declared once (arguments.py): the same words wherever the option appears.
+    assert len(helps["--evaluator"]) == 1
+    assert {h.rsplit(": ", 1)[-1] for h in helps["--checkpoint"]} == {CHECKPOINT_HELP}
+    run_data = {h for h in helps["--data"] if "default: what the run trained on" in h}
+    assert len(run_data) == 1 and len(helps["--data"]) == 2  # and evaluator train's own (it has no run)
+
+
+def test_each_command_keeps_its_own_defaults():
+    """The shared options are built per command: one command's default never leaks into another's."""
+    parse = build_parser().parse_args
+    assert parse(["reconstruct", "--checkpoint", "c", "--out", "o.png"]).split == "valid"
+    assert parse(["evaluate", "--checkpoint", "c"]).split == "test"
+    assert parse(["edit", "--checkpoint", "c", "--attribute", "Smiling", "--out", "o.png"]).num == 256
+    assert parse(["evaluate", "--checkpoint", "c"]).num == 2000
+    assert parse(["similarity", "--checkpoint", "a", "b", "--checkpoint", "c"]).checkpoint == ["a", "b", "c"]
+    assert not hasattr(parse(["pretraining", "--checkpoint", "c"]), "split")  # it uses every split
 
 
 @pytest.mark.parametrize("args, message", [
@@ -49,6 +93,9 @@ def test_help_for_every_command(command):
     (["evaluate", "--checkpoint", "/no/such/run"], "/no/such/run: no such checkpoint"),
     (["evaluate", "--checkpoint", "/no/such/run", "--num", "3"], "argument --num: 3 is not in 8..20000"),
     (["evaluator", "train", "--data", "/no/such/shards"], "/no/such/shards: no such data directory"),
+    (["evaluate", "similarity", "--checkpoint", "/no/such/run"], "unrecognized arguments: similarity"),
+    (["similarity", "--checkpoint", "/no/such/run", "--num", "2"], "argument --num: 2 is not in 8..20000"),
+    (["pretraining", "--checkpoint", "/no/such/run"], "/no/such/run: no such checkpoint"),
     (["prepare", "celeba", "--root", "/no/such/celeba", "--out", "/tmp/x"], "/no/such/celeba: no such directory"),
     (["prepare", "folder", "--root", "/no/such/photos", "--out", "/tmp/x"], "/no/such/photos: no such directory"),
     # negative numbers argparse alone would take for options ("expected at least one argument")

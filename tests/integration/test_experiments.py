@@ -1,5 +1,5 @@
 """The paper's experiments end to end, as users run them on tiny runs: `edit` (attribute vectors on test
-images and on photos), attribute-conditioned training and `evaluate similarity`, `evaluate pretraining`,
+images and on photos), attribute-conditioned training and `similarity`, `pretraining`,
 each checked against what an independent computation says, and their one-line refusals."""
 
 import json
@@ -110,7 +110,7 @@ def test_edit_refuses_models_without_latent_codes(runs, tmp_path, capsys):
 
 def test_similarity_table_matches_an_independent_computation(runs, faces_eval, evaluator_cache, tmp_path, capsys):
     out = tmp_path / "sim.json"
-    code = main(["evaluate", "similarity", "--checkpoint", str(runs["cond-vae"]), str(runs["cond-gan"]),
+    code = main(["similarity", "--checkpoint", str(runs["cond-vae"]), str(runs["cond-gan"]),
                  "--num", "50", "--json", str(out)])
     assert code == 0, capsys.readouterr().err
     printed = capsys.readouterr().out
@@ -165,7 +165,7 @@ def test_a_foreign_file_where_the_vector_cache_would_go_is_left_alone(runs, tmp_
 
 
 def test_similarity_refuses_an_unconditioned_model(runs, capsys):
-    code = main(["evaluate", "similarity", "--checkpoint", str(runs["vaegan"]), "--num", "20"])
+    code = main(["similarity", "--checkpoint", str(runs["vaegan"]), "--num", "20"])
     err = capsys.readouterr().err
     assert code == 2 and "not conditioned on attributes" in err and "model.condition=attributes" in err
     assert err.count("\n") == 1
@@ -173,7 +173,7 @@ def test_similarity_refuses_an_unconditioned_model(runs, capsys):
 
 def test_pretraining_table_has_every_cell_and_an_independent_majority_row(runs, faces_eval, tmp_path, capsys):
     out = tmp_path / "pre.json"
-    code = main(["evaluate", "pretraining", "--checkpoint", str(runs["vaegan"]), "--fractions", "0.1", "1",
+    code = main(["pretraining", "--checkpoint", str(runs["vaegan"]), "--fractions", "0.1", "1",
                  "--steps", "4", "--train-images", "200", "--json", str(out)])
     assert code == 0, capsys.readouterr().err
     assert "fine-tuned" in capsys.readouterr().out
@@ -194,7 +194,7 @@ def test_pretraining_table_has_every_cell_and_an_independent_majority_row(runs, 
 
 def test_pretraining_refuses_models_without_an_unsupervised_discriminator(runs, capsys):
     for run, message in ((runs["cond-vae"], "no discriminator"), (runs["cond-gan"], "learned with labels")):
-        code = main(["evaluate", "pretraining", "--checkpoint", str(run), "--steps", "1"])
+        code = main(["pretraining", "--checkpoint", str(run), "--steps", "1"])
         err = capsys.readouterr().err
         assert code == 2 and message in err and err.count("\n") == 1, err
 
@@ -231,7 +231,7 @@ def test_similarity_follows_attributes_by_name_when_the_evaluator_lists_them_in_
     tables = []
     for extra in ([], ["--evaluator", str(tmp_path / "reversed.pt")]):
         out = tmp_path / f"sim{len(extra)}.json"
-        assert main(["evaluate", "similarity", "--checkpoint", str(runs["cond-gan"]), "--num", "30", "--json",
+        assert main(["similarity", "--checkpoint", str(runs["cond-gan"]), "--num", "30", "--json",
                      str(out), *extra]) == 0, capsys.readouterr().err
         tables.append(json.loads(out.read_text()))
     assert tables[1]["attributes"] == list(reversed(tables[0]["attributes"]))
@@ -241,7 +241,7 @@ def test_similarity_follows_attributes_by_name_when_the_evaluator_lists_them_in_
 
 def test_the_same_checkpoint_spelled_two_ways_is_refused(runs, capsys):
     run = runs["cond-vae"]
-    code = main(["evaluate", "similarity", "--checkpoint", str(run), f"{run}/checkpoint_00000004/state.pt"])
+    code = main(["similarity", "--checkpoint", str(run), f"{run}/checkpoint_00000004/state.pt"])
     err = capsys.readouterr().err
     assert code == 2 and "the same checkpoint is named twice" in err
     code = main(["evaluate", "--json", "x.json", "similarity", "--checkpoint", str(run)])

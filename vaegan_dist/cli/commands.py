@@ -147,13 +147,14 @@ def reconstruct(args: argparse.Namespace) -> int:
     from vaegan_dist.data.codec import interleave_rows, to_unit_range
     from vaegan_dist.data.sources import open_source
     from vaegan_dist.data.stream import check_image_size, first_images
+    from vaegan_dist.evaluate.run import data_to_use
     from vaegan_dist.model import load_model
 
     model, cfg, _ = load_model(args.checkpoint)
     if not model.can_reconstruct:
         raise errors.CheckpointError(f"{args.checkpoint}: a {model.kind!r} model has no encoder, so it cannot "
                                      "reconstruct; use `vaegan-dist sample`")
-    source = open_source(args.data, args.split)
+    source = open_source(data_to_use(cfg, args.data), args.split)
     check_image_size(source, cfg.data.image_size)
     images, attrs = first_images(source, args.split, args.n)
     x = to_unit_range(images, next(model.parameters()).device)
@@ -177,8 +178,6 @@ def evaluate(args: argparse.Namespace) -> int:
         write_json,
     )
 
-    if args.checkpoint is None:
-        raise errors.ConfigError("--checkpoint is required (or name an experiment: evaluate similarity | pretraining)")
     if args.json:
         check_json_target(args.json)
     result = evaluate_checkpoint(args.checkpoint, data=args.data, split=args.split, num=args.num,
@@ -208,44 +207,35 @@ def _write_json_text(text: str, out: str) -> None:
     print(f"wrote {path.resolve()}")
 
 
-def _no_parent_options(args: argparse.Namespace) -> None:
-    """`evaluate --json X similarity ...` would silently drop X: the options belong after the experiment."""
-    given = [f"--{k}" for k in ("checkpoint", "json") if getattr(args, k, None)]
-    if given:
-        raise errors.ConfigError(f"{', '.join(given)}: put the options after the experiment's name "
-                                 f"(vaegan-dist evaluate {args.experiment} --checkpoint ...)")
-
-
-def evaluate_similarity(args: argparse.Namespace) -> int:
+def similarity(args: argparse.Namespace) -> int:
     from vaegan_dist.evaluate.results import json_text
     from vaegan_dist.evaluate.run import check_json_target, default_device, open_trained
     from vaegan_dist.evaluate.similarity import similarity_table, similarity_text
     from vaegan_dist.model.store import resolve_checkpoint
 
-    _no_parent_options(args)
-    if args.experiment_json:
-        check_json_target(args.experiment_json)
-    resolved = [resolve_checkpoint(c).resolve() for c in args.checkpoints]
-    twice = next((c for c, r in zip(args.checkpoints, resolved) if resolved.count(r) > 1), None)
+    if args.json:
+        check_json_target(args.json)
+    resolved = [resolve_checkpoint(c).resolve() for c in args.checkpoint]
+    twice = next((c for c, r in zip(args.checkpoint, resolved) if resolved.count(r) > 1), None)
     if twice is not None:
         raise errors.ConfigError(f"--checkpoint {twice}: the same checkpoint is named twice")
     device = default_device()
-    first = open_trained(args.checkpoints[0], data=args.data, splits=(args.split,), evaluator=args.evaluator,
+    first = open_trained(args.checkpoint[0], data=args.data, splits=(args.split,), evaluator=args.evaluator,
                          device=device)
     data = args.data or first.cfg.data.source
     others = [open_trained(c, data=data, splits=(args.split,), evaluator=None, device=device)
-              for c in args.checkpoints[1:]]
+              for c in args.checkpoint[1:]]
     table = similarity_table([first, *others], split=args.split, num=args.num, seed=args.seed)
     print(similarity_text(table))
     text = json_text(table.to_json())
-    if args.experiment_json:
-        _write_json_text(text, args.experiment_json)
-    for checkpoint in args.checkpoints:
+    if args.json:
+        _write_json_text(text, args.json)
+    for checkpoint in args.checkpoint:
         _record(checkpoint, "similarity", text)
     return 0
 
 
-def evaluate_pretraining(args: argparse.Namespace) -> int:
+def pretraining(args: argparse.Namespace) -> int:
     from vaegan_dist.evaluate.pretraining import (
         Settings,
         check_fractions,
@@ -256,20 +246,19 @@ def evaluate_pretraining(args: argparse.Namespace) -> int:
     from vaegan_dist.evaluate.results import json_text
     from vaegan_dist.evaluate.run import check_json_target, default_device, open_trained
 
-    _no_parent_options(args)
-    if args.experiment_json:
-        check_json_target(args.experiment_json)
+    if args.json:
+        check_json_target(args.json)
     check_fractions(args.fractions)
-    trained = open_trained(args.pretrained, data=args.data, splits=("train", "valid", "test"), evaluator=None,
+    trained = open_trained(args.checkpoint, data=args.data, splits=("train", "valid", "test"), evaluator=None,
                            device=default_device(), check=check_pretrainable)
     print(f"training {3 * len(args.fractions)} attribute classifiers ({args.steps} steps each) ...")
     table = pretraining_table(trained, fractions=args.fractions, train_images=args.train_images,
                               settings=Settings(steps=args.steps, seed=args.seed))
     print(pretraining_text(table))
     text = json_text(table.to_json())
-    if args.experiment_json:
-        _write_json_text(text, args.experiment_json)
-    _record(args.pretrained, "pretraining", text)
+    if args.json:
+        _write_json_text(text, args.json)
+    _record(args.checkpoint, "pretraining", text)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The result files of ``edit``, ``evaluate similarity`` and ``evaluate pretraining`` as typed records.
+"""The result files of ``edit``, ``similarity`` and ``pretraining`` as typed records.
 
 The experiment builds its record, ``to_json`` writes it (``--json`` and ``<run>/results/``), and ``vaegan-dist
 report`` reads it back with ``from_json``. One definition of each format, so that what is written and what is

@@ -11,8 +11,8 @@ The files (each JSON has a ``format`` key naming its schema and version; metrics
     metrics.json      evaluate: fd, fd_recon, attr_agreement, ... , num, split, step, model_kind, data
     edit.png          edit: the attribute-vector grid
     edit.json         edit: per attribute and scale, the fraction of images the edit changed
-    similarity.json   evaluate similarity: cosine similarity and MSE of requested vs. predicted attributes
-    pretraining.json  evaluate pretraining: test accuracy per initialisation and label fraction
+    similarity.json   similarity: cosine similarity and MSE of requested vs. predicted attributes
+    pretraining.json  pretraining: test accuracy per initialisation and label fraction
 """
 
 from __future__ import annotations
