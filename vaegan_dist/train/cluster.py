@@ -14,10 +14,16 @@ from vaegan_dist.train.storage import is_url
 
 
 def connect(address: str) -> None:
+    """Join the cluster at ``address``, or (none given) the one Ray finds or starts on this machine; a Ray we
+    start here ends with this driver, even after kill -9 (:mod:`vaegan_dist.train.ray_reaper`)."""
     import ray
 
     if not ray.is_initialized():
-        ray.init(address=address or None)
+        context = ray.init(address=address or None)
+        if not address:
+            from vaegan_dist.train.ray_reaper import start_reaper
+
+            start_reaper(str(context.address_info.get("session_dir", "")))
 
 
 def alive_nodes() -> list[dict]:

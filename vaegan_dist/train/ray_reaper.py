@@ -1,0 +1,131 @@
+"""When our driver starts a local Ray, nothing of that Ray may outlive the driver for long, even after kill -9.
+
+Ray 2.60 fate-shares its GCS and raylet with the driver that started them (the kernel kills them with it on
+Linux), but its DashboardAgent and RuntimeEnvAgent are the raylet's children: they notice the raylet is gone
+within ~2 s and then try to tell the (dead) GCS, with a 60-second timeout written into Ray
+(``ray._private.utils.publish_error_to_driver``). Measured here: both were still alive 35 s after a kill -9 of
+the driver. Ray offers no setting for that timeout, so we keep our own small reaper: a process in its own
+session that holds the read end of a pipe whose write end only the driver has. While the driver lives, the
+reaper notes the driver's descendants every second (the agents rename themselves to ``ray::DashboardAgent``,
+so their command line does not name the session; their place in the process tree does). When the driver
+ends, however it ends, the pipe reads EOF; the reaper waits a moment for Ray's own shutdown, then ends every
+noted process still alive (the same start time: never a recycled pid) and every process whose command line
+names this Ray session's directory, first with SIGTERM and then with SIGKILL, and exits. Bounded: one wait,
+two rounds.
+
+Only for a Ray we start (``ray.init()`` with no address); a cluster we join is never touched. Linux only (it
+reads /proc); elsewhere nothing is started.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+GRACE_S = 2.0  # after the driver's end: Ray's own shutdown (a normal exit) finishes in this time
+TERM_S = 2.0  # between SIGTERM and SIGKILL
+SNAPSHOT_S = 1.0  # how often the driver's descendants are noted
+_reaper: subprocess.Popen | None = None  # held for the driver's lifetime: its stdin is the pipe
+
+
+def start_reaper(session_dir: str) -> None:
+    """Watch this driver on behalf of the Ray session in ``session_dir``, if this driver started it (its GCS and
+    raylet are our children; ``ray.init()`` without an address may also have joined a cluster found on the
+    machine, which is never ours to end)."""
+    global _reaper
+    if _reaper is not None or not Path("/proc/self/cmdline").exists() or not _is_session_dir(session_dir):
+        return
+    if not any(_parent(pid) == os.getpid() for pid in processes_naming(session_dir)):
+        return
+    # The pipe's write end is not inherited by Ray's processes (Python makes it non-inheritable), so it closes
+    # exactly when this process ends.
+    _reaper = subprocess.Popen([sys.executable, "-m", "vaegan_dist.train.ray_reaper", session_dir],
+                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)  # not in the driver's process group: a killpg spares it
+
+
+def processes_naming(text: str) -> list[int]:
+    """Our user's processes whose command line contains ``text`` (this process excluded)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            if os.stat(f"/proc/{entry}").st_uid != os.getuid():
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if text.encode() in f.read():
+                    found.append(int(entry))
+        except OSError:  # gone meanwhile
+            continue
+    return found
+
+
+def _is_session_dir(path: str) -> bool:
+    """A Ray session directory (``.../session_<date>_<time>_<pid>``): never match processes by an arbitrary string."""
+    return bool(path) and Path(path).is_absolute() and Path(path).name.startswith("session_")
+
+
+def _stat(pid: int) -> tuple[int, int] | None:
+    """(parent pid, start time in clock ticks) of a process, or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[1]), int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _parent(pid: int) -> int | None:
+    stat = _stat(pid)
+    return stat[0] if stat else None
+
+
+def descendants(root: int) -> dict[int, int]:
+    """Every process below ``root`` in the process tree (this one excluded): pid -> start time."""
+    stats = {int(e): stat for e in os.listdir("/proc") if e.isdigit() and (stat := _stat(int(e))) is not None}
+    found: dict[int, int] = {}
+    frontier = {root}
+    while frontier:
+        children = {pid for pid, (ppid, _) in stats.items() if ppid in frontier and pid not in found}
+        found.update({pid: stats[pid][1] for pid in children})
+        frontier = children
+    found.pop(os.getpid(), None)
+    return found
+
+
+def reap(noted: dict[int, int], session_dir: str) -> None:
+    """SIGTERM, then SIGKILL, what is left of ``noted`` (pid -> start time) and of the session's processes."""
+    for sig, wait in ((signal.SIGTERM, TERM_S), (signal.SIGKILL, 0.0)):
+        left = [pid for pid, started in noted.items() if (stat := _stat(pid)) is not None and stat[1] == started]
+        for pid in {*left, *processes_naming(session_dir)}:
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+        time.sleep(wait)
+
+
+def main() -> None:
+    session_dir = sys.argv[1]
+    if not _is_session_dir(session_dir):
+        return
+    driver = os.getppid()
+    noted: dict[int, int] = {}
+    while True:  # until EOF on stdin: the driver is gone
+        if select.select([sys.stdin], [], [], SNAPSHOT_S)[0]:
+            if not os.read(sys.stdin.fileno(), 4096):
+                break
+        elif os.getppid() == driver:
+            noted = descendants(driver)
+    time.sleep(GRACE_S)
+    reap(noted, session_dir)
+
+
+if __name__ == "__main__":
+    main()
