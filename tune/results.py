@@ -1,6 +1,11 @@
 """A sweep's outcome: ``results.csv`` (every trial, best first) and the best trial named with the command that
 continues it. Read from Tune's saved experiment state, so a sweep that was resumed, or whose trials were
-stopped early, is summarised the same way."""
+stopped early, is summarised the same way.
+
+A trial's step and metrics are its run's own last evaluation where the run directory is local: when ASHA
+stops a trial, Tune keeps the last result it accepted, but the trial's workers may finish the step they are
+in and evaluate once more before they stop, so Tune's last result can be an evaluation older than the run's
+(and its checkpoint's). Runs in remote storage keep Tune's last result."""
 
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ class TrialRow:
     trial_id: str
     status: str  # completed | stopped early | error | unfinished
     params: dict[str, Any]
-    metrics: dict[str, float]  # the trial's last report: eval/*, loss/*
+    metrics: dict[str, float]  # the run's last evaluation: eval/*, and loss/* at its step
     step: int
     run_dir: str
     checkpoint: str
@@ -46,6 +51,30 @@ def _newest_checkpoint(run_dir: str, reported: str) -> str:
     return reported or ""
 
 
+def last_evaluation(run_dir: str) -> tuple[int, dict[str, float]] | None:
+    """The step and the ``eval/*`` and ``loss/*`` values of a local run's last evaluation, read from its
+    TensorBoard events (the newest ``eval/`` event by time, so that a resumed run's stale events beyond its
+    checkpoint do not count); None for a remote run or one that has not evaluated."""
+    board = Path(run_dir) / "tensorboard"
+    if "://" in run_dir or not board.is_dir():
+        return None
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(board), size_guidance={"scalars": 0, "images": 1, "tensors": 1,
+                                                         "histograms": 1}).Reload()
+    scalars = {tag: events.Scalars(tag) for tag in events.Tags()["scalars"] if tag.startswith(("eval/", "loss/"))}
+    evaluations = [e for tag, found in scalars.items() if tag.startswith("eval/") for e in found]
+    if not evaluations:
+        return None
+    step = max(evaluations, key=lambda e: e.wall_time).step
+    metrics = {}
+    for tag, found in scalars.items():
+        at_step = [e for e in found if e.step == step]
+        if at_step:
+            metrics[tag] = float(max(at_step, key=lambda e: e.wall_time).value)
+    return step, metrics
+
+
 def collect_rows(trials, runs_path: str, steps: int) -> list[TrialRow]:
     rows = []
     for trial in trials:
@@ -58,6 +87,9 @@ def collect_rows(trials, runs_path: str, steps: int) -> list[TrialRow]:
             error = (lines[-1] if lines else "see the trial's log")[:300]
         metrics = {k: float(v) for k, v in last.items()
                    if isinstance(v, (int, float)) and not isinstance(v, bool) and k.startswith(("eval/", "loss/"))}
+        own = last_evaluation(run_dir)
+        if own is not None and own[0] > step:  # the run went on after Tune's last result
+            step, metrics = own
         rows.append(TrialRow(trial.trial_id, trial_status(trial.status, step, steps), dict(trial.config), metrics, step,
                              run_dir, _newest_checkpoint(run_dir, str(last.get("checkpoint_path", ""))), error))
     return rows

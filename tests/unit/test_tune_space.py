@@ -163,6 +163,31 @@ def test_a_trial_status_comes_from_tune_and_the_steps_reached():
     assert (bad.status, bad.error) == ("error", "TrainingError: step 7: loss/l_gan is nan")
 
 
+def test_a_local_run_that_evaluated_after_tunes_last_result_is_summarised_by_its_own_last_evaluation(tmp_path):
+    """ASHA stops a trial after its report at step 20; its worker still evaluates at step 30 before it stops.
+    results.csv must say step 30 with step 30's values, as the run's TensorBoard and checkpoint do."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    run = tmp_path / "runs" / "t1"
+    writer = SummaryWriter(str(run / "tensorboard"))
+    writer.add_scalar("eval/fd", 99.0, 40, walltime=1000.0)  # a stale event of an earlier attempt, beyond
+    writer.add_scalar("eval/fd", 5.0, 20, walltime=2000.0)
+    writer.add_scalar("loss/l_gan", 1.5, 20, walltime=2000.0)
+    writer.add_scalar("eval/fd", 4.0, 30, walltime=3000.0)
+    writer.add_scalar("eval/kid", 0.25, 30, walltime=3000.0)
+    writer.add_scalar("loss/l_gan", 1.25, 30, walltime=3000.0)
+    writer.add_scalar("perf/images_per_s", 7.0, 30, walltime=3000.0)
+    writer.close()
+    stopped = SimpleNamespace(trial_id="t1", status="TERMINATED", config={}, get_error=lambda: None,
+                              last_result={"step": 20, "eval/fd": 5.0, "loss/l_gan": 1.5})
+    (row,) = collect_rows([stopped], str(tmp_path / "runs"), 400)
+    assert (row.step, row.metrics, row.status) == (30, {"eval/fd": 4.0, "eval/kid": 0.25, "loss/l_gan": 1.25},
+                                                   "stopped early")
+    # Tune's result at the run's own last step stays as Tune has it (full precision, no TensorBoard rounding).
+    exact = SimpleNamespace(**{**vars(stopped), "last_result": {"step": 30, "eval/fd": 4.000000001}})
+    assert collect_rows([exact], str(tmp_path / "runs"), 400)[0].metrics == {"eval/fd": 4.000000001}
+
+
 def test_the_continue_command_rebuilds_the_trials_exact_config():
     params = {"objective.gamma": 0.0001234567890123, "data.batch_size": 32, "objective.generator_loss": "minimax"}
     command = continue_command("smoke", ["train.workers=1", "data.source=/my data"], params, "/s/runs", "t_1", 800)
