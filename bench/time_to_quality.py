@@ -56,7 +56,14 @@ RECIPES: dict[str, list[str]] = {
     "ema_r1_pixel0.1": [*PAPER_SMOKE, "optim.ema_halflife_kimg=2", "objective.r1_gamma=1", "objective.r1_every=4",
                         "objective.pixel_weight=0.1"],
     "preset_pixel2": ["objective.pixel_weight=2"],
-    "preset_nobn": ["model.discriminator_norm=none"],
+    "preset_nobn": ["model.discriminator_norm=none"],  # the smoke preset since issue 17's third session
+    "preset_bn": ["model.discriminator_norm=batch"],  # the smoke preset before it
+    # Aimed at fd_recon (issue 17's open goal), on top of the smoke preset:
+    "preset_lr5e-4": ["optim.lr_encoder=5e-4", "optim.lr_decoder=5e-4", "optim.lr_discriminator=5e-4"],
+    "preset_latent64": ["model.latent_dim=64"],
+    "preset_gamma0.03": ["objective.gamma=0.03"],
+    "preset_gamma0.1": ["objective.gamma=0.1"],
+    "preset_one_worker": ["train.workers=1", "train.cpus_per_worker=2", "data.batch_size=32"],
     "lr_1e-3": [*PAPER_SMOKE, "optim.lr_encoder=1e-3", "optim.lr_decoder=1e-3", "optim.lr_discriminator=1e-3"],
 }
 FD_TARGETS = (60.0, 40.0, 30.0)
