@@ -19,8 +19,8 @@ from PIL import Image
 
 from tests.conftest import tiny_config
 from vaegan_dist.cli.main import main
-from vaegan_dist.evaluate.report import reading as report_reading
 from vaegan_dist.evaluate.model_metrics import LOWER_IS_BETTER, METRICS
+from vaegan_dist.evaluate.report import reading as report_reading
 from vaegan_dist.evaluate.report import write_report
 from vaegan_dist.model.store import FORMAT as CHECKPOINT_FORMAT
 from vaegan_dist.model.store import RUN_MARKER
