@@ -54,7 +54,7 @@ def commands_of(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> 
 def test_every_command_has_help_and_a_shared_option_reads_the_same_everywhere():
     parser = build_parser()
     every = commands_of(parser)
-    assert len(every) == 15 and ("similarity",) in every and ("evaluate", "similarity") not in every
+    assert len(every) == 16 and ("similarity",) in every and ("evaluate", "similarity") not in every
     helps: dict[str, set[str]] = {}
     for command in every:
         sub = parser

@@ -244,9 +244,6 @@ def test_the_same_checkpoint_spelled_two_ways_is_refused(runs, capsys):
     code = main(["similarity", "--checkpoint", str(run), f"{run}/checkpoint_00000004/state.pt"])
     err = capsys.readouterr().err
     assert code == 2 and "the same checkpoint is named twice" in err
-    code = main(["evaluate", "--json", "x.json", "similarity", "--checkpoint", str(run)])
-    err = capsys.readouterr().err
-    assert code == 2 and "--json: put the options after the experiment's name" in err
 
 
 def test_edit_refuses_the_same_file_for_grid_and_scores(runs, tmp_path, capsys):

@@ -5,7 +5,6 @@ import base64
 import hashlib
 import io
 import json
-import os
 import shutil
 import subprocess
 from collections import Counter
@@ -17,6 +16,7 @@ import torch
 import yaml
 from PIL import Image
 
+from tests.browser import chromium
 from tests.conftest import tiny_config
 from vaegan_dist.cli.main import main
 from vaegan_dist.evaluate.model_metrics import LOWER_IS_BETTER, METRICS
@@ -439,15 +439,6 @@ def test_a_file_named_by_out_is_replaced_whole_and_a_refused_run_keeps_it(tmp_pa
 
 
 # ------------------------------------------------------------------------------------------ in a browser
-
-
-def chromium() -> str:
-    found = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
-    if found is None and os.environ.get("CI") == "true":  # .ci/run installs one: never a silent skip in CI
-        pytest.fail("no chromium, chromium-browser or google-chrome on PATH, and CI=true (.ci/run installs chromium)")
-    if found is None:
-        pytest.skip("no chromium, chromium-browser or google-chrome on PATH")
-    return found
 
 
 def run_chromium(tmp_path: Path, page: Path, *args: str) -> subprocess.CompletedProcess:

@@ -3,6 +3,7 @@ attribute-similarity metric, the pretraining protocol's pieces, and user photos 
 
 import math
 import warnings
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -71,15 +72,15 @@ def test_edit_scores_count_gains_among_lackers_and_losses_among_havers():
         torch.stack([dark, bright])])
     recon = torch.stack([bright, dark, dark, dark])  # gains it on image 0, loses it on image 3 without a vector
     rows = score(_OneAttributeEvaluator(), "Glasses", originals, recon, edits, [-1.0, 1.0])
-    assert rows[0] == {"attribute": "Glasses", "scale": -1.0, "candidates": 1, "changed": 1, "fraction": 1.0,
+    assert asdict(rows[0]) == {"attribute": "Glasses", "scale": -1.0, "candidates": 1, "changed": 1, "fraction": 1.0,
                        "baseline": 1.0, "vector_fraction": None}  # its reconstruction already lost it
     # +1: images 0, 1, 2 lack it; image 0's reconstruction already has it; of images 1 and 2, the edit gives
     # image 1 glasses: the vector alone changed 1 of 2.
-    assert rows[1] == {"attribute": "Glasses", "scale": 1.0, "candidates": 3, "changed": 2, "fraction": 2 / 3,
+    assert asdict(rows[1]) == {"attribute": "Glasses", "scale": 1.0, "candidates": 3, "changed": 2, "fraction": 2 / 3,
                        "baseline": 1 / 3, "vector_fraction": 1 / 2}
     unknown = score(_OneAttributeEvaluator(), "Smiling", originals, recon, edits, [1.0])
-    assert unknown[0]["fraction"] is None
-    assert score(None, "Glasses", originals, recon, edits, [1.0])[0]["candidates"] is None
+    assert unknown[0].fraction is None
+    assert score(None, "Glasses", originals, recon, edits, [1.0])[0].candidates is None
 
 
 @pytest.mark.parametrize("scales, message", [([0.0], "non-zero"), ([float("nan")], "non-zero"), ([1e9], "within"),

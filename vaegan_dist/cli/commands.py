@@ -337,3 +337,13 @@ def report(args: argparse.Namespace) -> int:
 
     print(f"wrote {write_report(args.runs, args.out, title=args.title).resolve()}")
     return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    from vaegan_dist.serve.run import serve_checkpoint, write_serve_config
+
+    if args.write_config:
+        print(f"wrote {write_serve_config(args).resolve()} (deploy it with: serve deploy {args.write_config})")
+        return 0
+    serve_checkpoint(args)
+    return 0

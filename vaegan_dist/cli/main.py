@@ -13,6 +13,7 @@
     vaegan-dist pretraining --checkpoint ~/vaegan-dist/runs/<run> --json pretraining.json
     vaegan-dist evaluator train --data ~/data/celeba64          # once per data set (automatic for built-in)
     vaegan-dist report --runs ~/vaegan-dist/runs/<run> ... --out report.html
+    vaegan-dist serve --checkpoint ~/vaegan-dist/runs/<run>      # Ray Serve; the face-editing page at /
 
 Errors in input (config keys and values, missing data or checkpoints) end with one line naming the key,
 value or file at fault and exit status 2.
@@ -53,7 +54,7 @@ class Commands(Protocol):
 GROUPS = """commands, by what they are for:
   data               prepare
   training           train, tune
-  using a model      sample, reconstruct, edit
+  using a model      sample, reconstruct, edit, serve
   measuring a model  evaluate, similarity, pretraining (the paper's experiments), evaluator, report
 
 `vaegan-dist COMMAND --help` shows a command's options."""
@@ -65,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     commands_ = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (add_prepare, add_train, add_tune, add_sample, add_reconstruct, add_edit, add_evaluate,
-                add_similarity, add_pretraining, add_evaluator, add_report):
+                add_similarity, add_pretraining, add_evaluator, add_report, add_serve):
         add(commands_)
     return parser
 
@@ -240,6 +241,30 @@ def add_report(commands_: Commands) -> None:
     report.add_argument("--out", required=True, help="HTML file to write (.html or .htm; replaced if it exists)")
     report.add_argument("--title", default="vaegan-dist report", help="the page's heading (default %(default)s)")
     report.set_defaults(func=commands.report)
+
+
+def add_serve(commands_: Commands) -> None:
+    serve = commands_.add_parser(
+        "serve", parents=[checkpoint_option(), data_options()],
+        help="a trained model as a Ray Serve application: sample, reconstruct, edit and interpolate over HTTP, and "
+             "a face-editing page at /",
+        description="Serve a checkpoint on Ray Serve (FastAPI ingress, a separate model deployment that batches "
+                    "requests). The same application runs with Ray's tools: serve run vaegan_dist.serve.app:app "
+                    "checkpoint=RUN.")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine "
+                                                          "only; 0.0.0.0 for every interface)")
+    serve.add_argument("--port", type=int_range(1, 65535), default=8000, help="HTTP port (default 8000)")
+    scaling = serve.add_mutually_exclusive_group()
+    scaling.add_argument("--replicas", type=int_range(1, 64), default=1, help="model replicas (default 1)")
+    scaling.add_argument("--autoscale", default=None, metavar="MIN-MAX",
+                         help="let Serve scale the model replicas between MIN and MAX with the load")
+    serve.add_argument("--vector-images", type=int_range(2, 1_000_000), default=10_000,
+                       help="training images encoded for the attribute vectors (cached beside the checkpoint)")
+    serve.add_argument("--no-batching", action="store_true", help="one network call per request (for comparison)")
+    serve.add_argument("--address", default="", help="Ray cluster to serve on (default: start one here)")
+    serve.add_argument("--write-config", default=None, metavar="YAML",
+                       help="write a Serve config file for `serve deploy` on a cluster instead of serving")
+    serve.set_defaults(func=commands.serve)
 
 
 def main(argv: list[str] | None = None) -> int:

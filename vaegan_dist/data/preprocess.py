@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
@@ -55,8 +56,9 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_image(path: str | Path, crop: str, size: int, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """An image file -> RGB uint8 [size, size, 3]; raises :class:`ImageTooLarge` from the header alone."""
+def load_image(path: str | Path | BinaryIO, crop: str, size: int, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """An image file (or an open binary file: an upload) -> RGB uint8 [size, size, 3]; raises
+    :class:`ImageTooLarge` from the header alone."""
     with warnings.catch_warnings():  # PIL warns above 89 megapixels; our own limit (below) is lower and one line
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         image = Image.open(path)

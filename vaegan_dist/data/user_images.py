@@ -4,6 +4,7 @@ resize. Editing a face from a phone must see what training saw."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,6 +16,22 @@ from vaegan_dist.data.preprocess import ImageTooLarge, load_image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 FOLDER_CROP = "center"  # what prepare folder uses
+
+
+UNREADABLE = (UnidentifiedImageError, ImageTooLarge, Image.DecompressionBombError, OSError, ValueError, SyntaxError)
+
+
+def load_user_image_bytes(data: bytes, size: int, name: str) -> torch.Tensor:
+    """An uploaded photo -> uint8 [3, size, size], prepared as :func:`load_user_images` prepares a file; an
+    empty or unreadable one is a one-line :class:`DataError` naming ``name`` (the upload's field)."""
+    if not data:
+        raise DataError(f"{name}: the upload is empty")
+    try:
+        pixels = load_image(io.BytesIO(data), FOLDER_CROP, size)
+    except UNREADABLE as err:
+        raise DataError(f"{name}: not a readable jpg, png or webp image ({type(err).__name__}: "
+                        f"{str(err)[:200]})") from None
+    return torch.from_numpy(pixels.copy()).permute(2, 0, 1)
 
 
 def load_user_images(paths: Sequence[str | Path], size: int) -> torch.Tensor:
@@ -31,7 +48,7 @@ def load_user_images(paths: Sequence[str | Path], size: int) -> torch.Tensor:
             raise DataError(f"--image {path}: no such file")
         try:
             pixels = load_image(path, FOLDER_CROP, size)
-        except (UnidentifiedImageError, ImageTooLarge, Image.DecompressionBombError, OSError, ValueError) as err:
+        except UNREADABLE as err:
             raise DataError(f"--image {path}: unreadable image ({type(err).__name__}: {str(err)[:200]})") from None
         images.append(torch.from_numpy(pixels.copy()).permute(2, 0, 1))
     return torch.stack(images)

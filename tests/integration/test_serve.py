@@ -1,0 +1,271 @@
+"""`vaegan-dist serve`: a real Ray Serve application on loopback, started and shut down here. Each endpoint's
+images are checked against the CLI's own output for the same inputs; every bad input is a 4xx naming the
+field, and the service keeps serving; a checkpoint swap under load drops no request."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import shutil
+import socket
+import struct
+import tempfile
+import threading
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+import yaml
+from PIL import Image
+
+from tests.conftest import kill_processes_naming, tiny_config
+from vaegan_dist.cli.main import main
+from vaegan_dist.errors import ConfigError
+from vaegan_dist.model import load_model
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.ray]
+PAD = 2  # the grids' padding
+VECTOR_IMAGES = 64
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def photo_bytes(seed: int, size=(90, 70), fmt="PNG") -> bytes:
+    rng = np.random.default_rng(seed)
+    out = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(out, format=fmt)
+    return out.getvalue()
+
+
+def pixels(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.int16)
+
+
+def cell(grid: np.ndarray, row: int, col: int, side: int = 32) -> np.ndarray:
+    top, left = PAD + row * (side + PAD), PAD + col * (side + PAD)
+    return grid[top:top + side, left:left + side]
+
+
+def close(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal up to one level of 255: the same network on another batch size may differ in its last float bits."""
+    return a.shape == b.shape and int(np.abs(a - b).max()) <= 1 and float(np.abs(a - b).mean()) < 0.01
+
+
+@pytest.fixture(scope="module")
+def trained(faces32, tmp_path_factory):
+    from vaegan_dist.train.launcher import launch
+
+    root = tmp_path_factory.mktemp("serve-runs")
+    return launch(tiny_config(faces32, root, "served", "train.steps=30", "train.checkpoint_every=15"))
+
+
+@pytest.fixture(scope="module")
+def service(trained, faces32):
+    import ray
+    from ray import serve
+
+    from vaegan_dist.serve.app import ServeSettings, build
+    from vaegan_dist.serve.run import APP_NAME
+
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rs", dir="/tmp"))  # short: Ray's socket paths must fit in 107 bytes
+    port = free_port()
+    ray.init(address="local", num_cpus=4, include_dashboard=False, _temp_dir=str(ray_tmp))
+    settings = ServeSettings(checkpoint=str(trained), data=str(faces32), vector_images=VECTOR_IMAGES)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(build(settings), name=APP_NAME, route_prefix="/")
+        yield {"url": f"http://127.0.0.1:{port}", "settings": settings, "build": build, "name": APP_NAME}
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+        kill_processes_naming(str(ray_tmp))
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def post(service, path: str, files: dict, data: dict | None = None) -> requests.Response:
+    return requests.post(service["url"] + path, files=files, data=data or {}, timeout=60)
+
+
+def test_info_and_health(service, trained):
+    assert requests.get(service["url"] + "/healthz", timeout=30).json() == {"status": "ok"}
+    info = requests.get(service["url"] + "/info", timeout=30).json()
+    model, cfg, step = load_model(trained)
+    assert (info["model_kind"], info["step"], info["image_size"], info["latent_dim"]) == (
+        model.kind, step, cfg.data.image_size, model.latent_dim)
+    assert info["can_edit"] and "Eyeglasses" in info["attributes"] and info["checkpoint"].endswith("state.pt")
+
+
+def test_sample_equals_the_cli(service, trained, tmp_path, capsys):
+    got = requests.get(service["url"] + "/sample", params={"n": 16, "seed": 3}, timeout=60)
+    assert got.status_code == 200 and got.headers["content-type"] == "image/png"
+    assert main(["sample", "--checkpoint", str(trained), "--n", "16", "--seed", "3", "--out",
+                 str(tmp_path / "s.png")]) == 0
+    assert close(pixels(got.content), pixels((tmp_path / "s.png").read_bytes()))
+
+
+def test_reconstruct_and_edit_equal_the_cli(service, trained, tmp_path, capsys):
+    photo = tmp_path / "me.png"
+    photo.write_bytes(photo_bytes(1))
+    assert main(["edit", "--checkpoint", str(trained), "--attribute", "Eyeglasses", "--scale", "1.5", "--image",
+                 str(photo), "--vector-images", str(VECTOR_IMAGES), "--out", str(tmp_path / "e.png")]) == 0
+    grid = pixels((tmp_path / "e.png").read_bytes())  # columns: original, reconstruction, +1.5
+    recon = post(service, "/reconstruct", {"image": ("me.png", photo.read_bytes(), "image/png")})
+    assert recon.status_code == 200, recon.text
+    assert close(pixels(recon.content), cell(grid, 0, 1))
+    edited = post(service, "/edit", {"image": ("me.png", photo.read_bytes(), "image/png")},
+                  {"scales": json.dumps({"Eyeglasses": 1.5})})
+    assert edited.status_code == 200, edited.text
+    assert close(pixels(edited.content), cell(grid, 0, 2))
+    assert not np.array_equal(pixels(edited.content), pixels(recon.content))  # the vector moved the face
+
+
+def test_interpolate_runs_from_one_reconstruction_to_the_other(service):
+    a, b = photo_bytes(2), photo_bytes(3, fmt="JPEG")
+    strip = post(service, "/interpolate", {"image_a": ("a.png", a, "image/png"), "image_b": ("b.jpg", b, "image/jpeg")},
+                 {"steps": "5"})
+    assert strip.status_code == 200, strip.text
+    strip_pixels = pixels(strip.content)
+    assert strip_pixels.shape == (32 + 2 * PAD, 5 * (32 + PAD) + PAD, 3)
+    for index, data, name in ((0, a, "a.png"), (4, b, "b.jpg")):
+        recon = post(service, "/reconstruct", {"image": (name, data, "image/png" if index == 0 else "image/jpeg")})
+        assert close(cell(strip_pixels, 0, index), pixels(recon.content))
+
+
+def bomb() -> bytes:
+    """A PNG whose header claims 20000 x 20000 RGB pixels (1.2 GB decoded) in a few dozen bytes."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)
+    pixels = chunk(b"IDAT", zlib.compress(b"\0" * 64))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + pixels + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("case, status, field", [
+    ("not an image", 400, "image"), ("empty", 400, "image: the upload is empty"),
+    ("wrong content type", 415, "image: content type 'text/plain'"), ("too large", 413, ""),
+    ("bomb", 400, "image"), ("unknown attribute", 400, "scales.Wings"), ("not finite", 400, "scales.Smiling"),
+    ("scales not json", 400, "scales: not JSON"), ("n too large", 422, "n:"), ("n not a number", 422, "n:"),
+    ("attr on an unconditioned model", 400, "attr"), ("steps", 422, "steps:"),
+])
+def test_bad_input_is_a_4xx_naming_the_field_and_the_service_goes_on(service, case, status, field):
+    good = ("me.png", photo_bytes(4), "image/png")
+    calls = {
+        "not an image": lambda: post(service, "/reconstruct", {"image": ("x.png", b"hello, not a png", "image/png")}),
+        "empty": lambda: post(service, "/reconstruct", {"image": ("x.png", b"", "image/png")}),
+        "wrong content type": lambda: post(service, "/reconstruct", {"image": ("x.txt", good[1], "text/plain")}),
+        "too large": lambda: post(service, "/reconstruct", {"image": ("x.png", b"\0" * (11 << 20), "image/png")}),
+        "bomb": lambda: post(service, "/reconstruct", {"image": ("bomb.png", bomb(), "image/png")}),
+        "unknown attribute": lambda: post(service, "/edit", {"image": good}, {"scales": '{"Wings": 1}'}),
+        "not finite": lambda: post(service, "/edit", {"image": good}, {"scales": '{"Smiling": NaN}'}),
+        "scales not json": lambda: post(service, "/edit", {"image": good}, {"scales": "Smiling=1"}),
+        "n too large": lambda: requests.get(service["url"] + "/sample?n=65", timeout=30),
+        "n not a number": lambda: requests.get(service["url"] + "/sample?n=many", timeout=30),
+        "attr on an unconditioned model": lambda: requests.get(service["url"] + "/sample?attr=Eyeglasses:1",
+                                                               timeout=30),
+        "steps": lambda: post(service, "/interpolate", {"image_a": good, "image_b": good}, {"steps": "1"}),
+    }
+    response = calls[case]()
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"} and field in body["error"] and "Traceback" not in body["error"], body
+    assert "\n" not in body["error"]
+    assert requests.get(service["url"] + "/healthz", timeout=30).status_code == 200
+
+
+def test_the_page_is_self_contained_with_a_strict_policy(service):
+    page = requests.get(service["url"] + "/", timeout=30)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    policy = page.headers["content-security-policy"]
+    assert "default-src 'none'" in policy and "'unsafe-inline'" not in policy and "script-src 'sha256-" in policy
+    assert "http://" not in page.text and "https://" not in page.text and "<script src" not in page.text
+
+
+def test_in_chromium_upload_a_photo_move_a_slider_and_the_face_changes(service, tmp_path):
+    from tests.browser import Browser
+
+    photo = tmp_path / "me.png"
+    photo.write_bytes(photo_bytes(6))
+    browser = Browser(tmp_path / "profile")
+    try:
+        browser.open(service["url"] + "/")
+        browser.wait_for("document.body && document.body.dataset.ready === 'true'")  # the hashed script ran
+        assert browser.evaluate("document.querySelectorAll('#sliders input[type=range]').length") > 3
+        browser.set_files("#photo", photo)
+        browser.evaluate("document.getElementById('photo').dispatchEvent(new Event('change'))")
+        browser.wait_for("document.getElementById('reconstruction').naturalWidth === 32")
+        before = browser.evaluate("document.getElementById('edited').dataset.version || '0'")
+        browser.evaluate("""(() => { const s = document.querySelector('#sliders input[data-attribute=Eyeglasses]');
+            s.value = '2'; s.dispatchEvent(new Event('input')); })()""")
+        browser.wait_for(f"(document.getElementById('edited').dataset.version || '0') !== '{before}' && "
+                         "document.getElementById('edited').naturalWidth === 32")
+        # The edited face differs from the reconstruction, pixel by pixel, as the browser decoded both.
+        changed = browser.evaluate("""(() => {
+            const pixels = id => { const img = document.getElementById(id), c = document.createElement('canvas');
+              c.width = img.naturalWidth; c.height = img.naturalHeight; const g = c.getContext('2d');
+              g.drawImage(img, 0, 0); return g.getImageData(0, 0, c.width, c.height).data; };
+            const a = pixels('reconstruction'), b = pixels('edited'); let d = 0;
+            for (let i = 0; i < a.length; i++) d += Math.abs(a[i] - b[i]); return d; })()""")
+        assert changed > 0
+        assert browser.evaluate("document.getElementById('error').textContent") == ""
+    finally:
+        browser.close()
+
+
+def test_a_checkpoint_swap_under_load_drops_no_request(service, trained):
+    photo = ("me.png", photo_bytes(5), "image/png")
+    results: list[int] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            results.append(post(service, "/reconstruct", {"image": photo}).status_code)
+
+    threads = [threading.Thread(target=client) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(2)
+        from ray import serve
+
+        older = dataclasses.replace(service["settings"], checkpoint=str(trained / "checkpoint_00000015"))
+
+        serve.run(service["build"](older), name=service["name"], route_prefix="/")
+        deadline = time.monotonic() + 120
+        while requests.get(service["url"] + "/info", timeout=30).json()["step"] != 15:
+            assert time.monotonic() < deadline, "the swap never took effect"
+            time.sleep(0.5)
+        time.sleep(2)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+    assert len(results) > 10 and set(results) == {200}, results[-20:]
+
+
+def test_cli_refusals_and_the_config_file(trained, faces32, tmp_path, capsys):
+    assert main(["serve", "--checkpoint", str(tmp_path / "nope")]) == 2
+    assert "nope: no such checkpoint" in capsys.readouterr().err
+    assert main(["serve", "--checkpoint", str(trained), "--autoscale", "4-2"]) == 2
+    assert "--autoscale '4-2'" in capsys.readouterr().err
+    out = tmp_path / "serve.yaml"
+    assert main(["serve", "--checkpoint", str(trained), "--data", str(faces32), "--autoscale", "1-3",
+                 "--write-config", str(out)]) == 0
+    config = yaml.safe_load(out.read_text())
+    (application,) = config["applications"]
+    assert application["import_path"] == "vaegan_dist.serve.app:app"
+    assert application["args"]["autoscale"] == "1-3" and application["args"]["checkpoint"].endswith("state.pt")
+    assert config["http_options"] == {"host": "127.0.0.1", "port": 8000}
+    from vaegan_dist.serve.app import app
+
+    assert app({k: str(v) for k, v in application["args"].items()}) is not None  # what serve deploy builds
+    with pytest.raises(ConfigError, match="shards: not an argument"):
+        app({"checkpoint": str(trained), "shards": "x"})

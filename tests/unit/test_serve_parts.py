@@ -1,0 +1,54 @@
+"""The service's pieces that need no running service: the image conversion the CLI's grids use, the batch
+split across a checkpoint swap, and the parsing of request fields."""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision.utils import save_image
+
+from vaegan_dist.serve.face_model import FaceModel, RequestError, to_uint8
+from vaegan_dist.serve.http import parse_attr
+from vaegan_dist.serve.model_server import _per_model, parse_scales, png
+
+
+def test_to_uint8_is_what_the_grids_write():
+    x = torch.randn(2, 3, 5, 5) * 1.5  # beyond [-1, 1] too: clamped as the grids clamp
+    buffer = io.BytesIO()
+    save_image(((x.clamp(-1, 1) + 1) / 2)[0], buffer, format="png")  # torchvision, as write_grid reaches it
+    expected = np.asarray(Image.open(buffer))
+    assert np.array_equal(to_uint8(x)[0].permute(1, 2, 0).numpy(), expected)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png(to_uint8(x)[:1])))), expected)
+
+
+def test_a_batch_is_split_back_per_item_and_per_model():
+    class Fake:
+        def __init__(self, offset):
+            self.offset = offset
+
+        def run(self, parts):
+            return torch.cat(parts) + self.offset
+
+    old, new = Fake(0), Fake(100)
+    items = [(old, torch.zeros(2, 1)), (new, torch.ones(1, 1)), (old, torch.full((3, 1), 2.0))]
+    out = _per_model(items, lambda face, parts: face.run(parts))
+    assert [t.squeeze(1).tolist() for t in out] == [[0, 0], [101], [2, 2, 2]]
+
+
+def test_request_fields():
+    assert parse_attr(["Eyeglasses:1", "Male:0"]) == {"Eyeglasses": 1, "Male": 0}
+    for bad in (["Eyeglasses"], ["Eyeglasses:2"], [":1"], ["A:1", "A:0"]):
+        with pytest.raises(RequestError, match="^attr: "):
+            parse_attr(bad)
+    assert parse_scales('{"Smiling": -1}') == {"Smiling": -1}
+    for bad, message in (("Smiling=1", "not JSON"), ("[1]", "non-empty JSON object"), ("{}", "non-empty")):
+        with pytest.raises(RequestError, match=message):
+            parse_scales(bad)
+
+
+def test_a_path_runs_from_one_code_to_the_other():
+    a, b = torch.tensor([0.0, 2.0]), torch.tensor([4.0, -2.0])
+    path = FaceModel.path(a, b, 5)
+    assert torch.equal(path[0], a) and torch.equal(path[-1], b) and torch.allclose(path[2], (a + b) / 2)

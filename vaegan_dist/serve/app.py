@@ -1,0 +1,89 @@
+"""The Serve application: the HTTP ingress bound to the model deployment, configured from a checkpoint.
+
+    vaegan-dist serve --checkpoint RUN                       # this module, started and watched by our CLI
+    serve run vaegan_dist.serve.app:app checkpoint=RUN       # the same application with Ray's own tools
+    vaegan-dist serve --checkpoint RUN --write-config serve.yaml && serve deploy serve.yaml   # a cluster
+
+A GPU per model replica when the cluster has GPUs, a CPU otherwise; ``replicas`` fixed, or ``autoscale``
+"MIN-MAX" replicas by Serve's request-based autoscaling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ray.serve import Application
+
+from vaegan_dist.errors import ConfigError
+from vaegan_dist.evaluate.attribute_vectors import PAPER_IMAGES
+from vaegan_dist.serve.http import Ingress
+from vaegan_dist.serve.model_server import ModelServer
+
+MAX_REPLICAS = 64
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    checkpoint: str
+    data: str | None = None  # where the attribute vectors come from (default: the run's data)
+    vector_images: int = PAPER_IMAGES
+    replicas: int = 1
+    autoscale: tuple[int, int] | None = None  # (min, max) replicas
+    batching: bool = True
+    gpu: bool = False  # one GPU per model replica
+
+    def model_config(self) -> dict[str, Any]:
+        """The model deployment's user_config: what ``reconfigure`` loads (change it to swap the checkpoint)."""
+        return {"checkpoint": self.checkpoint, "data": self.data, "vector_images": self.vector_images}
+
+
+def parse_autoscale(text: str) -> tuple[int, int]:
+    low, sep, high = text.partition("-")
+    if not sep or not low.strip().isdigit() or not high.strip().isdigit():
+        raise ConfigError(f"--autoscale {text!r}: expected MIN-MAX replicas, e.g. 1-4")
+    bounds = int(low), int(high)
+    if not 0 <= bounds[0] <= bounds[1] or not 1 <= bounds[1] <= MAX_REPLICAS:
+        raise ConfigError(f"--autoscale {text!r}: needs 0 <= MIN <= MAX and 1 <= MAX <= {MAX_REPLICAS}")
+    return bounds
+
+
+def build(settings: ServeSettings) -> Application:
+    scaling: dict[str, Any] = {"num_replicas": settings.replicas}
+    if settings.autoscale is not None:
+        low, high = settings.autoscale
+        scaling = {"num_replicas": "auto", "autoscaling_config": {"min_replicas": low, "max_replicas": high,
+                                                                   "initial_replicas": max(low, 1)}}
+    actor = {"num_cpus": 0 if settings.gpu else 1, "num_gpus": 1 if settings.gpu else 0}
+    model = ModelServer.options(user_config=settings.model_config(), ray_actor_options=actor, **scaling)
+    return Ingress.bind(model.bind(batching=settings.batching))
+
+
+def app(args: dict[str, str]) -> Application:
+    """The application builder for ``serve run vaegan_dist.serve.app:app checkpoint=RUN [data=SHARDS]
+    [replicas=N | autoscale=MIN-MAX] [vector_images=N] [batching=false] [gpu=true]`` and for a Serve config
+    file's ``args``."""
+    known = set(asdict(ServeSettings(checkpoint="")))
+    unknown = sorted(set(args) - known)
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: not an argument of vaegan_dist.serve.app:app; it takes {', '.join(known)}")
+    if not args.get("checkpoint"):
+        raise ConfigError("checkpoint=RUN is required (a run directory, checkpoint directory or state.pt)")
+    flag = {"true": True, "false": False}
+
+    def boolean(key: str, default: bool) -> bool:
+        value = str(args.get(key, default)).lower()
+        if value not in flag:
+            raise ConfigError(f"{key}={args[key]!r}: expected true or false")
+        return flag[value]
+
+    try:
+        settings = ServeSettings(checkpoint=str(args["checkpoint"]), data=args.get("data") or None,
+                                 vector_images=int(args.get("vector_images", PAPER_IMAGES)),
+                                 replicas=int(args.get("replicas", 1)),
+                                 autoscale=parse_autoscale(str(args["autoscale"])) if args.get("autoscale") else None,
+                                 batching=boolean("batching", True), gpu=boolean("gpu", False))
+    except ValueError as err:
+        raise ConfigError(f"vaegan_dist.serve.app:app: {err}") from None
+    return build(settings)
+

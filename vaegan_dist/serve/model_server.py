@@ -1,0 +1,148 @@
+"""The model as a Ray Serve deployment, apart from the HTTP ingress: one method per endpoint, each a few
+encode and decode calls that ``@serve.batch`` gathers across concurrent requests into one network call.
+
+The checkpoint arrives as the deployment's ``user_config``: ``reconfigure`` loads the new model beside the old
+one and then swaps one reference, so requests in flight finish on the model they started with and none is
+dropped (``vaegan-dist serve`` and ``serve deploy`` change it without restarting replicas). A batch only ever
+holds calls for one model: its items carry the model they were made for.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from PIL import Image
+from ray import serve
+from torchvision.utils import make_grid
+
+from vaegan_dist.data.codec import GRID_ROW
+from vaegan_dist.data.user_images import load_user_image_bytes
+from vaegan_dist.serve.face_model import FaceModel, RequestError
+
+MAX_BATCH = 32  # requests per network call
+BATCH_WAIT_S = 0.005  # how long a call waits for others to join its batch
+
+
+def png(images: torch.Tensor, nrow: int = GRID_ROW) -> bytes:
+    """uint8 [N, 3, S, S] -> PNG bytes: one image as it is, several as the CLI's grids lay them out."""
+    picture = images[0] if len(images) == 1 else make_grid(images, nrow=nrow)
+    out = io.BytesIO()
+    Image.fromarray(picture.permute(1, 2, 0).contiguous().numpy()).save(out, format="png")
+    return out.getvalue()
+
+
+@serve.deployment(name="model", ray_actor_options={"num_cpus": 1}, max_ongoing_requests=64)
+class ModelServer:
+    def __init__(self, batching: bool = True):
+        self.batching = batching
+        self.face: FaceModel | None = None
+        self.loaded: dict[str, Any] = {}
+
+    def reconfigure(self, config: dict[str, Any]) -> None:
+        """``{"checkpoint": ..., "data": ..., "vector_images": ...}``: load, then swap."""
+        if config == self.loaded:
+            return
+        face = FaceModel.load(config["checkpoint"], data=config.get("data"),
+                              vector_images=int(config.get("vector_images", 10_000)),
+                              device="cuda" if torch.cuda.is_available() else "cpu")
+        self.face, self.loaded = face, dict(config)
+
+    # ------------------------------------------------------------------ endpoints
+
+    def info(self) -> dict[str, Any]:
+        return self._face().info()
+
+    async def sample(self, n: int, seed: int, settings: Mapping[str, int]) -> bytes:
+        face = self._face()
+        y = face.condition(n, settings, seed) if face.model.conditioned else None
+        if settings and y is None:
+            raise RequestError("attr: this model is not conditioned on attributes; edit a photo with POST /edit")
+        return png(await self._decode(face, face.sample_codes(n, seed), y))
+
+    async def reconstruct(self, image: bytes) -> bytes:
+        face = self._face()
+        return png(await self._decode(face, await self._encode(face, self._photo(face, image, "image"))))
+
+    async def edit(self, image: bytes, scales: Mapping[str, float]) -> bytes:
+        face = self._face()
+        codes = await self._encode(face, self._photo(face, image, "image"))
+        return png(await self._decode(face, face.edited(codes, scales)))
+
+    async def interpolate(self, first: bytes, second: bytes, steps: int) -> bytes:
+        face = self._face()
+        a = await self._encode(face, self._photo(face, first, "image_a"))
+        b = await self._encode(face, self._photo(face, second, "image_b"))
+        return png(await self._decode(face, face.path(a[0], b[0], steps)), nrow=steps)
+
+    # ------------------------------------------------------------------ the network calls, batched or not
+
+    def _face(self) -> FaceModel:
+        if self.face is None:
+            raise RuntimeError("no model loaded: the deployment has no user_config with a checkpoint")
+        return self.face
+
+    @staticmethod
+    def _photo(face: FaceModel, data: bytes, field: str) -> torch.Tensor:
+        if not face.model.can_reconstruct or face.model.conditioned:
+            raise RequestError(f"{field}: this {face.model.kind} model cannot encode a photo (it needs an "
+                               "unconditioned model with an encoder)")
+        from vaegan_dist.data.manifest import DataError
+
+        try:
+            return load_user_image_bytes(data, face.image_size, field)[None]
+        except DataError as err:
+            raise RequestError(str(err)) from None
+
+    async def _encode(self, face: FaceModel, images: torch.Tensor) -> torch.Tensor:
+        if not self.batching:
+            return face.encode(images)
+        return await self._encode_batch((face, images))
+
+    async def _decode(self, face: FaceModel, codes: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if not self.batching:
+            return face.decode(codes, y)
+        return await self._decode_batch((face, codes, y))
+
+    @serve.batch(max_batch_size=MAX_BATCH, batch_wait_timeout_s=BATCH_WAIT_S)
+    async def _encode_batch(self, items: list[tuple[FaceModel, torch.Tensor]]) -> list[torch.Tensor]:
+        return _per_model(items, lambda face, parts: face.encode(torch.cat(parts)))
+
+    @serve.batch(max_batch_size=MAX_BATCH, batch_wait_timeout_s=BATCH_WAIT_S)
+    async def _decode_batch(self, items: list[tuple[FaceModel, torch.Tensor, torch.Tensor | None]]
+                            ) -> list[torch.Tensor]:
+        return _per_model([(face, (codes, y)) for face, codes, y in items], _decode_parts)
+
+
+def _decode_parts(face: FaceModel, parts: list[tuple[torch.Tensor, torch.Tensor | None]]) -> torch.Tensor:
+    codes = torch.cat([c for c, _ in parts])
+    y = None if parts[0][1] is None else torch.cat([y for _, y in parts])  # one model: all conditioned or none
+    return face.decode(codes, y)
+
+
+def _per_model(items: list[tuple[FaceModel, Any]], run) -> list[torch.Tensor]:
+    """Run ``run(face, parts)`` once per model in the batch (one, except across a swap) and split its output
+    back into one tensor per item, in order. Items are [k, ...] tensors (or pairs whose first is one)."""
+    out: list[torch.Tensor | None] = [None] * len(items)
+    faces = {id(face): face for face, _ in items}
+    for key, face in faces.items():
+        mine = [i for i, (f, _) in enumerate(items) if id(f) == key]
+        parts = [items[i][1] for i in mine]
+        sizes = [len(p[0] if isinstance(p, tuple) else p) for p in parts]
+        for i, chunk in zip(mine, run(face, parts).split(sizes)):
+            out[i] = chunk
+    return out  # type: ignore[return-value]
+
+
+def parse_scales(text: str) -> dict[str, float]:
+    """The ``scales`` form field: a JSON object of attribute -> number."""
+    try:
+        scales = json.loads(text)
+    except ValueError:
+        raise RequestError("scales: not JSON (expected an object such as {\"Eyeglasses\": 1.5})") from None
+    if not isinstance(scales, dict) or not scales:
+        raise RequestError("scales: expected a non-empty JSON object of attribute -> number")
+    return scales

@@ -1,0 +1,82 @@
+"""``vaegan-dist serve``: check everything a user can get wrong before Ray starts (one line each), then run the
+application on this machine's Ray (or the cluster at ``--address``) until Ctrl-C, or write the Serve config
+file that ``serve deploy`` runs on a cluster."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+
+import yaml
+
+from vaegan_dist.errors import ConfigError
+from vaegan_dist.serve.app import ServeSettings, parse_autoscale
+
+APP_NAME = "vaegan-dist"
+
+
+def settings_from(args: argparse.Namespace) -> ServeSettings:
+    """The CLI's options as settings, with the checkpoint (and, for edits, its data) checked here."""
+    from vaegan_dist.evaluate.run import data_to_use
+    from vaegan_dist.model import load_model
+    from vaegan_dist.model.store import resolve_checkpoint
+
+    checkpoint = resolve_checkpoint(args.checkpoint)  # FileNotFoundError: one line naming it
+    model, cfg, _ = load_model(checkpoint)  # CheckpointError: one line
+    data = args.data
+    if model.can_reconstruct and not model.conditioned:  # the attribute vectors need the data
+        data = data_to_use(cfg, args.data, " (the attribute vectors for POST /edit come from it)")
+    return ServeSettings(checkpoint=str(checkpoint), data=data, vector_images=args.vector_images,
+                         replicas=args.replicas, autoscale=parse_autoscale(args.autoscale) if args.autoscale else None,
+                         batching=not args.no_batching)
+
+
+def serve_checkpoint(args: argparse.Namespace) -> None:
+    from ray import serve
+
+    from vaegan_dist.serve.app import build
+    from vaegan_dist.train.cluster import connect
+
+    settings = settings_from(args)
+    connect(args.address)
+    import ray
+
+    settings = dataclasses.replace(settings, gpu=ray.cluster_resources().get("GPU", 0) > 0)
+    serve.start(http_options={"host": args.host, "port": args.port})
+    try:
+        serve.run(build(settings), name=APP_NAME, route_prefix="/")
+        print(f"serving {settings.checkpoint} at http://{args.host}:{args.port}/ (the face-editing page; "
+              f"/info, /sample, /reconstruct, /edit, /interpolate, /healthz). Ctrl-C stops it.", flush=True)
+        while True:
+            time.sleep(3600)
+    finally:
+        serve.shutdown()
+
+
+def write_serve_config(args: argparse.Namespace) -> Path:
+    """A Serve config file (``serve deploy``): this application with the checked settings as its args."""
+    from vaegan_dist.atomic import atomic_write_text
+
+    settings = settings_from(args)
+    out = Path(args.write_config).expanduser()
+    if out.suffix.lower() not in (".yaml", ".yml"):
+        raise ConfigError(f"--write-config {out}: a Serve config file ends in .yaml or .yml")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"{out.parent}: output directory does not exist")
+    app_args: dict[str, object] = {"checkpoint": settings.checkpoint, "vector_images": settings.vector_images,
+                                   "batching": str(settings.batching).lower()}
+    if settings.data:
+        app_args["data"] = settings.data
+    if settings.autoscale:
+        app_args["autoscale"] = f"{settings.autoscale[0]}-{settings.autoscale[1]}"
+    else:
+        app_args["replicas"] = settings.replicas
+    config = {"http_options": {"host": args.host, "port": args.port},
+              "applications": [{"name": APP_NAME, "route_prefix": "/", "import_path": "vaegan_dist.serve.app:app",
+                                "args": app_args}]}
+    atomic_write_text(out, "# vaegan-dist serve: `serve deploy` this file on a running Ray cluster (paths as the "
+                           "cluster's nodes see them; add gpu: 'true' to args for a GPU per model replica)\n"
+                      + yaml.safe_dump(config, sort_keys=False))
+    return out
