@@ -30,6 +30,7 @@ from vaegan_dist.model import load_model
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.ray]
 PAD = 2  # the grids' padding
 VECTOR_IMAGES = 64
+QUIET = {"log_level": "WARNING", "enable_access_log": False}  # the replicas' request lines would fill CI's log
 
 
 def free_port() -> int:
@@ -81,7 +82,7 @@ def service(trained, faces32):
     settings = ServeSettings(checkpoint=str(trained), data=str(faces32), vector_images=VECTOR_IMAGES)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(build(settings), name=APP_NAME, route_prefix="/")
+        serve.run(build(settings), name=APP_NAME, route_prefix="/", logging_config=QUIET)
         yield {"url": f"http://127.0.0.1:{port}", "settings": settings, "build": build, "name": APP_NAME}
     finally:
         serve.shutdown()
@@ -238,7 +239,7 @@ def test_a_checkpoint_swap_under_load_drops_no_request(service, trained):
 
         older = dataclasses.replace(service["settings"], checkpoint=str(trained / "checkpoint_00000015"))
 
-        serve.run(service["build"](older), name=service["name"], route_prefix="/")
+        serve.run(service["build"](older), name=service["name"], route_prefix="/", logging_config=QUIET)
         deadline = time.monotonic() + 120
         while requests.get(service["url"] + "/info", timeout=30).json()["step"] != 15:
             assert time.monotonic() < deadline, "the swap never took effect"

@@ -159,7 +159,7 @@ def test_user_images_are_prepared_exactly_as_prepare_folder_does(tmp_path):
     converted = {}
     for shard in (tmp_path / "shards").glob("*.tar"):
         for key, image in wds.WebDataset(str(shard), shardshuffle=False).decode("rgb8").to_tuple("__key__", "png"):
-            converted[key] = torch.from_numpy(image).permute(2, 0, 1)
+            converted[key] = torch.from_numpy(image.copy()).permute(2, 0, 1)
     assert len(converted) == len(files)
     got = load_user_images(files, 32)
     assert got.shape == (4, 3, 32, 32) and got.dtype == torch.uint8

@@ -83,7 +83,9 @@ def parse_attr(items: list[str]) -> dict[str, int]:
     return settings
 
 
-@serve.deployment(name="http", ray_actor_options={"num_cpus": 0})
+# Serve's default admits 5 requests per replica at a time: the rest wait in the proxy, and the model
+# deployment never sees enough at once to batch them (bench/serve_load.py: 47 -> 8 req/s from 8 to 32 clients).
+@serve.deployment(name="http", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256)
 @serve.ingress(app)
 class Ingress:
     def __init__(self, model: DeploymentHandle):

@@ -35,7 +35,7 @@ def png(images: torch.Tensor, nrow: int = GRID_ROW) -> bytes:
     return out.getvalue()
 
 
-@serve.deployment(name="model", ray_actor_options={"num_cpus": 1}, max_ongoing_requests=64)
+@serve.deployment(name="model", ray_actor_options={"num_cpus": 1}, max_ongoing_requests=256)
 class ModelServer:
     def __init__(self, batching: bool = True):
         self.batching = batching
