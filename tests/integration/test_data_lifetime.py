@@ -116,19 +116,35 @@ def test_a_killed_conversion_leaves_no_pool_worker(tmp_path, kind):
     kill_parent_then_check_children(cmd, lambda: any(out.glob("*.tar")), min_children=1)
 
 
-@pytest.mark.ray
-def test_a_killed_driver_leaves_nothing_of_the_ray_it_started(faces32, tmp_path):
-    """kill -9 of `vaegan-dist train` while its Ray worker trains: Ray's GCS, raylet, agents and workers (and our
-    reaper) all end within 15 s. Without the reaper, Ray's DashboardAgent and RuntimeEnvAgent stayed for 60 s."""
-    ray_tmp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # short: Ray's socket paths must fit in 107 bytes
-    run = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "vaegan_dist.cli.main", "train", "--preset", "smoke", f"data.source={faces32}",
-           f"train.storage_path={tmp_path}", "train.name=killed", "train.workers=1", "train.cpus_per_worker=1",
-           "data.batch_size=8", "data.loader_workers=0", "model.width=0.125", "train.eval_every=0",
-           "train.steps=1000000", "train.log_every=1", "train.start_timeout_s=60"]
+START_RAY_AND_WAIT = """
+import os, sys, time
+from vaegan_dist.train.cluster import connect
+from vaegan_dist.train.ray_reaper import descendants
+connect("")  # what `vaegan-dist train` and `tune` do: a local Ray, started here
+def names(pid):
     try:
-        kill_parent_then_check_children(cmd, lambda: (run / "tensorboard").is_dir(), min_children=4,
-                                        env={**os.environ, "RAY_TMPDIR": str(ray_tmp)})
+        return open(f"/proc/{pid}/cmdline", "rb").read()
+    except OSError:
+        return b""
+deadline = time.time() + 60
+while time.time() < deadline and sum(b"Agent" in names(p) for p in descendants(os.getpid())) < 2:
+    time.sleep(0.2)  # Ray starts its two agents shortly after ray.init returns
+open(sys.argv[1], "w").close()
+time.sleep(600)
+"""
+
+
+@pytest.mark.ray
+def test_a_killed_driver_leaves_nothing_of_the_ray_it_started(tmp_path):
+    """kill -9 of a driver that started Ray the way `vaegan-dist train` does: Ray's GCS, raylet, agents and workers
+    (and our reaper) all end within 15 s. Without the reaper, Ray's DashboardAgent and RuntimeEnvAgent stayed for
+    60 s (they wait on the dead GCS)."""
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # short: Ray's socket paths must fit in 107 bytes
+    started = tmp_path / "started"
+    try:
+        kill_parent_then_check_children(
+            [sys.executable, "-c", START_RAY_AND_WAIT, str(started)],
+            started.exists, min_children=4, env={**os.environ, "RAY_TMPDIR": str(ray_tmp)})
     finally:
         kill_processes_naming(str(ray_tmp))
         shutil.rmtree(ray_tmp, ignore_errors=True)
