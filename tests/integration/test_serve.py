@@ -156,6 +156,8 @@ def bomb() -> bytes:
     ("bomb", 400, "image"), ("unknown attribute", 400, "scales.Wings"), ("not finite", 400, "scales.Smiling"),
     ("scales not json", 400, "scales: not JSON"), ("n too large", 422, "n:"), ("n not a number", 422, "n:"),
     ("attr on an unconditioned model", 400, "attr"), ("steps", 422, "steps:"),
+    ("scale too large for a float", 400, "scales.Smiling"), ("scales nested too deeply", 400, "scales: not JSON"),
+    ("no such endpoint", 404, "/nope: Not Found"), ("wrong method", 405, "/edit: Method Not Allowed"),
 ])
 def test_bad_input_is_a_4xx_naming_the_field_and_the_service_goes_on(service, case, status, field):
     good = ("me.png", photo_bytes(4), "image/png")
@@ -173,6 +175,12 @@ def test_bad_input_is_a_4xx_naming_the_field_and_the_service_goes_on(service, ca
         "attr on an unconditioned model": lambda: requests.get(service["url"] + "/sample?attr=Eyeglasses:1",
                                                                timeout=30),
         "steps": lambda: post(service, "/interpolate", {"image_a": good, "image_b": good}, {"steps": "1"}),
+        "scale too large for a float": lambda: post(service, "/edit", {"image": good},
+                                                    {"scales": '{"Smiling": 1' + "0" * 400 + "}"}),
+        "scales nested too deeply": lambda: post(service, "/edit", {"image": good},
+                                                 {"scales": '{"a": ' + "[" * 2000 + "]" * 2000 + "}"}),
+        "no such endpoint": lambda: requests.get(service["url"] + "/nope", timeout=30),
+        "wrong method": lambda: requests.get(service["url"] + "/edit", timeout=30),
     }
     response = calls[case]()
     assert response.status_code == status, response.text

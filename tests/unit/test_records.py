@@ -58,13 +58,25 @@ def test_optional_fields_may_be_missing_required_ones_may_not():
         SimilarityRecord.from_json(data)
 
 
+def deep(levels: int) -> list:
+    """A list nested deeper than Python's stack: json.loads reads it, a recursive reader would crash."""
+    value: list = []
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda d: d.update(format="vaegan-dist-edit/2"), "format 'vaegan-dist-edit/2', expected 'vaegan-dist-edit/1'"),
     (lambda d: d.update(step=True), "step: True is not a whole number"),  # a bool is not a step
     (lambda d: d.update(step=1.5), "step: 1.5 is not a whole number"),
     (lambda d: d.update(scales="-1,2"), "scales: not a list"),
     (lambda d: d["results"][1].update(attribute=7), "results[1].attribute: 7 is not a string"),
-    (lambda d: d["results"][0].update(scale="x" * 100), "results[0].scale: a str is not a number"),
+    (lambda d: d["results"][0].update(scale="x" * 100),  # shortened, as reprlib shortens it
+     "results[0].scale: 'xxxxxxxxxxxxxxxxx...xxxxxxxxxxxxxxxxxx' is not a number"),
+    (lambda d: d.update(scales=[10**400]), "scales[0]: 100000000000000000...0000000000000000000 is not a finite "
+                                           "number"),  # an int too large for a float
+    (lambda d: d.update(checkpoint=deep(3000)), "checkpoint: [[[...]]] is not a string"),
     (lambda d: d["results"][0].update(scale=math.inf), "results[0].scale: inf is not a finite number"),
     (lambda d: d["results"].__setitem__(0, [1]), "results[0]: not a JSON object"),
 ])

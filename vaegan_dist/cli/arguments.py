@@ -116,7 +116,7 @@ def num_option(default: int, what: str, low: int = 8) -> argparse.ArgumentParser
 
 def seed_option(what: str) -> argparse.ArgumentParser:
     options = _options()
-    options.add_argument("--seed", type=int, default=0, help=f"seed of {what} (default 0)")
+    options.add_argument("--seed", type=int_range(0, 2**63 - 1), default=0, help=f"seed of {what} (default 0)")
     return options
 
 

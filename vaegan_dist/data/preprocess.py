@@ -56,12 +56,13 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_image(path: str | Path | BinaryIO, crop: str, size: int, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def load_image(path: str | Path | BinaryIO, crop: str, size: int, max_pixels: int = MAX_PIXELS,
+               formats: tuple[str, ...] | None = None) -> np.ndarray:
     """An image file (or an open binary file: an upload) -> RGB uint8 [size, size, 3]; raises
     :class:`ImageTooLarge` from the header alone."""
     with warnings.catch_warnings():  # PIL warns above 89 megapixels; our own limit (below) is lower and one line
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        image = Image.open(path)
+        image = Image.open(path, formats=formats)
     with image:
         width, height = image.size
         if image.format == "JPEG" and crop != "paper" and min(width, height) > 4 * size:

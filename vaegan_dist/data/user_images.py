@@ -18,6 +18,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 FOLDER_CROP = "center"  # what prepare folder uses
 
 
+MAX_UPLOAD_PIXELS = 4096 * 4096  # a phone photo; a request must not cost a replica the converter's 40 MP budget
+UPLOAD_FORMATS = ("JPEG", "PNG", "WEBP")  # what the service accepts, whatever else PIL could open
 UNREADABLE = (UnidentifiedImageError, ImageTooLarge, Image.DecompressionBombError, OSError, ValueError, SyntaxError)
 
 
@@ -27,7 +29,7 @@ def load_user_image_bytes(data: bytes, size: int, name: str) -> torch.Tensor:
     if not data:
         raise DataError(f"{name}: the upload is empty")
     try:
-        pixels = load_image(io.BytesIO(data), FOLDER_CROP, size)
+        pixels = load_image(io.BytesIO(data), FOLDER_CROP, size, max_pixels=MAX_UPLOAD_PIXELS, formats=UPLOAD_FORMATS)
     except UNREADABLE as err:
         raise DataError(f"{name}: not a readable jpg, png or webp image ({type(err).__name__}: "
                         f"{str(err)[:200]})") from None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -41,8 +42,11 @@ class ResultRecord:
         if not isinstance(data, dict):
             raise ResultFormatError("not a JSON object")
         if data.get("format") != cls.FORMAT:
-            raise ResultFormatError(f"format {str(data.get('format'))[:60]!r}, expected {cls.FORMAT!r}")
-        return _read_dataclass(cls, data, "")
+            raise ResultFormatError(f"format {_shown(data.get('format'))}, expected {cls.FORMAT!r}")
+        try:
+            return _read_dataclass(cls, data, "")
+        except RecursionError:  # a value nested deeper than Python's stack (json.loads allows it)
+            raise ResultFormatError("a value is nested too deeply") from None
 
 
 @dataclass
@@ -161,9 +165,13 @@ def _read(hint: Any, value: Any, where: str) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ResultFormatError(f"{where}: {_shown(value)} is not a number")
-        if not math.isfinite(value):
+        try:
+            number = float(value)  # an int of 400 digits overflows
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
             raise ResultFormatError(f"{where}: {_shown(value)} is not a finite number")
-        return float(value)
+        return number
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ResultFormatError(f"{where}: {_shown(value)} is not a whole number")
@@ -176,4 +184,9 @@ def _read(hint: Any, value: Any, where: str) -> Any:
 
 
 def _shown(value: Any) -> str:
-    return repr(value) if len(repr(value)) <= 40 else f"a {type(value).__name__}"
+    """A short, safe rendering of a value from the file (reprlib: no deep recursion, no megabyte strings)."""
+    return _SHORT.repr(value)
+
+
+_SHORT = reprlib.Repr()  # Python 3.11's Repr takes no arguments
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother, _SHORT.maxlong = 2, 40, 40, 40

@@ -80,7 +80,8 @@ class FaceModel:
         return {"model_kind": self.model.kind, "conditioned": self.model.conditioned,
                 "can_reconstruct": self.model.can_reconstruct, "can_edit": self.vectors is not None,
                 "attributes": self.attributes, "image_size": self.image_size, "latent_dim": self.model.latent_dim,
-                "step": self.step, "checkpoint": str(self.checkpoint), "metrics": self.metrics}
+                "step": self.step, "checkpoint": "/".join(self.checkpoint.parts[-3:]),  # run/checkpoint_N/state.pt:
+                "metrics": self.metrics}  # not the server's directories
 
     # ---------------------------------------------------------------- what the deployment batches
 
@@ -124,14 +125,14 @@ class FaceModel:
         shift = torch.zeros(self.model.latent_dim)
         for name, scale in scales.items():
             if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not abs(scale) <= MAX_SCALE:
-                raise RequestError(f"scales.{name}: {scale!r} is not a number within +-{MAX_SCALE:g}")
+                raise RequestError(f"scales.{name[:60]}: {str(scale)[:40]!r} is not a number within +-{MAX_SCALE:g}")
             if name not in self.vectors.names:
-                raise RequestError(f"scales.{name}: the model has no such attribute; it has: "
+                raise RequestError(f"scales.{name[:60]}: the model has no such attribute; it has: "
                                    f"{', '.join(self.vectors.names)}")
             try:
                 shift += float(scale) * self.vectors.vector(name).float().cpu()
             except ConfigError as err:  # an attribute every encoded image has (or none): no vector
-                raise RequestError(f"scales.{name}: {str(err).split(': ', 1)[-1]}") from None
+                raise RequestError(f"scales.{name[:60]}: {str(err).split(': ', 1)[-1]}") from None
         return codes + shift
 
     @staticmethod

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,10 +22,11 @@ from torchvision.utils import make_grid
 
 from vaegan_dist.data.codec import GRID_ROW
 from vaegan_dist.data.user_images import load_user_image_bytes
-from vaegan_dist.serve.face_model import FaceModel, RequestError
+from vaegan_dist.serve.face_model import MAX_SCALE, FaceModel, RequestError
 
 MAX_BATCH = 32  # requests per network call
 BATCH_WAIT_S = 0.005  # how long a call waits for others to join its batch
+logger = logging.getLogger("vaegan_dist.serve")
 
 
 def png(images: torch.Tensor, nrow: int = GRID_ROW) -> bytes:
@@ -41,20 +43,37 @@ class ModelServer:
         self.batching = batching
         self.face: FaceModel | None = None
         self.loaded: dict[str, Any] = {}
+        self.failed = ""  # the last swap that did not load
 
     def reconfigure(self, config: dict[str, Any]) -> None:
-        """``{"checkpoint": ..., "data": ..., "vector_images": ...}``: load, then swap."""
-        if config == self.loaded:
+        """``{"checkpoint": ..., "data": ..., "vector_images": ...}``: load, then swap. A replica that already
+        serves a model keeps it when the new one fails to load (Serve would otherwise replace the replica with
+        one that fails the same way, and the service would have no model at all); /info says what failed."""
+        if self.face is not None and config == self.loaded:
             return
-        face = FaceModel.load(config["checkpoint"], data=config.get("data"),
-                              vector_images=int(config.get("vector_images", 10_000)),
-                              device="cuda" if torch.cuda.is_available() else "cpu")
-        self.face, self.loaded = face, dict(config)
+        try:
+            if not config.get("checkpoint"):
+                raise ValueError("the user_config names no checkpoint")
+            face = FaceModel.load(config["checkpoint"], data=config.get("data"),
+                                  vector_images=int(config.get("vector_images", 10_000)),
+                                  device="cuda" if torch.cuda.is_available() else "cpu")
+        except Exception as err:  # noqa: BLE001 - any failure to load: keep serving the old model, if any
+            if self.face is None:
+                raise
+            reason = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
+            self.failed = f"{config.get('checkpoint')}: {reason}"
+            logger.error("kept %s: the new checkpoint did not load (%s)", self.face.checkpoint, self.failed)
+            return
+        self.face, self.loaded, self.failed = face, dict(config), ""
+
+    def check_health(self) -> None:
+        if self.face is None:
+            raise RuntimeError("no model loaded")
 
     # ------------------------------------------------------------------ endpoints
 
     def info(self) -> dict[str, Any]:
-        return self._face().info()
+        return {**self._face().info(), "last_swap_failed": self.failed or None}
 
     async def sample(self, n: int, seed: int, settings: Mapping[str, int]) -> bytes:
         face = self._face()
@@ -141,8 +160,12 @@ def parse_scales(text: str) -> dict[str, float]:
     """The ``scales`` form field: a JSON object of attribute -> number."""
     try:
         scales = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
         raise RequestError("scales: not JSON (expected an object such as {\"Eyeglasses\": 1.5})") from None
     if not isinstance(scales, dict) or not scales:
         raise RequestError("scales: expected a non-empty JSON object of attribute -> number")
+    for name, value in scales.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not abs(value) <= MAX_SCALE:
+            raise RequestError(f"scales.{name[:60]}: {str(value)[:40]!r} is not a finite number within "
+                               f"+-{MAX_SCALE:g}")  # abs() first: an int of 400 digits is not a float
     return scales

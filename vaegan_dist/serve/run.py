@@ -51,8 +51,8 @@ def serve_checkpoint(args: argparse.Namespace) -> None:
               f"/info, /sample, /reconstruct, /edit, /interpolate, /healthz). Ctrl-C stops it.", flush=True)
         while True:
             time.sleep(3600)
-    finally:
-        serve.shutdown()
+    finally:  # only our application: on a shared cluster, serve.shutdown() would end everyone's
+        serve.delete(APP_NAME)
 
 
 def write_serve_config(args: argparse.Namespace) -> Path:

@@ -9,9 +9,9 @@ session that holds the read end of a pipe whose write end only the driver has. W
 reaper notes the driver's descendants every second (the agents rename themselves to ``ray::DashboardAgent``,
 so their command line does not name the session; their place in the process tree does). When the driver
 ends, however it ends, the pipe reads EOF; the reaper waits a moment for Ray's own shutdown, then ends every
-noted process still alive (the same start time: never a recycled pid) and every process whose command line
-names this Ray session's directory, first with SIGTERM and then with SIGKILL, and exits. Bounded: one wait,
-two rounds.
+noted process still alive (the same start time: never a recycled pid), first with SIGTERM and then with
+SIGKILL, and exits. Bounded: one wait, two rounds; and the watch ends when
+the driver is no longer its parent, even if a forked child of the driver still holds the pipe.
 
 Only for a Ray we start (``ray.init()`` with no address); a cluster we join is never touched. Linux only (it
 reads /proc); elsewhere nothing is started.
@@ -44,7 +44,9 @@ def start_reaper(session_dir: str) -> None:
         return
     # The pipe's write end is not inherited by Ray's processes (Python makes it non-inheritable), so it closes
     # exactly when this process ends.
-    _reaper = subprocess.Popen([sys.executable, "-m", "vaegan_dist.train.ray_reaper", session_dir],
+    started = _stat(os.getpid())
+    _reaper = subprocess.Popen([sys.executable, "-m", "vaegan_dist.train.ray_reaper", session_dir, str(os.getpid()),
+                                str(started[1] if started else -1)],
                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)  # not in the driver's process group: a killpg spares it
 
@@ -99,11 +101,13 @@ def descendants(root: int) -> dict[int, int]:
     return found
 
 
-def reap(noted: dict[int, int], session_dir: str) -> None:
-    """SIGTERM, then SIGKILL, what is left of ``noted`` (pid -> start time) and of the session's processes."""
+def reap(noted: dict[int, int]) -> None:
+    """SIGTERM, then SIGKILL, what is left of ``noted`` (pid -> start time: a recycled pid is never touched)."""
     for sig, wait in ((signal.SIGTERM, TERM_S), (signal.SIGKILL, 0.0)):
-        left = [pid for pid, started in noted.items() if (stat := _stat(pid)) is not None and stat[1] == started]
-        for pid in {*left, *processes_naming(session_dir)}:
+        for pid, started in noted.items():
+            stat = _stat(pid)
+            if stat is None or stat[1] != started:
+                continue
             try:
                 os.kill(pid, sig)
             except OSError:
@@ -112,19 +116,23 @@ def reap(noted: dict[int, int], session_dir: str) -> None:
 
 
 def main() -> None:
-    session_dir = sys.argv[1]
-    if not _is_session_dir(session_dir):
+    """argv: the session directory, the driver's pid and its start time. Only the driver's descendants, noted
+    while the driver is still this process's parent (checked by pid and start time), are ever reaped: a process
+    that merely names the session (``tail -f`` of a Ray log) or belongs to anyone else is never touched."""
+    session_dir, driver, driver_started = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    if not _is_session_dir(session_dir) or driver <= 1:
         return
-    driver = os.getppid()
     noted: dict[int, int] = {}
-    while True:  # until EOF on stdin: the driver is gone
-        if select.select([sys.stdin], [], [], SNAPSHOT_S)[0]:
-            if not os.read(sys.stdin.fileno(), 4096):
-                break
-        elif os.getppid() == driver:
-            noted = descendants(driver)
+    while True:  # until EOF on stdin, or until the driver is no longer our parent: either way it is gone
+        if select.select([sys.stdin], [], [], SNAPSHOT_S)[0] and not os.read(sys.stdin.fileno(), 4096):
+            break
+        parent = _stat(driver)
+        if os.getppid() != driver or parent is None or parent[1] != driver_started:
+            break
+        noted = descendants(driver)
+    noted.pop(1, None)
     time.sleep(GRACE_S)
-    reap(noted, session_dir)
+    reap(noted)
 
 
 if __name__ == "__main__":

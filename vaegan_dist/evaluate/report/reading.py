@@ -66,9 +66,11 @@ class RunView:
     def name(self) -> str:
         return self.path.name
 
-    def setting(self, section: str, key: str) -> Any:
+    def setting(self, section: str, key: str) -> str | int | float | bool | None:
+        """A scalar setting of config.yaml; anything else (a list, a map, YAML aliases) is not shown."""
         value = self.config.get(section)
-        return value.get(key) if isinstance(value, dict) else None
+        found = value.get(key) if isinstance(value, dict) else None
+        return found if isinstance(found, (str, int, float, bool)) or found is None else "(not a single value)"
 
 
 def check_runs(runs: Sequence[str | Path]) -> list[Path]:
@@ -123,8 +125,11 @@ def _read_config(run: Path, warnings: list[str]) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            warnings.append(f"{path}: larger than {MAX_FILE_BYTES >> 20} MB; its settings are left out")
+            return {}
         config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, yaml.YAMLError) as err:
+    except (OSError, ValueError, RecursionError, yaml.YAMLError) as err:
         warnings.append(f"{path}: not readable YAML ({type(err).__name__}); its settings are left out")
         return {}
     if not isinstance(config, dict):
@@ -232,7 +237,12 @@ def _picture(path: Path, step: Any) -> Picture:
 
 
 def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except OverflowError:  # an int of 400 digits
+        return math.inf
 
 
 def _finite(value: Any) -> float | None:

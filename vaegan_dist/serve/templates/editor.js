@@ -48,8 +48,10 @@
   }
 
   function reconstruct() {
+    var seq = ++editSeq;  // a newer photo or edit makes this answer stale
     if (!photo) { return; }
     request("/reconstruct", form({ image: photo })).then(function (response) {
+      if (seq !== editSeq) { return; }
       return showImage($("reconstruction"), response).then(function () {
         $("edited").src = $("reconstruction").src;
         showError("");
