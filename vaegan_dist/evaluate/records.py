@@ -64,11 +64,17 @@ class EditRow:
 
 
 @dataclass
-class EditRecord(ResultRecord):
-    FORMAT: ClassVar[str] = "vaegan-dist-edit/1"
+class OfOneModel(ResultRecord):
+    """What a result measured on one trained model says of it."""
+
     checkpoint: str
     step: int
     model_kind: str
+
+
+@dataclass
+class EditRecord(OfOneModel):
+    FORMAT: ClassVar[str] = "vaegan-dist-edit/1"
     images: str  # what was edited, in words
     num_images: int
     vector_images: int
@@ -108,11 +114,8 @@ class PretrainingRow:
 
 
 @dataclass
-class PretrainingRecord(ResultRecord):
+class PretrainingRecord(OfOneModel):
     FORMAT: ClassVar[str] = "vaegan-dist-pretraining/1"
-    checkpoint: str
-    step: int
-    model_kind: str
     metric: str
     test_images: int
     label_fractions: list[float]
