@@ -101,8 +101,30 @@ def descendants(root: int) -> dict[int, int]:
     return found
 
 
+def raylet_children(noted: dict[int, int]) -> dict[int, int]:
+    """Our user's processes that Ray started for one of the noted raylets (their environment names it in
+    RAY_RAYLET_PID): the agents, even when they started after the last snapshot."""
+    markers = [f"RAY_RAYLET_PID={pid}".encode() for pid in noted]
+    found: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            if os.stat(f"/proc/{entry}").st_uid != os.getuid():
+                continue
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                environ = f.read().split(b"\0")
+        except OSError:
+            continue
+        if any(marker in environ for marker in markers) and (stat := _stat(int(entry))) is not None:
+            found[int(entry)] = stat[1]
+    return found
+
+
 def reap(noted: dict[int, int]) -> None:
     """SIGTERM, then SIGKILL, what is left of ``noted`` (pid -> start time: a recycled pid is never touched)."""
+    noted = {**noted, **raylet_children(noted)}
+    noted.pop(1, None)
     for sig, wait in ((signal.SIGTERM, TERM_S), (signal.SIGKILL, 0.0)):
         for pid, started in noted.items():
             stat = _stat(pid)
