@@ -132,9 +132,15 @@ def test_a_killed_sweep_resumes_without_rerunning_finished_trials(faces_eval, ev
             break
         time.sleep(0.5)
     assert proc.poll() is None and first is not None and second is not None, "the sweep never got midway"
+    from vaegan_dist.train.ray_reaper import descendants
+
+    started = descendants(proc.pid)  # the driver's Ray, its trial actors and workers (they rename themselves)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate()
-    kill_processes_naming(str(ray_tmp))  # the killed driver's local Ray: nothing writes after this
+    deadline = time.monotonic() + 60  # the driver's reaper ends them within seconds
+    while any(Path(f"/proc/{pid}").exists() for pid in started) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    kill_processes_naming(str(ray_tmp))  # whatever is left of the killed driver's Ray: nothing writes after this
     assert load_state(second)["step"] < 200
     # A checkpoint written in the last moment may not have been recorded by Ray Train before the kill: the
     # trial resumes from its newest checkpoint or the one before it, never from the start.
