@@ -51,21 +51,23 @@ def start_reaper(session_dir: str) -> None:
                                start_new_session=True)  # not in the driver's process group: a killpg spares it
 
 
-def processes_naming(text: str) -> list[int]:
-    """Our user's processes whose command line contains ``text`` (this process excluded)."""
-    found = []
+def _our_processes(part: str):
+    """(pid, contents of /proc/<pid>/<part>) for every process of our user but this one."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
             continue
         try:
             if os.stat(f"/proc/{entry}").st_uid != os.getuid():
                 continue
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if text.encode() in f.read():
-                    found.append(int(entry))
+            with open(f"/proc/{entry}/{part}", "rb") as f:
+                yield int(entry), f.read()
         except OSError:  # gone meanwhile
             continue
-    return found
+
+
+def processes_naming(text: str) -> list[int]:
+    """Our user's processes whose command line contains ``text`` (this process excluded)."""
+    return [pid for pid, cmdline in _our_processes("cmdline") if text.encode() in cmdline]
 
 
 def _is_session_dir(path: str) -> bool:
@@ -106,18 +108,10 @@ def raylet_children(noted: dict[int, int]) -> dict[int, int]:
     RAY_RAYLET_PID): the agents, even when they started after the last snapshot."""
     markers = [f"RAY_RAYLET_PID={pid}".encode() for pid in noted]
     found: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            if os.stat(f"/proc/{entry}").st_uid != os.getuid():
-                continue
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                environ = f.read().split(b"\0")
-        except OSError:
-            continue
-        if any(marker in environ for marker in markers) and (stat := _stat(int(entry))) is not None:
-            found[int(entry)] = stat[1]
+    for pid, environ in _our_processes("environ"):
+        variables = environ.split(b"\0")
+        if any(marker in variables for marker in markers) and (stat := _stat(pid)) is not None:
+            found[pid] = stat[1]
     return found
 
 
