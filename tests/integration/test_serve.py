@@ -4,7 +4,6 @@ field, and the service keeps serving; a checkpoint swap under load drops no requ
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import shutil
@@ -83,7 +82,7 @@ def service(trained, faces32):
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(build(settings), name=APP_NAME, route_prefix="/", logging_config=QUIET)
-        yield {"url": f"http://127.0.0.1:{port}", "settings": settings, "build": build, "name": APP_NAME}
+        yield {"url": f"http://127.0.0.1:{port}"}
     finally:
         serve.shutdown()
         ray.shutdown()
@@ -229,7 +228,63 @@ def test_in_chromium_upload_a_photo_move_a_slider_and_the_face_changes(service, 
         browser.close()
 
 
-def test_a_checkpoint_swap_under_load_drops_no_request(service, trained):
+def test_cli_refusals_and_the_config_file(trained, faces32, tmp_path, capsys):
+    assert main(["serve", "--checkpoint", str(tmp_path / "nope")]) == 2
+    assert "nope: no such checkpoint" in capsys.readouterr().err
+    assert main(["serve", "--checkpoint", str(trained), "--autoscale", "4-2"]) == 2
+    assert "--autoscale '4-2'" in capsys.readouterr().err
+    out = tmp_path / "serve.yaml"
+    assert main(["serve", "--checkpoint", str(trained), "--data", str(faces32), "--autoscale", "1-3",
+                 "--write-config", str(out)]) == 0
+    config = yaml.safe_load(out.read_text())
+    (application,) = config["applications"]
+    assert application["import_path"] == "vaegan_dist.serve.app:template"
+    (model,) = application["deployments"]
+    assert model["autoscaling_config"]["max_replicas"] == 3 and model["num_replicas"] == "auto"
+    assert model["user_config"]["checkpoint"].endswith("state.pt") and model["user_config"]["batching"] is True
+    assert config["http_options"] == {"host": "127.0.0.1", "port": 8000}
+    from vaegan_dist.serve.app import app
+
+    with pytest.raises(ConfigError, match="shards: not an argument"):
+        app({"checkpoint": str(trained), "shards": "x"})
+
+
+def test_a_config_file_deployed_again_swaps_the_checkpoint_under_load_and_a_broken_one_leaves_the_old(
+        service, trained, faces32, tmp_path):
+    """The file `--write-config` writes, deployed as `serve deploy` deploys it (the controller's apply_config,
+    which the dashboard's REST API calls), then deployed again with a checkpoint that does not load and with an
+    older one: requests keep succeeding throughout, the broken one is reported and the older one takes over.
+    Last in this module: the service ends on another checkpoint."""
+    from ray import serve
+    from ray.serve.context import _get_global_client
+    from ray.serve.schema import ServeDeploySchema
+
+    from vaegan_dist.serve.run import APP_NAME
+
+    out = tmp_path / "serve.yaml"
+    assert main(["serve", "--checkpoint", str(trained), "--data", str(faces32), "--vector-images",
+                 str(VECTOR_IMAGES), "--write-config", str(out)]) == 0
+    config = yaml.safe_load(out.read_text())
+    (model,) = config["applications"][0]["deployments"]
+
+    def deploy(checkpoint: str) -> None:
+        """Deploy the file with this checkpoint and wait until Serve has rolled it out."""
+        before = serve.status().applications[APP_NAME].last_deployed_time_s
+        model["user_config"]["checkpoint"] = checkpoint
+        _get_global_client().deploy_apps(ServeDeploySchema.model_validate(config))
+        deadline = time.monotonic() + 120
+        while True:
+            app = serve.status().applications[APP_NAME]
+            if app.last_deployed_time_s > before and app.status == "RUNNING":
+                return
+            assert time.monotonic() < deadline, f"{checkpoint} never deployed: {app.status} {app.message[-2000:]}"
+            time.sleep(0.5)
+
+    def info() -> dict:
+        return requests.get(service["url"] + "/info", timeout=30).json()
+
+    deploy(model["user_config"]["checkpoint"])  # the file as written: the app becomes a config-file app
+    assert info()["step"] == 30
     photo = ("me.png", photo_bytes(5), "image/png")
     results: list[int] = []
     stop = threading.Event()
@@ -242,39 +297,17 @@ def test_a_checkpoint_swap_under_load_drops_no_request(service, trained):
     for t in threads:
         t.start()
     try:
-        time.sleep(2)
-        from ray import serve
-
-        older = dataclasses.replace(service["settings"], checkpoint=str(trained / "checkpoint_00000015"))
-
-        serve.run(service["build"](older), name=service["name"], route_prefix="/", logging_config=QUIET)
-        deadline = time.monotonic() + 120
-        while requests.get(service["url"] + "/info", timeout=30).json()["step"] != 15:
-            assert time.monotonic() < deadline, "the swap never took effect"
-            time.sleep(0.5)
-        time.sleep(2)
+        time.sleep(1)
+        deploy(str(tmp_path / "no-such-run"))
+        failed = info()
+        assert "no-such-run: no such checkpoint" in failed["last_swap_failed"] and failed["step"] == 30
+        served_before = len(results)
+        deploy(str(trained / "checkpoint_00000015"))
+        swapped = info()
+        assert swapped["step"] == 15 and swapped["last_swap_failed"] is None
+        time.sleep(1)
     finally:
         stop.set()
         for t in threads:
             t.join(timeout=60)
-    assert len(results) > 10 and set(results) == {200}, results[-20:]
-
-
-def test_cli_refusals_and_the_config_file(trained, faces32, tmp_path, capsys):
-    assert main(["serve", "--checkpoint", str(tmp_path / "nope")]) == 2
-    assert "nope: no such checkpoint" in capsys.readouterr().err
-    assert main(["serve", "--checkpoint", str(trained), "--autoscale", "4-2"]) == 2
-    assert "--autoscale '4-2'" in capsys.readouterr().err
-    out = tmp_path / "serve.yaml"
-    assert main(["serve", "--checkpoint", str(trained), "--data", str(faces32), "--autoscale", "1-3",
-                 "--write-config", str(out)]) == 0
-    config = yaml.safe_load(out.read_text())
-    (application,) = config["applications"]
-    assert application["import_path"] == "vaegan_dist.serve.app:app"
-    assert application["args"]["autoscale"] == "1-3" and application["args"]["checkpoint"].endswith("state.pt")
-    assert config["http_options"] == {"host": "127.0.0.1", "port": 8000}
-    from vaegan_dist.serve.app import app
-
-    assert app({k: str(v) for k, v in application["args"].items()}) is not None  # what serve deploy builds
-    with pytest.raises(ConfigError, match="shards: not an argument"):
-        app({"checkpoint": str(trained), "shards": "x"})
+    assert served_before > 3 and len(results) > served_before and set(results) == {200}, results[-20:]

@@ -112,17 +112,22 @@ def test_an_asha_sweep_stops_bad_trials_and_names_the_best(faces_eval, evaluator
 def test_a_killed_sweep_resumes_without_rerunning_finished_trials(faces_eval, evaluator_cache, tmp_path, ray_tmp):
     """One trial at a time (1.5 CPUs each on 2): the first finishes, the driver is killed with SIGKILL while the
     second is midway, and --resume finishes the second from its checkpoint and leaves the first alone."""
+    STEPS = 120  # noqa: N806 - a trial's length: long enough that the second is caught midway
     space = tmp_path / "space.yaml"
     space.write_text("objective.gamma: {grid: [1.0e-3, 1.0e-2]}\n")
-    args = [*TRIAL, "train.cpus_per_worker=1.5", "train.steps=200", "train.checkpoint_every=20", "train.eval_every=50",
-            f"data.source={faces_eval}", f"data.cache_dir={evaluator_cache}", f"train.storage_path={tmp_path}"]
-    proc = _tune(["--space", str(space), "--search", "grid", "--scheduler", "fifo", "--name", "killed", *args], ray_tmp)
+    args = [*TRIAL, "train.cpus_per_worker=1.5", f"train.steps={STEPS}", "train.checkpoint_every=15",
+            "train.eval_every=40", f"data.source={faces_eval}", f"data.cache_dir={evaluator_cache}",
+            f"train.storage_path={tmp_path}"]
+    # Tune saves its experiment state (the barrier below) every second instead of when it judges it cheap.
+    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp), "PYTHONUNBUFFERED": "1", "TUNE_GLOBAL_CHECKPOINT_S": "1"}
+    proc = _tune(["--space", str(space), "--search", "grid", "--scheduler", "fifo", "--name", "killed", *args], ray_tmp,
+                 env=env)
     runs = tmp_path / "killed" / "runs"
     deadline = time.monotonic() + 420
     first = second = None
     while time.monotonic() < deadline and proc.poll() is None:
         done = [r for r in (runs.iterdir() if runs.exists() else []) if find_checkpoints(r)
-                and load_state(r)["step"] == 200]
+                and load_state(r)["step"] == STEPS]
         if done and first is None:
             first = done[0]
         others = [r for r in runs.iterdir() if r != first and find_checkpoints(r)] if first else []
@@ -141,7 +146,7 @@ def test_a_killed_sweep_resumes_without_rerunning_finished_trials(faces_eval, ev
     while any(Path(f"/proc/{pid}").exists() for pid in started) and time.monotonic() < deadline:
         time.sleep(0.2)
     kill_processes_naming(str(ray_tmp))  # whatever is left of the killed driver's Ray: nothing writes after this
-    assert load_state(second)["step"] < 200
+    assert load_state(second)["step"] < STEPS
     # A checkpoint written in the last moment may not have been recorded by Ray Train before the kill: the
     # trial resumes from its newest checkpoint or the one before it, never from the start.
     written = [c.name for c in find_checkpoints(second)][-2:]
@@ -151,7 +156,7 @@ def test_a_killed_sweep_resumes_without_rerunning_finished_trials(faces_eval, ev
     out = _finish(_tune(["--resume", "--name", "killed", f"train.storage_path={tmp_path}"], ray_tmp), timeout=420)
     rows = {r["trial_id"]: r for r in _results(tmp_path / "killed")}
     assert {rows[first.name]["status"], rows[second.name]["status"]} == {"completed"}
-    assert load_state(second)["step"] == 200
+    assert load_state(second)["step"] == STEPS
     resumed = re.search(r"resuming from (checkpoint_\d+)", out)
     assert resumed and resumed.group(1) in written, (written, out[-3000:])  # its own checkpoint, not the first's
     assert f"trial {second.name}: " in out and f"trial {first.name}: " not in out  # the finished one was not restarted

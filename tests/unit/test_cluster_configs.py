@@ -59,19 +59,25 @@ def test_kuberay_manifests_carry_the_required_fields(name):
         assert "train.storage_path=/mnt/shared/runs" in entry and "train.shared_storage=true" in entry
 
 
-def test_the_rayservice_deploys_our_application_with_arguments_it_accepts():
-    """serveConfigV2 passes Ray Serve's own schema, and its args build our application (on a checkpoint that
-    does not exist here: the builder checks names and values, the replica loads the checkpoint)."""
+def test_the_rayservice_deploys_our_application_with_options_it_accepts():
+    """serveConfigV2 passes Ray Serve's own schema, overrides only deployments our template has, and its model
+    user_config has exactly the keys the replica reads (a checkpoint that does not exist here: the replica
+    loads it)."""
     from ray.serve.schema import ServeDeploySchema
 
-    from vaegan_dist.serve.app import app
+    from vaegan_dist.serve.app import ServeSettings
+    from vaegan_dist.serve.model_server import ModelServer
 
     doc = yaml.safe_load((CLUSTER / "kuberay" / "rayservice.yaml").read_text())
     config = ServeDeploySchema.model_validate(yaml.safe_load(doc["spec"]["serveConfigV2"]))
     (application,) = config.applications
-    assert application.import_path == "vaegan_dist.serve.app:app" and application.route_prefix == "/"
-    assert app(application.args) is not None
-    assert application.args["checkpoint"].startswith("/mnt/shared/runs/")
+    assert application.import_path == "vaegan_dist.serve.app:template" and application.route_prefix == "/"
+    assert application.args == {}
+    (model,) = application.deployments
+    assert model.name == ModelServer.name
+    assert set(model.user_config) == set(ServeSettings(checkpoint="").model_config())
+    assert model.user_config["checkpoint"].startswith("/mnt/shared/runs/")
+    assert model.ray_actor_options.num_gpus == 1
 
 
 def test_shared_storage_claim_is_read_write_many():
@@ -87,3 +93,26 @@ def test_runtime_env_and_scripts():
         path = CLUSTER / script
         assert path.stat().st_mode & 0o111
         subprocess.run(["bash", "-n", str(path)], check=True)
+
+
+def test_serve_build_writes_a_deployable_file_whose_only_blank_is_the_checkpoint(tmp_path):
+    """Ray's own `serve build` on our template: its file passes Serve's schema, names our two deployments, and
+    the model's user_config carries the checkpoint key that a replica refuses to start without."""
+    from click.testing import CliRunner
+    from ray.serve.schema import ServeDeploySchema
+    from ray.serve.scripts import cli
+
+    from vaegan_dist.serve.model_server import ModelServer
+
+    out = tmp_path / "serve.yaml"
+    result = CliRunner().invoke(cli, ["build", "vaegan_dist.serve.app:template", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    config = ServeDeploySchema.model_validate(yaml.safe_load(out.read_text()))
+    (application,) = config.applications
+    deployments = {d.name: d for d in application.deployments}
+    assert set(deployments) == {"model", "http"}
+    user_config = deployments["model"].user_config
+    assert user_config["checkpoint"] == "" and user_config["vector_images"] > 0
+    server = ModelServer.func_or_class()
+    with pytest.raises(ValueError, match="user_config.checkpoint: not set"):
+        server.reconfigure(user_config)

@@ -70,7 +70,7 @@ NETWORKS = ["data.image_size=32", "data.batch_size=16", "model.latent_dim=32", "
             "optim.lr_discriminator=3e-4", "optim.rms_decay=0.9", "optim.eps=1e-8", "optim.weight_decay=1e-5"]
 
 
-def smoke_curve(objective: str = "smoke") -> dict[str, list[float]]:
+def smoke_curve(objective: str = "smoke", steps: int = STEPS) -> dict[str, list[float]]:
     cfg = build_config("smoke", [f"train.steps={STEPS}", *NETWORKS, *OBJECTIVES[objective]])
     size, batch = cfg.data.image_size, cfg.data.batch_size
     torch.manual_seed(cfg.train.seed)
@@ -84,7 +84,7 @@ def smoke_curve(objective: str = "smoke") -> dict[str, list[float]]:
     step = TrainStep(model.networks(), build_optimizers(model, cfg.optim), cfg, runtime, noise_seed=0)
     curve = {term: [] for term in (*TERMS, *COSTS)}
     with kernels.use_backend("reference"):
-        for i in range(STEPS):
+        for i in range(steps):
             images = np.stack([face(7, i * batch + j, size)[0] for j in range(batch)])
             metrics = step(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), i)
             for term in curve:
@@ -97,9 +97,11 @@ def _golden(objective: str) -> dict[str, list[float]]:
 
 
 def _assert_follows_golden(curve: dict[str, list[float]], objective: str) -> None:
+    """``curve`` may be the golden curve's first steps."""
     golden = _golden(objective)
     for term in TERMS:
-        np.testing.assert_allclose(curve[term], golden[term], rtol=RTOL, atol=1e-9, err_msg=f"{objective} {term}")
+        np.testing.assert_allclose(curve[term], golden[term][:len(curve[term])], rtol=RTOL, atol=1e-9,
+                                   err_msg=f"{objective} {term}")
 
 
 @pytest.mark.parametrize("objective", sorted(OBJECTIVES))
@@ -149,8 +151,12 @@ sys.path.insert(0, {here!r})
 import torch
 torch.set_num_threads(2)
 from test_golden_losses import OBJECTIVES, smoke_curve
-print(json.dumps({{o: smoke_curve(o) for o in OBJECTIVES}}))
+print(json.dumps({{o: smoke_curve(o, {steps}) for o in OBJECTIVES}}))
 """
+# The first 12 steps (R1 on steps 0, 4 and 8): a kernel that rounds differently changes the first steps' last
+# digits, and RMSProp amplifies that step by step (the float32 curve that failed on an AVX2 CPU was off from
+# step 6); the whole 20 under both kernels took 90 s of CI's 25 minutes, 12 take 55.
+CAPABILITY_STEPS = 12
 
 
 @pytest.mark.parametrize("capability", ["default", "avx2"])
@@ -158,9 +164,11 @@ def test_the_curve_is_the_same_with_the_scalar_and_avx2_kernels(capability):
     """ATen picks its vectorised kernels per CPU; ATEN_CPU_CAPABILITY forces the scalar (default) and the AVX2
     ones, so this machine checks what an AVX2-only CPU (or one without AVX) computes."""
     env = {**os.environ, "ATEN_CPU_CAPABILITY": capability}
-    done = subprocess.run([sys.executable, "-c", _SUBPROCESS.format(here=str(Path(__file__).parent))], env=env,
+    script = _SUBPROCESS.format(here=str(Path(__file__).parent), steps=CAPABILITY_STEPS)
+    done = subprocess.run([sys.executable, "-c", script], env=env,
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     curves = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(curves) == set(OBJECTIVES) and {len(c["loss/l_gen"]) for c in curves.values()} == {CAPABILITY_STEPS}
     for objective, curve in curves.items():
         _assert_follows_golden(curve, objective)

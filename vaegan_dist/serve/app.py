@@ -3,6 +3,7 @@
     vaegan-dist serve --checkpoint RUN                       # this module, started and watched by our CLI
     serve run vaegan_dist.serve.app:app checkpoint=RUN       # the same application with Ray's own tools
     vaegan-dist serve --checkpoint RUN --write-config serve.yaml && serve deploy serve.yaml   # a cluster
+    serve build vaegan_dist.serve.app:template -o serve.yaml  # Ray's own file; set the model's checkpoint in it
 
 A GPU per model replica when the cluster has GPUs, a CPU otherwise; ``replicas`` fixed, or ``autoscale``
 "MIN-MAX" replicas by Serve's request-based autoscaling.
@@ -35,7 +36,8 @@ class ServeSettings:
 
     def model_config(self) -> dict[str, Any]:
         """The model deployment's user_config: what ``reconfigure`` loads (change it to swap the checkpoint)."""
-        return {"checkpoint": self.checkpoint, "data": self.data, "vector_images": self.vector_images}
+        return {"checkpoint": self.checkpoint, "data": self.data, "vector_images": self.vector_images,
+                "batching": self.batching}
 
 
 def parse_autoscale(text: str) -> tuple[int, int]:
@@ -48,15 +50,20 @@ def parse_autoscale(text: str) -> tuple[int, int]:
     return bounds
 
 
+def scaling_options(settings: ServeSettings) -> dict[str, Any]:
+    """The model deployment's replica count: fixed, or Serve's request-based autoscaling between two bounds."""
+    if settings.autoscale is None:
+        return {"num_replicas": settings.replicas}
+    low, high = settings.autoscale
+    return {"num_replicas": "auto", "autoscaling_config": {"min_replicas": low, "max_replicas": high,
+                                                           "initial_replicas": max(low, 1)}}
+
+
 def build(settings: ServeSettings) -> Application:
-    scaling: dict[str, Any] = {"num_replicas": settings.replicas}
-    if settings.autoscale is not None:
-        low, high = settings.autoscale
-        scaling = {"num_replicas": "auto", "autoscaling_config": {"min_replicas": low, "max_replicas": high,
-                                                                   "initial_replicas": max(low, 1)}}
     actor = {"num_cpus": 0 if settings.gpu else 1, "num_gpus": 1 if settings.gpu else 0}
-    model = ModelServer.options(user_config=settings.model_config(), ray_actor_options=actor, **scaling)
-    return Ingress.bind(model.bind(batching=settings.batching))
+    model = ModelServer.options(user_config=settings.model_config(), ray_actor_options=actor,
+                                **scaling_options(settings))
+    return Ingress.bind(model.bind())
 
 
 def app(args: dict[str, str]) -> Application:
@@ -87,3 +94,9 @@ def app(args: dict[str, str]) -> Application:
         raise ConfigError(f"vaegan_dist.serve.app:app: {err}") from None
     return build(settings)
 
+
+
+# Ray 2.60's `serve build` imports an Application and refuses a builder function such as ``app``: this one has
+# every default and no checkpoint. The file it writes lists the model deployment's user_config, where the
+# checkpoint goes (``reconfigure`` refuses to start without one, naming that key).
+template: Application = build(ServeSettings(checkpoint=""))

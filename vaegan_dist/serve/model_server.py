@@ -22,6 +22,7 @@ from torchvision.utils import make_grid
 
 from vaegan_dist.data.codec import GRID_ROW
 from vaegan_dist.data.user_images import load_user_image_bytes
+from vaegan_dist.evaluate.attribute_vectors import PAPER_IMAGES
 from vaegan_dist.serve.face_model import MAX_SCALE, FaceModel, RequestError
 
 MAX_BATCH = 32  # requests per network call
@@ -37,34 +38,43 @@ def png(images: torch.Tensor, nrow: int = GRID_ROW) -> bytes:
     return out.getvalue()
 
 
+MODEL_KEYS = ("checkpoint", "data", "vector_images")  # what a model is loaded from; "batching" is not
+
+
 @serve.deployment(name="model", ray_actor_options={"num_cpus": 1}, max_ongoing_requests=256)
 class ModelServer:
-    def __init__(self, batching: bool = True):
-        self.batching = batching
+    def __init__(self) -> None:
+        self.batching = True
         self.face: FaceModel | None = None
         self.loaded: dict[str, Any] = {}
         self.failed = ""  # the last swap that did not load
 
     def reconfigure(self, config: dict[str, Any]) -> None:
-        """``{"checkpoint": ..., "data": ..., "vector_images": ...}``: load, then swap. A replica that already
-        serves a model keeps it when the new one fails to load (Serve would otherwise replace the replica with
-        one that fails the same way, and the service would have no model at all); /info says what failed."""
-        if self.face is not None and config == self.loaded:
+        """``{"checkpoint": ..., "data": ..., "vector_images": ..., "batching": ...}``: load, then swap.
+
+        Serve calls this in place (a lightweight update) when only the user_config changed, as in a config file
+        deployed again with another checkpoint; a replica that already serves a model then keeps it when the new
+        one fails to load, and /info says what failed (a replica that raised here would be replaced by one that
+        fails the same way, and the service would have no model at all)."""
+        self.batching = bool(config.get("batching", True))
+        wanted = {key: config.get(key) for key in MODEL_KEYS}
+        if self.face is not None and wanted == self.loaded:
             return
         try:
-            if not config.get("checkpoint"):
-                raise ValueError("the user_config names no checkpoint")
-            face = FaceModel.load(config["checkpoint"], data=config.get("data"),
-                                  vector_images=int(config.get("vector_images", 10_000)),
+            if not wanted["checkpoint"]:
+                raise ValueError("user_config.checkpoint: not set (a run directory, checkpoint directory or "
+                                 "state.pt; in a `serve build` file, under the model deployment)")
+            face = FaceModel.load(wanted["checkpoint"], data=wanted["data"],
+                                  vector_images=int(wanted["vector_images"] or PAPER_IMAGES),
                                   device="cuda" if torch.cuda.is_available() else "cpu")
         except Exception as err:  # noqa: BLE001 - any failure to load: keep serving the old model, if any
             if self.face is None:
                 raise
             reason = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
-            self.failed = f"{config.get('checkpoint')}: {reason}"
+            self.failed = f"{wanted['checkpoint']}: {reason}"
             logger.error("kept %s: the new checkpoint did not load (%s)", self.face.checkpoint, self.failed)
             return
-        self.face, self.loaded, self.failed = face, dict(config), ""
+        self.face, self.loaded, self.failed = face, wanted, ""
 
     def check_health(self) -> None:
         if self.face is None:

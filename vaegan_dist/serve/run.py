@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from vaegan_dist.errors import ConfigError
-from vaegan_dist.serve.app import ServeSettings, parse_autoscale
+from vaegan_dist.serve.app import ServeSettings, parse_autoscale, scaling_options
 
 APP_NAME = "vaegan-dist"
 
@@ -56,7 +56,12 @@ def serve_checkpoint(args: argparse.Namespace) -> None:
 
 
 def write_serve_config(args: argparse.Namespace) -> Path:
-    """A Serve config file (``serve deploy``): this application with the checked settings as its args."""
+    """A Serve config file (``serve deploy``) for our ``template`` application, everything we set in the model
+    deployment's options. The checkpoint is in its user_config rather than in builder ``args``: deploying the
+    file again with another checkpoint is then a lightweight update, ``reconfigure`` in place, so a checkpoint
+    that fails to load leaves the old model serving (a change of ``args`` replaces the replicas)."""
+    from ray.serve.schema import ServeDeploySchema
+
     from vaegan_dist.atomic import atomic_write_text
 
     settings = settings_from(args)
@@ -65,18 +70,15 @@ def write_serve_config(args: argparse.Namespace) -> Path:
         raise ConfigError(f"--write-config {out}: a Serve config file ends in .yaml or .yml")
     if not out.parent.is_dir():
         raise FileNotFoundError(f"{out.parent}: output directory does not exist")
-    app_args: dict[str, object] = {"checkpoint": settings.checkpoint, "vector_images": settings.vector_images,
-                                   "batching": str(settings.batching).lower()}
-    if settings.data:
-        app_args["data"] = settings.data
-    if settings.autoscale:
-        app_args["autoscale"] = f"{settings.autoscale[0]}-{settings.autoscale[1]}"
-    else:
-        app_args["replicas"] = settings.replicas
+    model: dict[str, object] = {"name": "model", **scaling_options(settings), "user_config": settings.model_config(),
+                                "ray_actor_options": {"num_cpus": 1, "num_gpus": 0}}
     config = {"http_options": {"host": args.host, "port": args.port},
-              "applications": [{"name": APP_NAME, "route_prefix": "/", "import_path": "vaegan_dist.serve.app:app",
-                                "args": app_args}]}
+              "applications": [{"name": APP_NAME, "route_prefix": "/", "import_path": "vaegan_dist.serve.app:template",
+                                "deployments": [model]}]}
+    ServeDeploySchema.model_validate(config)  # what `serve deploy` will check
     atomic_write_text(out, "# vaegan-dist serve: `serve deploy` this file on a running Ray cluster (paths as the "
-                           "cluster's nodes see them; add gpu: 'true' to args for a GPU per model replica)\n"
+                           "cluster's nodes see them). To swap the model, change user_config.checkpoint and deploy "
+                           "it again. A GPU per model replica: ray_actor_options num_gpus: 1, num_cpus: 0. Other "
+                           "machines reach the service only with http_options host: 0.0.0.0.\n"
                       + yaml.safe_dump(config, sort_keys=False))
     return out
