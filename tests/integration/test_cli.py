@@ -138,6 +138,14 @@ def test_sample_and_reconstruct_from_a_trained_run(faces32, tmp_path, capsys):
     # 16 images, 8 per row, 2 px padding: 2 rows of samples; reconstructions add a row per row of originals.
     assert Image.open(tmp_path / "s.png").size == (8 * 34 + 2, 2 * 34 + 2)
     assert Image.open(tmp_path / "r.png").size == (8 * 34 + 2, 4 * 34 + 2)
+    text = tmp_path / "me.png"
+    text.write_text("not an image")
+    assert main(["reconstruct", "--checkpoint", str(tmp_path / "cli"), "--image", str(tmp_path / "none.png"),
+                 "--out", str(tmp_path / "x.png")]) == 2
+    assert f"--image {tmp_path / 'none.png'}: no such file" in capsys.readouterr().err
+    assert main(["reconstruct", "--checkpoint", str(tmp_path / "cli"), "--image", str(text),
+                 "--out", str(tmp_path / "x.png")]) == 2
+    assert f"--image {text}: unreadable image" in capsys.readouterr().err and not (tmp_path / "x.png").exists()
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     assert main(["sample", "--checkpoint", str(tmp_path / "bad.pt"), "--out", str(tmp_path / "x.png")]) == 2
     assert "bad.pt: not a readable checkpoint" in capsys.readouterr().err

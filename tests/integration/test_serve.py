@@ -117,9 +117,13 @@ def test_reconstruct_and_edit_equal_the_cli(service, trained, tmp_path, capsys):
     assert main(["edit", "--checkpoint", str(trained), "--attribute", "Eyeglasses", "--scale", "1.5", "--image",
                  str(photo), "--vector-images", str(VECTOR_IMAGES), "--out", str(tmp_path / "e.png")]) == 0
     grid = pixels((tmp_path / "e.png").read_bytes())  # columns: original, reconstruction, +1.5
+    assert main(["reconstruct", "--checkpoint", str(trained), "--image", str(photo), "--out",
+                 str(tmp_path / "r.png")]) == 0
+    reconstructed = pixels((tmp_path / "r.png").read_bytes())  # original, then its reconstruction
     recon = post(service, "/reconstruct", {"image": ("me.png", photo.read_bytes(), "image/png")})
     assert recon.status_code == 200, recon.text
-    assert close(pixels(recon.content), cell(grid, 0, 1))
+    assert close(pixels(recon.content), cell(reconstructed, 0, 1)) and close(pixels(recon.content), cell(grid, 0, 1))
+    assert not close(cell(reconstructed, 0, 0), cell(reconstructed, 0, 1))  # not the photo itself
     edited = post(service, "/edit", {"image": ("me.png", photo.read_bytes(), "image/png")},
                   {"scales": json.dumps({"Eyeglasses": 1.5})})
     assert edited.status_code == 200, edited.text

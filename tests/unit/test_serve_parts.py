@@ -52,3 +52,31 @@ def test_a_path_runs_from_one_code_to_the_other():
     a, b = torch.tensor([0.0, 2.0]), torch.tensor([4.0, -2.0])
     path = FaceModel.path(a, b, 5)
     assert torch.equal(path[0], a) and torch.equal(path[-1], b) and torch.allclose(path[2], (a + b) / 2)
+
+
+@pytest.mark.parametrize("args, message", [
+    ({}, "checkpoint=RUN is required"),
+    ({"checkpoint": "run", "replicas": "abc"}, "replicas='abc': expected a whole number from 1 to 64"),
+    ({"checkpoint": "run", "replicas": "0"}, "replicas='0': expected a whole number from 1 to 64"),
+    ({"checkpoint": "run", "vector_images": "1e9"}, "vector_images='1e9': expected a whole number"),
+    ({"checkpoint": "run", "batching": "maybe"}, "batching='maybe': expected true or false"),
+    ({"checkpoint": "run", "autoscale": "4-2"}, "--autoscale '4-2'"),
+    ({"checkpoint": "run", "shards": "x"}, "shards: not an argument"),
+])
+def test_the_application_builder_names_the_argument_at_fault(args, message):
+    from vaegan_dist.errors import ConfigError
+    from vaegan_dist.serve.app import app
+
+    with pytest.raises(ConfigError) as caught:
+        app(args)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_the_application_builder_carries_its_arguments_to_the_model():
+    from vaegan_dist.serve.app import app
+
+    built = app({"checkpoint": "run", "replicas": "3", "batching": "false", "vector_images": "500"})
+    (model,) = built._bound_deployment.init_args  # the ingress is bound to the model deployment
+    assert model._bound_deployment.user_config == {"checkpoint": "run", "data": None, "vector_images": 500,
+                                                   "batching": False}
+    assert model._bound_deployment.num_replicas == 3

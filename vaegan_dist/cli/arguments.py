@@ -10,6 +10,7 @@ import sys
 from vaegan_dist.data.convert import MAX_WORKERS, SIZE_RANGE
 
 MAX_SHARD_SAMPLES = 100_000  # a shard is held in memory until it is full
+MAX_GRID = 1024  # images in a sample or reconstruction grid
 MAX_EVAL = 20_000  # held-out images of one evaluation (precision/recall hold N x N distances)
 CHECKPOINT_HELP = "state.pt, a checkpoint directory or a run directory"
 

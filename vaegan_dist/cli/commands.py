@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from vaegan_dist import errors
+from vaegan_dist.cli.arguments import MAX_GRID
 from vaegan_dist.config import build_config, config_to_dict
 
 USER_ERRORS = (*errors.USER_ERRORS, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
@@ -154,6 +155,17 @@ def reconstruct(args: argparse.Namespace) -> int:
     if not model.can_reconstruct:
         raise errors.CheckpointError(f"{args.checkpoint}: a {model.kind!r} model has no encoder, so it cannot "
                                      "reconstruct; use `vaegan-dist sample`")
+    if args.image:
+        if model.conditioned:
+            raise errors.ConfigError(f"--image: {args.checkpoint} is conditioned on attributes, which a photo does "
+                                     "not come with; reconstruct held-out images without --image")
+        if len(args.image) > MAX_GRID:
+            raise errors.ConfigError(f"--image: {len(args.image)} photos; at most {MAX_GRID}")
+        from vaegan_dist.data.user_images import load_user_images
+
+        x = to_unit_range(load_user_images(args.image, cfg.data.image_size), next(model.parameters()).device)
+        _write_grid(interleave_rows(x, model.reconstruct(x)), args.out)
+        return 0
     source = open_source(data_to_use(cfg, args.data), args.split)
     check_image_size(source, cfg.data.image_size)
     images, attrs = first_images(source, args.split, args.n)

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from vaegan_dist.cli import commands
 from vaegan_dist.cli.arguments import (
+    MAX_GRID,
     OneLineParser,
     checkpoint_option,
     data_options,
@@ -41,8 +42,6 @@ from vaegan_dist.cli.arguments import (
     shard_options,
 )
 from vaegan_dist.config import PRESETS
-
-MAX_GRID = 1024  # images in a sample or reconstruction grid
 
 
 class Commands(Protocol):
@@ -158,6 +157,9 @@ def add_reconstruct(commands_: Commands) -> None:
                                 data_options("valid", "whose first images are reconstructed")],
         help="encode and decode held-out images; originals and reconstructions in alternating rows")
     reconstruct.add_argument("--n", type=int_range(1, MAX_GRID), default=32, help=f"number of images (1..{MAX_GRID})")
+    reconstruct.add_argument("--image", action="extend", nargs="+", default=[], metavar="FILE",
+                             help="reconstruct this jpg/png/webp photo instead of held-out images (repeatable; "
+                                  "cropped like prepare folder, as the service's POST /reconstruct)")
     reconstruct.set_defaults(func=commands.reconstruct)
 
 

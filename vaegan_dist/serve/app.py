@@ -84,14 +84,17 @@ def app(args: dict[str, str]) -> Application:
             raise ConfigError(f"{key}={args[key]!r}: expected true or false")
         return flag[value]
 
-    try:
-        settings = ServeSettings(checkpoint=str(args["checkpoint"]), data=args.get("data") or None,
-                                 vector_images=int(args.get("vector_images", PAPER_IMAGES)),
-                                 replicas=int(args.get("replicas", 1)),
-                                 autoscale=parse_autoscale(str(args["autoscale"])) if args.get("autoscale") else None,
-                                 batching=boolean("batching", True), gpu=boolean("gpu", False))
-    except ValueError as err:
-        raise ConfigError(f"vaegan_dist.serve.app:app: {err}") from None
+    def integer(key: str, default: int, low: int, high: int) -> int:
+        value = str(args.get(key, default)).strip()
+        if not value.isdigit() or not low <= int(value) <= high:
+            raise ConfigError(f"{key}={str(args[key])[:40]!r}: expected a whole number from {low} to {high}")
+        return int(value)
+
+    settings = ServeSettings(checkpoint=str(args["checkpoint"]), data=args.get("data") or None,
+                             vector_images=integer("vector_images", PAPER_IMAGES, 2, 1_000_000),
+                             replicas=integer("replicas", 1, 1, MAX_REPLICAS),
+                             autoscale=parse_autoscale(str(args["autoscale"])) if args.get("autoscale") else None,
+                             batching=boolean("batching", True), gpu=boolean("gpu", False))
     return build(settings)
 
 
