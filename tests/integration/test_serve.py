@@ -304,7 +304,8 @@ def test_a_config_file_deployed_again_swaps_the_checkpoint_under_load_and_a_brok
         time.sleep(1)
         deploy(str(tmp_path / "no-such-run"))
         failed = info()
-        assert "no-such-run: no such checkpoint" in failed["last_swap_failed"] and failed["step"] == 30
+        assert failed["last_swap_failed"].startswith(f"{tmp_path / 'no-such-run'}: no such checkpoint")
+        assert failed["last_swap_failed"].count("no-such-run") == 1 and failed["step"] == 30
         served_before = len(results)
         deploy(str(trained / "checkpoint_00000015"))
         swapped = info()

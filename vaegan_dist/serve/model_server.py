@@ -74,7 +74,8 @@ class ModelServer:
             if self.face is None:
                 raise
             reason = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
-            self.failed = f"{wanted['checkpoint']}: {reason}"
+            named = str(wanted["checkpoint"])
+            self.failed = reason if reason.startswith(named) else f"{named}: {reason}"
             logger.error("kept %s: the new checkpoint did not load (%s)", self.face.checkpoint, self.failed)
             return
         self.face, self.loaded, self.failed = face, wanted, ""
