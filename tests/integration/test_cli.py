@@ -146,6 +146,12 @@ def test_sample_and_reconstruct_from_a_trained_run(faces32, tmp_path, capsys):
     assert main(["reconstruct", "--checkpoint", str(tmp_path / "cli"), "--image", str(text),
                  "--out", str(tmp_path / "x.png")]) == 2
     assert f"--image {text}: unreadable image" in capsys.readouterr().err and not (tmp_path / "x.png").exists()
+    assert main(["reconstruct", "--checkpoint", str(tmp_path / "cli"), "--image", str(tmp_path),
+                 "--out", str(tmp_path / "x.png")]) == 2
+    assert f"--image {tmp_path}: is a directory" in capsys.readouterr().err
+    assert main(["reconstruct", "--checkpoint", str(tmp_path / "cli"), "--image", str(text), "--n", "4",
+                 "--out", str(tmp_path / "x.png")]) == 2
+    assert "--n: counts held-out images" in capsys.readouterr().err
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     assert main(["sample", "--checkpoint", str(tmp_path / "bad.pt"), "--out", str(tmp_path / "x.png")]) == 2
     assert "bad.pt: not a readable checkpoint" in capsys.readouterr().err

@@ -80,3 +80,57 @@ def test_the_application_builder_carries_its_arguments_to_the_model():
     assert model._bound_deployment.user_config == {"checkpoint": "run", "data": None, "vector_images": 500,
                                                    "batching": False}
     assert model._bound_deployment.num_replicas == 3
+
+
+GOOD = {"checkpoint": "run", "data": None, "vector_images": 500, "batching": False}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"batching": "false"}, "user_config.batching: 'false' is not true or false"),
+    ({"vector_images": "abc"}, "user_config.vector_images: 'abc' is not a whole number"),
+    ({"vector_images": 1}, "user_config.vector_images: '1' is not a whole number"),
+    ({"vector_images": True}, "user_config.vector_images: 'True'"),
+    ({"checkpoint": 7}, "user_config.checkpoint: not set"),
+    ({"checkpoint": ""}, "user_config.checkpoint: not set"),
+    ({"data": ["a"]}, "user_config.data: \"['a']\" is not a path"),
+    ({"batchng": False}, "user_config.batchng: not a key of the model deployment"),
+])
+def test_a_user_config_is_checked_key_by_key(change, message):
+    from vaegan_dist.serve.model_server import checked_user_config
+
+    assert checked_user_config(GOOD) == ({"checkpoint": "run", "data": None, "vector_images": 500}, False)
+    with pytest.raises(ValueError) as caught:
+        checked_user_config({**GOOD, **change})
+    assert str(caught.value).startswith(message)
+
+
+def test_a_replica_keeps_its_model_and_settings_through_a_bad_swap_and_forgets_the_failure_on_rollback(monkeypatch):
+    from vaegan_dist.serve import model_server
+
+    loads: list[str] = []
+
+    class Loaded:
+        def __init__(self, checkpoint: str):
+            self.checkpoint = checkpoint
+
+    def load(checkpoint, **_):
+        loads.append(checkpoint)
+        if checkpoint == "broken":
+            raise FileNotFoundError(f"{checkpoint}: no such checkpoint")
+        return Loaded(checkpoint)
+
+    monkeypatch.setattr(model_server.FaceModel, "load", staticmethod(load))
+    server = model_server.ModelServer.func_or_class()
+    with pytest.raises(ValueError, match="user_config.batching"):  # a new replica has nothing to keep
+        server.reconfigure({**GOOD, "batching": "no"})
+    server.reconfigure(GOOD)
+    assert server.face.checkpoint == "run" and server.batching is False and server.failed == ""
+    server.reconfigure({**GOOD, "checkpoint": "broken", "batching": True})
+    assert server.face.checkpoint == "run" and server.batching is False
+    assert server.failed == "broken: no such checkpoint"
+    server.reconfigure({**GOOD, "vector_images": "many"})
+    assert server.failed.startswith("user_config.vector_images") and server.face.checkpoint == "run"
+    server.reconfigure(GOOD)  # the old config again: nothing to load, and nothing failed any more
+    assert server.failed == "" and loads == ["run", "broken"]
+    server.reconfigure({**GOOD, "batching": True})  # the switch alone: no reload
+    assert server.batching is True and loads == ["run", "broken"]

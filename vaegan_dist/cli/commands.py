@@ -156,6 +156,8 @@ def reconstruct(args: argparse.Namespace) -> int:
         raise errors.CheckpointError(f"{args.checkpoint}: a {model.kind!r} model has no encoder, so it cannot "
                                      "reconstruct; use `vaegan-dist sample`")
     if args.image:
+        if args.n is not None:
+            raise errors.ConfigError("--n: counts held-out images; with --image every photo given is reconstructed")
         if model.conditioned:
             raise errors.ConfigError(f"--image: {args.checkpoint} is conditioned on attributes, which a photo does "
                                      "not come with; reconstruct held-out images without --image")
@@ -168,7 +170,7 @@ def reconstruct(args: argparse.Namespace) -> int:
         return 0
     source = open_source(data_to_use(cfg, args.data), args.split)
     check_image_size(source, cfg.data.image_size)
-    images, attrs = first_images(source, args.split, args.n)
+    images, attrs = first_images(source, args.split, args.n or 32)
     x = to_unit_range(images, next(model.parameters()).device)
     y = None
     if model.conditioned:  # a conditioned model reconstructs each image with its own attributes

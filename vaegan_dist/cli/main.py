@@ -156,7 +156,8 @@ def add_reconstruct(commands_: Commands) -> None:
         "reconstruct", parents=[checkpoint_option(), png_out_option("the grid"),
                                 data_options("valid", "whose first images are reconstructed")],
         help="encode and decode held-out images; originals and reconstructions in alternating rows")
-    reconstruct.add_argument("--n", type=int_range(1, MAX_GRID), default=32, help=f"number of images (1..{MAX_GRID})")
+    reconstruct.add_argument("--n", type=int_range(1, MAX_GRID), default=None,
+                             help=f"number of held-out images (1..{MAX_GRID}, default 32)")
     reconstruct.add_argument("--image", action="extend", nargs="+", default=[], metavar="FILE",
                              help="reconstruct this jpg/png/webp photo instead of held-out images (repeatable; "
                                   "cropped like prepare folder, as the service's POST /reconstruct)")

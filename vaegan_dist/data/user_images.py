@@ -42,10 +42,10 @@ def load_user_images(paths: Sequence[str | Path], size: int) -> torch.Tensor:
     images = []
     for raw in paths:
         path = Path(raw).expanduser()
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
-            raise DataError(f"--image {path}: not a jpg, png or webp file")
         if path.is_dir():
             raise DataError(f"--image {path}: is a directory, not an image file")
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise DataError(f"--image {path}: not a jpg, png or webp file")
         if not path.is_file():
             raise DataError(f"--image {path}: no such file")
         try:

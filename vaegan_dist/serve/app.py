@@ -40,9 +40,15 @@ class ServeSettings:
                 "batching": self.batching}
 
 
+def _digits(text: str) -> bool:
+    """Whether ``int()`` reads ``text`` as a whole number >= 0 (``"²".isdigit()`` is True, but not for int)."""
+    text = text.strip()
+    return text.isascii() and text.isdigit()
+
+
 def parse_autoscale(text: str) -> tuple[int, int]:
     low, sep, high = text.partition("-")
-    if not sep or not low.strip().isdigit() or not high.strip().isdigit():
+    if not sep or not _digits(low) or not _digits(high):
         raise ConfigError(f"--autoscale {text!r}: expected MIN-MAX replicas, e.g. 1-4")
     bounds = int(low), int(high)
     if not 0 <= bounds[0] <= bounds[1] or not 1 <= bounds[1] <= MAX_REPLICAS:
@@ -86,7 +92,7 @@ def app(args: dict[str, str]) -> Application:
 
     def integer(key: str, default: int, low: int, high: int) -> int:
         value = str(args.get(key, default)).strip()
-        if not value.isdigit() or not low <= int(value) <= high:
+        if not _digits(value) or not low <= int(value) <= high:
             raise ConfigError(f"{key}={str(args[key])[:40]!r}: expected a whole number from {low} to {high}")
         return int(value)
 

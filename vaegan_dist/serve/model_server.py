@@ -3,8 +3,9 @@ encode and decode calls that ``@serve.batch`` gathers across concurrent requests
 
 The checkpoint arrives as the deployment's ``user_config``: ``reconfigure`` loads the new model beside the old
 one and then swaps one reference, so requests in flight finish on the model they started with and none is
-dropped (``vaegan-dist serve`` and ``serve deploy`` change it without restarting replicas). A batch only ever
-holds calls for one model: its items carry the model they were made for.
+dropped. Serve calls it in place when a config file is deployed again with only the user_config changed
+(``serve deploy``, a KubeRay ``RayService``); ``serve.run`` from Python replaces the replicas instead. A batch only
+ever holds calls for one model: its items carry the model they were made for.
 """
 
 from __future__ import annotations
@@ -44,6 +45,30 @@ def png(images: torch.Tensor, nrow: int = GRID_ROW) -> bytes:
 MODEL_KEYS = ("checkpoint", "data", "vector_images")  # what a model is loaded from; "batching" is not
 
 
+def checked_user_config(config: Any) -> tuple[dict[str, Any], bool]:
+    """The user_config's model keys and its batching switch, or a ValueError naming the key at fault: the file
+    comes from a person (``batching: "false"`` is a string, and ``bool("false")`` is True)."""
+    if not isinstance(config, dict):
+        raise ValueError(f"user_config: expected a mapping of {', '.join(MODEL_KEYS)}, batching")
+    unknown = sorted(str(key) for key in set(config) - {*MODEL_KEYS, "batching"})
+    if unknown:
+        raise ValueError(f"user_config.{unknown[0][:60]}: not a key of the model deployment; it takes "
+                         f"{', '.join(MODEL_KEYS)}, batching")
+    checkpoint, data = config.get("checkpoint"), config.get("data")
+    if not isinstance(checkpoint, str) or not checkpoint:
+        raise ValueError("user_config.checkpoint: not set (a run directory, checkpoint directory or state.pt; in "
+                         "a `serve build` file, under the model deployment)")
+    if data is not None and not isinstance(data, str):
+        raise ValueError(f"user_config.data: {str(data)[:60]!r} is not a path")
+    images = config.get("vector_images", PAPER_IMAGES)
+    if isinstance(images, bool) or not isinstance(images, int) or not 2 <= images <= 1_000_000:
+        raise ValueError(f"user_config.vector_images: {str(images)[:40]!r} is not a whole number from 2 to 1000000")
+    batching = config.get("batching", True)
+    if not isinstance(batching, bool):
+        raise ValueError(f"user_config.batching: {str(batching)[:40]!r} is not true or false")
+    return {"checkpoint": checkpoint, "data": data or None, "vector_images": images}, batching
+
+
 @serve.deployment(name="model", ray_actor_options={"num_cpus": 1}, max_ongoing_requests=256)
 class ModelServer:
     def __init__(self) -> None:
@@ -53,32 +78,28 @@ class ModelServer:
         self.failed = ""  # the last swap that did not load
 
     def reconfigure(self, config: dict[str, Any]) -> None:
-        """``{"checkpoint": ..., "data": ..., "vector_images": ..., "batching": ...}``: load, then swap.
+        """``{"checkpoint": ..., "data": ..., "vector_images": ..., "batching": ...}``: check, load, then swap.
 
-        Serve calls this in place (a lightweight update) when only the user_config changed, as in a config file
-        deployed again with another checkpoint; a replica that already serves a model then keeps it when the new
-        one fails to load, and /info says what failed (a replica that raised here would be replaced by one that
-        fails the same way, and the service would have no model at all)."""
-        self.batching = bool(config.get("batching", True))
-        wanted = {key: config.get(key) for key in MODEL_KEYS}
-        if self.face is not None and wanted == self.loaded:
-            return
+        On a replica that already serves a model (Serve's lightweight update: a config file deployed again with
+        only the user_config changed), a config that is wrong or a checkpoint that fails to load leaves the old
+        model and its settings serving, and /info says what failed: a replica that raised here would be
+        replaced by one that fails the same way, and the service would have no model at all. A new replica
+        (the first, a scale-up, a replacement) has no old model to keep, and fails to start with the reason."""
         try:
-            if not wanted["checkpoint"]:
-                raise ValueError("user_config.checkpoint: not set (a run directory, checkpoint directory or "
-                                 "state.pt; in a `serve build` file, under the model deployment)")
-            face = FaceModel.load(wanted["checkpoint"], data=wanted["data"],
-                                  vector_images=int(wanted["vector_images"] or PAPER_IMAGES),
-                                  device="cuda" if torch.cuda.is_available() else "cpu")
-        except Exception as err:  # noqa: BLE001 - any failure to load: keep serving the old model, if any
+            wanted, batching = checked_user_config(config)
+            face = self.face
+            if self.face is None or wanted != self.loaded:
+                face = FaceModel.load(wanted["checkpoint"], data=wanted["data"], vector_images=wanted["vector_images"],
+                                      device="cuda" if torch.cuda.is_available() else "cpu")
+        except Exception as err:  # noqa: BLE001 - any failure: keep serving the old model, if any
             if self.face is None:
                 raise
             reason = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
-            named = str(wanted["checkpoint"])
-            self.failed = reason if reason.startswith(named) else f"{named}: {reason}"
-            logger.error("kept %s: the new checkpoint did not load (%s)", self.face.checkpoint, self.failed)
+            named = str(config.get("checkpoint") if isinstance(config, dict) else "user_config")
+            self.failed = reason if reason.startswith(("user_config", named)) else f"{named}: {reason}"
+            logger.error("kept %s: the new user_config did not load (%s)", self.face.checkpoint, self.failed)
             return
-        self.face, self.loaded, self.failed = face, wanted, ""
+        self.face, self.loaded, self.batching, self.failed = face, wanted, batching, ""
 
     def check_health(self) -> None:
         if self.face is None:
