@@ -104,7 +104,6 @@ def app(args: dict[str, str]) -> Application:
     return build(settings)
 
 
-
 # Ray 2.60's `serve build` imports an Application and refuses a builder function such as ``app``: this one has
 # every default and no checkpoint. The file it writes lists the model deployment's user_config, where the
 # checkpoint goes (``reconfigure`` refuses to start without one, naming that key).

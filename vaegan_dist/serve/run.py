@@ -63,6 +63,7 @@ def write_serve_config(args: argparse.Namespace) -> Path:
     from ray.serve.schema import ServeDeploySchema
 
     from vaegan_dist.atomic import atomic_write_text
+    from vaegan_dist.serve.model_server import ModelServer
 
     settings = settings_from(args)
     out = Path(args.write_config).expanduser()
@@ -70,7 +71,8 @@ def write_serve_config(args: argparse.Namespace) -> Path:
         raise ConfigError(f"--write-config {out}: a Serve config file ends in .yaml or .yml")
     if not out.parent.is_dir():
         raise FileNotFoundError(f"{out.parent}: output directory does not exist")
-    model: dict[str, object] = {"name": "model", **scaling_options(settings), "user_config": settings.model_config(),
+    model: dict[str, object] = {"name": ModelServer.name, **scaling_options(settings),
+                                "user_config": settings.model_config(),
                                 "ray_actor_options": {"num_cpus": 1, "num_gpus": 0}}
     config = {"http_options": {"host": args.host, "port": args.port},
               "applications": [{"name": APP_NAME, "route_prefix": "/", "import_path": "vaegan_dist.serve.app:template",
