@@ -27,6 +27,7 @@ from vaegan_dist.model import VAEGAN
 from vaegan_dist.model.store import load_tensors
 
 PAPER_IMAGES = 10_000  # the paper encodes 10,000 training images
+VECTOR_IMAGES_RANGE = (2, 1_000_000)  # a vector needs an image with and one without; the CLI's --vector-images too
 CACHE_FILE = "attribute_vectors.pt"
 FORMAT = "vaegan-dist-attribute-vectors/1"
 

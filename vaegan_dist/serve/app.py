@@ -17,7 +17,7 @@ from typing import Any
 from ray.serve import Application
 
 from vaegan_dist.errors import ConfigError
-from vaegan_dist.evaluate.attribute_vectors import PAPER_IMAGES
+from vaegan_dist.evaluate.attribute_vectors import PAPER_IMAGES, VECTOR_IMAGES_RANGE
 from vaegan_dist.serve.http import Ingress
 from vaegan_dist.serve.model_server import ModelServer
 
@@ -97,7 +97,7 @@ def app(args: dict[str, str]) -> Application:
         return int(value)
 
     settings = ServeSettings(checkpoint=str(args["checkpoint"]), data=args.get("data") or None,
-                             vector_images=integer("vector_images", PAPER_IMAGES, 2, 1_000_000),
+                             vector_images=integer("vector_images", PAPER_IMAGES, *VECTOR_IMAGES_RANGE),
                              replicas=integer("replicas", 1, 1, MAX_REPLICAS),
                              autoscale=parse_autoscale(str(args["autoscale"])) if args.get("autoscale") else None,
                              batching=boolean("batching", True), gpu=boolean("gpu", False))
