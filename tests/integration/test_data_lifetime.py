@@ -145,6 +145,70 @@ def test_a_killed_driver_leaves_nothing_of_the_ray_it_started(tmp_path):
         kill_parent_then_check_children(
             [sys.executable, "-c", START_RAY_AND_WAIT, str(started)],
             started.exists, min_children=4, env={**os.environ, "RAY_TMPDIR": str(ray_tmp)})
+    except AssertionError as error:
+        logs = [f"{log}:\n{log.read_text()}" for log in ray_tmp.glob("ray/session_*/logs/vaegan_reaper.log")]
+        raise AssertionError(f"{error}\nthe reaper's log: {logs or 'none'}") from None
     finally:
         kill_processes_naming(str(ray_tmp))
         shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+FAKE_RAY_DRIVER = """
+import os, subprocess, sys, time
+from vaegan_dist.train.ray_reaper import start_reaper
+session, node, started = sys.argv[1], sys.argv[2], sys.argv[3]
+# a 'raylet' that names the session, as Ray's do, and a detached 'agent' that only its environment ties to our node:
+# started through a child that exits at once, it is never below this process when the reaper looks
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", session])
+subprocess.Popen([sys.executable, "-c", "import subprocess, sys; subprocess.Popen([sys.executable, '-c', "
+                  "'import time; time.sleep(600)'], start_new_session=True)"],
+                 env={**os.environ, "RAY_NODE_ID": node}).wait()
+start_reaper(session, node)
+open(started, "w").close()
+time.sleep(600)
+"""
+
+
+def test_the_reaper_ends_what_ray_started_on_our_node_even_outside_the_drivers_tree(tmp_path):
+    """Without Ray: a kill -9'd driver's reaper ends its children and a detached process whose environment names
+    our node, and says so in the session's log."""
+    from vaegan_dist.train.ray_reaper import processes_naming
+
+    session = tmp_path / "session_2026-12-02_00-00-00_1"
+    (session / "logs").mkdir(parents=True)
+    node = "ab" * 28
+    started = tmp_path / "started"
+    proc = subprocess.Popen([sys.executable, "-c", FAKE_RAY_DRIVER, str(session), node, str(started)],
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        while not started.exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        assert started.exists(), "the fake driver never started"
+        detached = [pid for pid in processes_with_env(f"RAY_NODE_ID={node}")]
+        assert detached and not set(detached) & set(descendants(proc.pid)), "the test's agent is not detached"
+        time.sleep(1.5)  # one snapshot
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.time() + 15
+        while (running(detached) or processes_naming(str(session))) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not running(detached), "the detached process of our node is still running"
+        assert not processes_naming(str(session)), "the driver's child is still running"
+        log = (session / "logs" / "vaegan_reaper.log").read_text()
+        assert "SIGTERM" in log and str(detached[0]) in log, log
+    finally:
+        kill_processes_naming(str(session))
+        for pid in running(processes_with_env(f"RAY_NODE_ID={node}")):
+            os.kill(pid, signal.SIGKILL)
+
+
+def processes_with_env(variable: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and variable.encode() in open(f"/proc/{entry}/environ", "rb").read().split(b"\0"):
+                found.append(int(entry))
+        except OSError:
+            continue
+    return found

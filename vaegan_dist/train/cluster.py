@@ -23,7 +23,7 @@ def connect(address: str) -> None:
         if not address:
             from vaegan_dist.train.ray_reaper import start_reaper
 
-            start_reaper(str(context.address_info.get("session_dir", "")))
+            start_reaper(str(context.address_info.get("session_dir", "")), ray.get_runtime_context().get_node_id())
 
 
 def alive_nodes() -> list[dict]:

@@ -7,11 +7,16 @@ within ~2 s and then try to tell the (dead) GCS, with a 60-second timeout writte
 the driver. Ray offers no setting for that timeout, so we keep our own small reaper: a process in its own
 session that holds the read end of a pipe whose write end only the driver has. While the driver lives, the
 reaper notes the driver's descendants every second (the agents rename themselves to ``ray::DashboardAgent``,
-so their command line does not name the session; their place in the process tree does). When the driver
-ends, however it ends, the pipe reads EOF; the reaper waits a moment for Ray's own shutdown, then ends every
-noted process still alive (the same start time: never a recycled pid), first with SIGTERM and then with
-SIGKILL, and exits. Bounded: one wait, two rounds; and the watch ends when
-the driver is no longer its parent, even if a forked child of the driver still holds the pipe.
+so their command line does not name the session; their place in the process tree does), and also ends every
+process whose environment names our node (``RAY_NODE_ID``, which Ray gives the agents and workers it starts).
+When the driver ends, however it ends, the pipe reads EOF; the reaper waits a moment for Ray's own shutdown,
+then ends every noted process still alive (the same start time: never a recycled pid), first with SIGTERM and
+then with SIGKILL, and exits. Bounded: one wait, two rounds; and the watch ends when the driver is no longer
+its parent, even if a forked child of the driver still holds the pipe.
+
+A snapshot counts only if the driver outlived it: one taken while the kernel was ending the driver saw the
+agents already re-parented away from it, and once replaced the good one (CI, 2026-12-01: both agents left).
+What the reaper did goes to ``<session>/logs/vaegan_reaper.log``.
 
 Only for a Ray we start (``ray.init()`` with no address); a cluster we join is never touched. Linux only (it
 reads /proc); elsewhere nothing is started.
@@ -33,12 +38,13 @@ SNAPSHOT_S = 1.0  # how often the driver's descendants are noted
 _reaper: subprocess.Popen | None = None  # held for the driver's lifetime: its stdin is the pipe
 
 
-def start_reaper(session_dir: str) -> None:
+def start_reaper(session_dir: str, node_id: str) -> None:
     """Watch this driver on behalf of the Ray session in ``session_dir``, if this driver started it (its GCS and
     raylet are our children; ``ray.init()`` without an address may also have joined a cluster found on the
-    machine, which is never ours to end)."""
+    machine, which is never ours to end). ``node_id`` is the node Ray started here."""
     global _reaper
-    if _reaper is not None or not Path("/proc/self/cmdline").exists() or not _is_session_dir(session_dir):
+    if (_reaper is not None or not Path("/proc/self/cmdline").exists() or not _is_session_dir(session_dir)
+            or not _is_node_id(node_id)):
         return
     if not any(_parent(pid) == os.getpid() for pid in processes_naming(session_dir)):
         return
@@ -46,7 +52,7 @@ def start_reaper(session_dir: str) -> None:
     # exactly when this process ends.
     started = _stat(os.getpid())
     _reaper = subprocess.Popen([sys.executable, "-m", "vaegan_dist.train.ray_reaper", session_dir, str(os.getpid()),
-                                str(started[1] if started else -1)],
+                                str(started[1] if started else -1), node_id],
                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)  # not in the driver's process group: a killpg spares it
 
@@ -73,6 +79,11 @@ def processes_naming(text: str) -> list[int]:
 def _is_session_dir(path: str) -> bool:
     """A Ray session directory (``.../session_<date>_<time>_<pid>``): never match processes by an arbitrary string."""
     return bool(path) and Path(path).is_absolute() and Path(path).name.startswith("session_")
+
+
+def _is_node_id(text: str) -> bool:
+    """Ray's node ids are 56 hex digits; anything else never selects processes."""
+    return len(text) == 56 and all(c in "0123456789abcdef" for c in text)
 
 
 def _stat(pid: int) -> tuple[int, int] | None:
@@ -103,10 +114,13 @@ def descendants(root: int) -> dict[int, int]:
     return found
 
 
-def raylet_children(noted: dict[int, int]) -> dict[int, int]:
-    """Our user's processes that Ray started for one of the noted raylets (their environment names it in
-    RAY_RAYLET_PID): the agents, even when they started after the last snapshot."""
+def ray_started(noted: dict[int, int], node_id: str) -> dict[int, int]:
+    """Our user's processes that Ray started on our node (their environment names it in RAY_NODE_ID) or for one
+    of the noted raylets (RAY_RAYLET_PID): the agents and workers, even when they started after the last
+    snapshot."""
     markers = [f"RAY_RAYLET_PID={pid}".encode() for pid in noted]
+    if _is_node_id(node_id):
+        markers.append(f"RAY_NODE_ID={node_id}".encode())
     found: dict[int, int] = {}
     for pid, environ in _our_processes("environ"):
         variables = environ.split(b"\0")
@@ -115,15 +129,32 @@ def raylet_children(noted: dict[int, int]) -> dict[int, int]:
     return found
 
 
-def reap(noted: dict[int, int]) -> None:
-    """SIGTERM, then SIGKILL, what is left of ``noted`` (pid -> start time: a recycled pid is never touched)."""
-    noted = {**noted, **raylet_children(noted)}
-    noted.pop(1, None)
+def alive(noted: dict[int, int]) -> dict[int, int]:
+    """The processes of ``noted`` (pid -> start time) that still run: same pid, same start time."""
+    return {pid: started for pid, started in noted.items() if (stat := _stat(pid)) is not None and stat[1] == started}
+
+
+def snapshot(noted: dict[int, int], driver: int, driver_started: int) -> dict[int, int] | None:
+    """``noted`` (what still runs of it) plus the driver's descendants now; None when the driver is gone, before or
+    during the scan: the kernel re-parents a dead driver's children, so that scan missed them."""
+    found = descendants(driver)
+    stat = _stat(driver)
+    if stat is None or stat[1] != driver_started or os.getppid() != driver:
+        return None
+    return {**alive(noted), **found}
+
+
+def reap(noted: dict[int, int], node_id: str = "", log=None) -> None:
+    """SIGTERM, then SIGKILL, what is left of ``noted`` (pid -> start time: a recycled pid is never touched) and
+    of what Ray started on our node."""
     for sig, wait in ((signal.SIGTERM, TERM_S), (signal.SIGKILL, 0.0)):
-        for pid, started in noted.items():
-            stat = _stat(pid)
-            if stat is None or stat[1] != started:
-                continue
+        targets = alive({**noted, **ray_started(noted, node_id)})
+        targets.pop(1, None)
+        targets.pop(os.getpid(), None)
+        noted = {**noted, **targets}
+        if log is not None and targets:
+            log(f"{sig.name} to {sorted(targets)}")
+        for pid in targets:
             try:
                 os.kill(pid, sig)
             except OSError:
@@ -132,23 +163,33 @@ def reap(noted: dict[int, int]) -> None:
 
 
 def main() -> None:
-    """argv: the session directory, the driver's pid and its start time. Only the driver's descendants, noted
-    while the driver is still this process's parent (checked by pid and start time), are ever reaped: a process
-    that merely names the session (``tail -f`` of a Ray log) or belongs to anyone else is never touched."""
-    session_dir, driver, driver_started = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    """argv: the session directory, the driver's pid and its start time, our node's id. Only the driver's
+    descendants, noted while the driver is still this process's parent (checked by pid and start time), and the
+    processes Ray started on our node are ever reaped: a process that merely names the session (``tail -f`` of
+    a Ray log) or belongs to anyone else is never touched."""
+    session_dir, driver, driver_started, node_id = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     if not _is_session_dir(session_dir) or driver <= 1:
         return
+    log_path = Path(session_dir) / "logs" / "vaegan_reaper.log"
+
+    def log(line: str) -> None:
+        try:
+            with open(log_path, "a") as f:
+                f.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+        except OSError:  # the session directory was removed: nothing to record into
+            pass
+
     noted: dict[int, int] = {}
     while True:  # until EOF on stdin, or until the driver is no longer our parent: either way it is gone
         if select.select([sys.stdin], [], [], SNAPSHOT_S)[0] and not os.read(sys.stdin.fileno(), 4096):
             break
-        parent = _stat(driver)
-        if os.getppid() != driver or parent is None or parent[1] != driver_started:
+        if (taken := snapshot(noted, driver, driver_started)) is None:
             break
-        noted = descendants(driver)
-    noted.pop(1, None)
+        noted = taken
+    log(f"driver {driver} ended; {len(alive(noted))} of its processes were noted")
     time.sleep(GRACE_S)
-    reap(noted)
+    reap(noted, node_id, log)
+    log("done")
 
 
 if __name__ == "__main__":
