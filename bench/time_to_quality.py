@@ -68,6 +68,21 @@ RECIPES: dict[str, list[str]] = {
     "preset_lr5e-4_ed": ["optim.lr_encoder=5e-4", "optim.lr_decoder=5e-4"],  # the discriminator stays at 3e-4
     "preset_gamma0.003": ["objective.gamma=0.003"],  # gamma 0.03 and 0.1 made reconstructions worse: the other way
     "preset_lr_enc1e-3": ["optim.lr_encoder=1e-3"],  # only the encoder faster, to follow the decoder
+    # Fifth session: the learning rate annealed over the run (the released code's schedule), alone and with higher
+    # starting rates, and a shorter weight average
+    "preset_anneal": ["optim.schedule=power_anneal"],
+    "preset_lr5e-4_anneal": ["optim.schedule=power_anneal", "optim.lr_encoder=5e-4", "optim.lr_decoder=5e-4",
+                             "optim.lr_discriminator=5e-4"],
+    "preset_lr1e-3_anneal": ["optim.schedule=power_anneal", "optim.lr_encoder=1e-3", "optim.lr_decoder=1e-3",
+                             "optim.lr_discriminator=1e-3"],
+    "preset_ema1": ["optim.ema_halflife_kimg=1"],  # the same run as the preset's: the ramp-up (0.05 x images seen)
+    # is the shorter half-life until 40,000 images (~1,250 steps); the ramp-up is what sets the average here
+    "preset_rampup0.1": ["optim.ema_rampup=0.1"],
+    "preset_rampup0.2": ["optim.ema_rampup=0.2"],
+    "preset_rms0.99": ["optim.rms_decay=0.99"],
+    "preset_rampup0.025": ["optim.ema_rampup=0.025"],
+    "preset_rampup0.0125": ["optim.ema_rampup=0.0125"],
+    "preset_no_ema": ["optim.ema_halflife_kimg=0"],
     "lr_1e-3": [*PAPER_SMOKE, "optim.lr_encoder=1e-3", "optim.lr_decoder=1e-3", "optim.lr_discriminator=1e-3"],
 }
 FD_TARGETS = (60.0, 40.0, 30.0)

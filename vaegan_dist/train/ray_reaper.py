@@ -180,12 +180,12 @@ def main() -> None:
             pass
 
     noted: dict[int, int] = {}
-    while True:  # until EOF on stdin, or until the driver is no longer our parent: either way it is gone
-        if select.select([sys.stdin], [], [], SNAPSHOT_S)[0] and not os.read(sys.stdin.fileno(), 4096):
-            break
+    while True:  # until the driver is no longer our parent or EOF on stdin: either way it is gone
         if (taken := snapshot(noted, driver, driver_started)) is None:
             break
         noted = taken
+        if select.select([sys.stdin], [], [], SNAPSHOT_S)[0] and not os.read(sys.stdin.fileno(), 4096):
+            break
     log(f"driver {driver} ended; {len(alive(noted))} of its processes were noted")
     time.sleep(GRACE_S)
     reap(noted, node_id, log)
