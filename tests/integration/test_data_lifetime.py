@@ -2,6 +2,7 @@
 Linux only (processes are read from /proc)."""
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -118,8 +119,9 @@ def test_a_killed_conversion_leaves_no_pool_worker(tmp_path, kind):
 
 START_RAY_AND_WAIT = """
 import os, sys, time
+import ray
 from vaegan_dist.train.cluster import connect
-from vaegan_dist.train.ray_reaper import descendants
+from vaegan_dist.train.ray_reaper import descendants, started_by_ray_on_node
 connect("")  # what `vaegan-dist train` and `tune` do: a local Ray, started here
 def names(pid):
     try:
@@ -129,7 +131,11 @@ def names(pid):
 deadline = time.time() + 60
 while time.time() < deadline and sum(b"Agent" in names(p) for p in descendants(os.getpid())) < 2:
     time.sleep(0.2)  # Ray starts its two agents shortly after ray.init returns
-open(sys.argv[1], "w").close()
+# the reaper's second net: Ray's renamed agents still carry our node's id in their environment
+by_node = started_by_ray_on_node({}, ray.get_runtime_context().get_node_id())
+with open(sys.argv[1] + ".tmp", "w") as f:
+    f.write(str(sum(b"Agent" in names(p) for p in by_node)))
+os.replace(sys.argv[1] + ".tmp", sys.argv[1])
 time.sleep(600)
 """
 
@@ -145,6 +151,7 @@ def test_a_killed_driver_leaves_nothing_of_the_ray_it_started(tmp_path):
         kill_parent_then_check_children(
             [sys.executable, "-c", START_RAY_AND_WAIT, str(started)],
             started.exists, min_children=4, env={**os.environ, "RAY_TMPDIR": str(ray_tmp)})
+        assert started.read_text() == "2", "the reaper does not find Ray's two agents by our node's id"
     except AssertionError as error:
         logs = [f"{log}:\n{log.read_text()}" for log in ray_tmp.glob("ray/session_*/logs/vaegan_reaper.log")]
         raise AssertionError(f"{error}\nthe reaper's log: {logs or 'none'}") from None
@@ -176,7 +183,7 @@ def test_the_reaper_ends_what_ray_started_on_our_node_even_outside_the_drivers_t
 
     session = tmp_path / "session_2026-12-02_00-00-00_1"
     (session / "logs").mkdir(parents=True)
-    node = "ab" * 28
+    node = secrets.token_hex(28)  # never another test's
     started = tmp_path / "started"
     proc = subprocess.Popen([sys.executable, "-c", FAKE_RAY_DRIVER, str(session), node, str(started)],
                             start_new_session=True)
@@ -187,7 +194,10 @@ def test_the_reaper_ends_what_ray_started_on_our_node_even_outside_the_drivers_t
         assert started.exists(), "the fake driver never started"
         detached = [pid for pid in processes_with_env(f"RAY_NODE_ID={node}")]
         assert detached and not set(detached) & set(descendants(proc.pid)), "the test's agent is not detached"
-        time.sleep(1.5)  # one snapshot
+        log_file = session / "logs" / "vaegan_reaper.log"
+        deadline = time.time() + 60
+        while not (log_file.exists() and "watching" in log_file.read_text()) and time.time() < deadline:
+            time.sleep(0.1)  # the reaper's first snapshot
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         deadline = time.time() + 15
@@ -195,7 +205,7 @@ def test_the_reaper_ends_what_ray_started_on_our_node_even_outside_the_drivers_t
             time.sleep(0.2)
         assert not running(detached), "the detached process of our node is still running"
         assert not processes_naming(str(session)), "the driver's child is still running"
-        log = (session / "logs" / "vaegan_reaper.log").read_text()
+        log = log_file.read_text()
         assert "SIGTERM" in log and str(detached[0]) in log, log
     finally:
         kill_processes_naming(str(session))

@@ -3,6 +3,7 @@
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -10,36 +11,41 @@ from vaegan_dist.train import ray_reaper
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
+SPAWN_AND_SLEEP = """
+import subprocess, sys, time
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+time.sleep(600)
+"""
 
-def sleeper() -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
 
-
-def test_a_snapshot_keeps_what_still_runs_and_is_void_when_the_driver_died_during_it(monkeypatch):
-    driver, other, gone = sleeper(), sleeper(), sleeper()
+def test_a_snapshot_is_the_drivers_tree_and_void_once_the_driver_is_a_zombie(monkeypatch):
+    """A killed driver stays a zombie (same pid, same start time) until its parent waits: the snapshot must not
+    take the zombie for the driver, whose children the kernel has already moved away."""
+    driver = subprocess.Popen([sys.executable, "-c", SPAWN_AND_SLEEP])
+    found: dict[int, int] = {}
     try:
-        started = {p.pid: ray_reaper._stat(p.pid)[1] for p in (driver, other, gone)}
-        gone.kill()
-        gone.wait()
+        started = ray_reaper._stat(driver.pid)[1]
         monkeypatch.setattr(ray_reaper.os, "getppid", lambda: driver.pid)  # the reaper is the driver's child
-        noted = {other.pid: started[other.pid], gone.pid: started[gone.pid]}
-        assert ray_reaper.snapshot(noted, driver.pid, started[driver.pid]) == {other.pid: started[other.pid]}
-        assert ray_reaper.snapshot(noted, driver.pid, started[driver.pid] + 1) is None  # a recycled pid
-
-        real_descendants = ray_reaper.descendants
-
-        def dying_driver(root: int) -> dict[int, int]:
-            found = real_descendants(root)
-            driver.send_signal(signal.SIGKILL)  # the kernel ends the driver while the scan runs
-            driver.wait()
-            return found
-
-        monkeypatch.setattr(ray_reaper, "descendants", dying_driver)
-        assert ray_reaper.snapshot(noted, driver.pid, started[driver.pid]) is None
+        deadline = time.time() + 30
+        while not (found := ray_reaper.snapshot(driver.pid, started)) and time.time() < deadline:
+            time.sleep(0.05)
+        assert len(found) == 1, found  # the driver's child
+        child = next(iter(found))
+        assert ray_reaper.snapshot(driver.pid, started + 1) is None  # a recycled pid
+        driver.kill()  # no wait(): a zombie
+        deadline = time.time() + 10
+        while open(f"/proc/{driver.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z" and time.time() < deadline:
+            time.sleep(0.01)
+        assert ray_reaper.snapshot(driver.pid, started) is None
+        assert ray_reaper.alive(found) == found  # the orphan runs on; reap() is what ends it
+        monkeypatch.setattr(ray_reaper, "TERM_S", 0.0)
+        ray_reaper.reap(found)
+        assert ray_reaper.alive({child: found[child]}) == {}
     finally:
-        for p in (driver, other, gone):
-            p.kill()
-            p.wait()
+        driver.kill()
+        driver.wait()
+        for pid, started in ray_reaper.alive(found).items():
+            ray_reaper._send(pid, started, signal.SIGKILL)
 
 
 def test_only_ray_node_ids_select_processes():

@@ -30,6 +30,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 GRACE_S = 2.0  # after the driver's end: Ray's own shutdown (a normal exit) finishes in this time
@@ -48,11 +49,12 @@ def start_reaper(session_dir: str, node_id: str) -> None:
         return
     if not any(_parent(pid) == os.getpid() for pid in processes_naming(session_dir)):
         return
+    if (started := _stat(os.getpid())) is None:
+        return
     # The pipe's write end is not inherited by Ray's processes (Python makes it non-inheritable), so it closes
     # exactly when this process ends.
-    started = _stat(os.getpid())
     _reaper = subprocess.Popen([sys.executable, "-m", "vaegan_dist.train.ray_reaper", session_dir, str(os.getpid()),
-                                str(started[1] if started else -1), node_id],
+                                str(started[1]), node_id],
                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)  # not in the driver's process group: a killpg spares it
 
@@ -87,11 +89,12 @@ def _is_node_id(text: str) -> bool:
 
 
 def _stat(pid: int) -> tuple[int, int] | None:
-    """(parent pid, start time in clock ticks) of a process, or None when it is gone."""
+    """(parent pid, start time in clock ticks) of a process, or None when it is gone. A zombie is gone: a killed
+    driver stays one, with its pid and start time, until its own parent waits for it."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[1]), int(fields[19])
+        return None if fields[0] in ("Z", "X") else (int(fields[1]), int(fields[19]))
     except (OSError, IndexError, ValueError):
         return None
 
@@ -114,10 +117,12 @@ def descendants(root: int) -> dict[int, int]:
     return found
 
 
-def ray_started(noted: dict[int, int], node_id: str) -> dict[int, int]:
+def started_by_ray_on_node(noted: dict[int, int], node_id: str) -> dict[int, int]:
     """Our user's processes that Ray started on our node (their environment names it in RAY_NODE_ID) or for one
     of the noted raylets (RAY_RAYLET_PID): the agents and workers, even when they started after the last
-    snapshot."""
+    snapshot. Their environment survives their renaming (``ray::DashboardAgent``): the new title fits in their
+    long command line's space (a process with a short command line that takes a long title loses its
+    environment); tests/integration/test_data_lifetime.py checks that Ray 2.60's agents are found."""
     markers = [f"RAY_RAYLET_PID={pid}".encode() for pid in noted]
     if _is_node_id(node_id):
         markers.append(f"RAY_NODE_ID={node_id}".encode())
@@ -134,31 +139,49 @@ def alive(noted: dict[int, int]) -> dict[int, int]:
     return {pid: started for pid, started in noted.items() if (stat := _stat(pid)) is not None and stat[1] == started}
 
 
-def snapshot(noted: dict[int, int], driver: int, driver_started: int) -> dict[int, int] | None:
-    """``noted`` (what still runs of it) plus the driver's descendants now; None when the driver is gone, before or
-    during the scan: the kernel re-parents a dead driver's children, so that scan missed them."""
+def snapshot(driver: int, driver_started: int) -> dict[int, int] | None:
+    """The driver's descendants now; None when the driver is gone, before or during the scan: the kernel
+    re-parents a dead driver's children at once, so that scan missed them and must not replace the last one."""
     found = descendants(driver)
     stat = _stat(driver)
     if stat is None or stat[1] != driver_started or os.getppid() != driver:
         return None
-    return {**alive(noted), **found}
+    return found
 
 
-def reap(noted: dict[int, int], node_id: str = "", log=None) -> None:
+def _send(pid: int, started: int, sig: signal.Signals) -> None:
+    """``sig`` to ``pid`` if it is still the process that started at ``started``. Through a pidfd where Linux
+    has them (5.3+): the pid cannot be recycled between the check and the signal."""
+    try:
+        handle = os.pidfd_open(pid)
+    except (AttributeError, OSError):  # gone, or no pidfds here: a plain kill after the check
+        handle = None
+    try:
+        if (stat := _stat(pid)) is None or stat[1] != started:
+            return
+        if handle is None:
+            os.kill(pid, sig)
+        else:
+            signal.pidfd_send_signal(handle, sig)
+    except OSError:  # ended meanwhile
+        pass
+    finally:
+        if handle is not None:
+            os.close(handle)
+
+
+def reap(noted: dict[int, int], node_id: str = "", log: Callable[[str], None] | None = None) -> None:
     """SIGTERM, then SIGKILL, what is left of ``noted`` (pid -> start time: a recycled pid is never touched) and
     of what Ray started on our node."""
     for sig, wait in ((signal.SIGTERM, TERM_S), (signal.SIGKILL, 0.0)):
-        targets = alive({**noted, **ray_started(noted, node_id)})
+        targets = alive({**noted, **started_by_ray_on_node(noted, node_id)})
         targets.pop(1, None)
         targets.pop(os.getpid(), None)
         noted = {**noted, **targets}
         if log is not None and targets:
             log(f"{sig.name} to {sorted(targets)}")
-        for pid in targets:
-            try:
-                os.kill(pid, sig)
-            except OSError:
-                pass
+        for pid, started in targets.items():
+            _send(pid, started, sig)
         time.sleep(wait)
 
 
@@ -179,13 +202,16 @@ def main() -> None:
         except OSError:  # the session directory was removed: nothing to record into
             pass
 
-    noted: dict[int, int] = {}
+    noted: dict[int, int] | None = None
     while True:  # until the driver is no longer our parent or EOF on stdin: either way it is gone
-        if (taken := snapshot(noted, driver, driver_started)) is None:
+        if (taken := snapshot(driver, driver_started)) is None:
             break
+        if noted is None:
+            log(f"watching driver {driver}: {len(taken)} processes below it")
         noted = taken
         if select.select([sys.stdin], [], [], SNAPSHOT_S)[0] and not os.read(sys.stdin.fileno(), 4096):
             break
+    noted = noted or {}
     log(f"driver {driver} ended; {len(alive(noted))} of its processes were noted")
     time.sleep(GRACE_S)
     reap(noted, node_id, log)
