@@ -119,9 +119,8 @@ def test_a_killed_conversion_leaves_no_pool_worker(tmp_path, kind):
 
 START_RAY_AND_WAIT = """
 import os, sys, time
-import ray
 from vaegan_dist.train.cluster import connect
-from vaegan_dist.train.ray_reaper import descendants, started_by_ray_on_node
+from vaegan_dist.train.ray_reaper import descendants
 connect("")  # what `vaegan-dist train` and `tune` do: a local Ray, started here
 def names(pid):
     try:
@@ -131,11 +130,7 @@ def names(pid):
 deadline = time.time() + 60
 while time.time() < deadline and sum(b"Agent" in names(p) for p in descendants(os.getpid())) < 2:
     time.sleep(0.2)  # Ray starts its two agents shortly after ray.init returns
-# the reaper's second net: Ray's renamed agents still carry our node's id in their environment
-by_node = started_by_ray_on_node({}, ray.get_runtime_context().get_node_id())
-with open(sys.argv[1] + ".tmp", "w") as f:
-    f.write(str(sum(b"Agent" in names(p) for p in by_node)))
-os.replace(sys.argv[1] + ".tmp", sys.argv[1])
+open(sys.argv[1], "w").close()
 time.sleep(600)
 """
 
@@ -151,7 +146,6 @@ def test_a_killed_driver_leaves_nothing_of_the_ray_it_started(tmp_path):
         kill_parent_then_check_children(
             [sys.executable, "-c", START_RAY_AND_WAIT, str(started)],
             started.exists, min_children=4, env={**os.environ, "RAY_TMPDIR": str(ray_tmp)})
-        assert started.read_text() == "2", "the reaper does not find Ray's two agents by our node's id"
     except AssertionError as error:
         logs = [f"{log}:\n{log.read_text()}" for log in ray_tmp.glob("ray/session_*/logs/vaegan_reaper.log")]
         raise AssertionError(f"{error}\nthe reaper's log: {logs or 'none'}") from None

@@ -8,7 +8,8 @@ the driver. Ray offers no setting for that timeout, so we keep our own small rea
 session that holds the read end of a pipe whose write end only the driver has. While the driver lives, the
 reaper notes the driver's descendants every second (the agents rename themselves to ``ray::DashboardAgent``,
 so their command line does not name the session; their place in the process tree does), and also ends every
-process whose environment names our node (``RAY_NODE_ID``, which Ray gives the agents and workers it starts).
+process whose environment names our node (``RAY_NODE_ID``, which Ray gives the workers it starts and their
+children).
 When the driver ends, however it ends, the pipe reads EOF; the reaper waits a moment for Ray's own shutdown,
 then ends every noted process still alive (the same start time: never a recycled pid), first with SIGTERM and
 then with SIGKILL, and exits. Bounded: one wait, two rounds; and the watch ends when the driver is no longer
@@ -120,9 +121,8 @@ def descendants(root: int) -> dict[int, int]:
 def started_by_ray_on_node(noted: dict[int, int], node_id: str) -> dict[int, int]:
     """Our user's processes that Ray started on our node (their environment names it in RAY_NODE_ID) or for one
     of the noted raylets (RAY_RAYLET_PID): the agents and workers, even when they started after the last
-    snapshot. Their environment survives their renaming (``ray::DashboardAgent``): the new title fits in their
-    long command line's space (a process with a short command line that takes a long title loses its
-    environment); tests/integration/test_data_lifetime.py checks that Ray 2.60's agents are found."""
+    snapshot. Not always the agents: renaming itself (``ray::DashboardAgent``) can cost a process its environment
+    in /proc (CI found neither agent this way once, and here both), so the snapshots are what covers them."""
     markers = [f"RAY_RAYLET_PID={pid}".encode() for pid in noted]
     if _is_node_id(node_id):
         markers.append(f"RAY_NODE_ID={node_id}".encode())
