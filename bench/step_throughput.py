@@ -125,7 +125,8 @@ def bench(shape: str, steps: int, batch: int | None, device: str = "cpu") -> dic
     gpu = device == "cuda"
     candidates = {}
     for layout, fmt in (("channels_last", torch.channels_last), ("nchw", torch.contiguous_format)):
-        runtime = replace(runtime_for(gpu, torch.device(device)), memory_format=fmt)
+        # fp32 on a CPU (the straightforward step has no CPU autocast): the comparison isolates the algorithm
+        runtime = replace(runtime_for(gpu, torch.device(device), "auto" if gpu else "fp32"), memory_format=fmt)
         m1, m2 = (copy.deepcopy(base).to(device, memory_format=fmt) for _ in range(2))
         candidates[f"ours_{layout}"] = TrainStep(m1.networks(), build_optimizers(m1, cfg.optim), cfg, runtime,
                                                  noise_seed=0)

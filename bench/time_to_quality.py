@@ -83,6 +83,10 @@ RECIPES: dict[str, list[str]] = {
     "preset_rampup0.025": ["optim.ema_rampup=0.025"],
     "preset_rampup0.0125": ["optim.ema_rampup=0.0125"],
     "preset_no_ema": ["optim.ema_halflife_kimg=0"],
+    # Issue 25: the step in float32 and under bf16 autocast (train.precision; the preset's "auto" picks bf16 only
+    # where the CPU computes it natively)
+    "preset_fp32": ["train.precision=fp32"],
+    "preset_bf16": ["train.precision=bf16"],
     "lr_1e-3": [*PAPER_SMOKE, "optim.lr_encoder=1e-3", "optim.lr_decoder=1e-3", "optim.lr_discriminator=1e-3"],
 }
 FD_TARGETS = (60.0, 40.0, 30.0)

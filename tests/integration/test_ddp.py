@@ -70,7 +70,8 @@ def _worker(rank: int, port: int, out: str, torch_threads: int, objective: str) 
     model = _initial_model(cfg)
     optimizers = build_optimizers(model, cfg.optim)
     nets = {n: DDP(getattr(model, n)) for n in ("encoder", "decoder", "discriminator")}
-    step_fn = TrainStep(nets, optimizers=optimizers, cfg=cfg, runtime=runtime_for(False), noise_seed=0)
+    step_fn = TrainStep(nets, optimizers=optimizers, cfg=cfg, runtime=runtime_for(False, precision="fp32"),
+                        noise_seed=0)
     share = slice(rank * PER_RANK, (rank + 1) * PER_RANK)
     for step, (images, eps, z_p) in enumerate(_global_batches()):
         step_fn(images[share], step, noise=(eps[share], z_p[share]))
@@ -85,7 +86,7 @@ def _single_worker_reference(objective: str):
     model = _initial_model(cfg)
     skipped = 0
     optimizers = build_optimizers(model, cfg.optim)
-    runtime = runtime_for(False)
+    runtime = runtime_for(False, precision="fp32")
     for step, (images, eps, z_p) in enumerate(_global_batches()):
         for opt in optimizers.values():
             opt.zero_grad(set_to_none=True)

@@ -15,7 +15,7 @@ def test_the_gpu_check_dry_run_passes_every_row(tmp_path):
                           capture_output=True, text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
-    assert len(rows) == 5 and all("| ok |" in row for row in rows), "\n".join(rows)
+    assert len(rows) == 6 and all("| ok |" in row for row in rows), "\n".join(rows)
 
 
 def test_the_gpu_check_refuses_to_run_without_a_gpu_unless_dry():

@@ -134,9 +134,9 @@ def test_killed_run_resumes_from_its_last_checkpoint(faces32, tmp_path):
     assert load_state(tmp_path / "killed")["step"] == 400
 
 
-def test_tensorboard_holds_scalars_images_and_hparams(faces32, tmp_path):
+def test_tensorboard_holds_scalars_images_and_hparams(faces32, tmp_path, capsys):
     launch(tiny_config(faces32, tmp_path, "tb", "train.steps=4", "train.log_every=2", "train.image_every=2",
-                       "objective.equilibrium=true"))
+                       "objective.equilibrium=true", "train.precision=fp32"))
     events = EventAccumulator(str(tmp_path / "tb" / "tensorboard"), size_guidance={"images": 0})
     events.Reload()
     scalars = set(events.Tags()["scalars"])
@@ -145,6 +145,14 @@ def test_tensorboard_holds_scalars_images_and_hparams(faces32, tmp_path):
                 "perf/images_per_s", "equilibrium/decoder_skipped", "equilibrium/discriminator_skipped"):
         assert tag in scalars, tag
     assert [e.step for e in events.Scalars("loss/l_llike")] == [2, 4]
+    # The step against the device's peak: achieved = counted FLOPs / step time, share = achieved / peak.
+    perf = {tag: events.Scalars(f"perf/{tag}")[-1].value for tag in ("step_gflop", "achieved_gflops", "peak_gflops",
+                                                                      "peak_share", "step_time_s")}
+    assert perf["achieved_gflops"] == pytest.approx(perf["step_gflop"] / perf["step_time_s"], rel=1e-4)
+    assert perf["peak_share"] == pytest.approx(perf["achieved_gflops"] / perf["peak_gflops"], rel=1e-4)
+    assert 0 < perf["peak_share"] < 2
+    out = capsys.readouterr().out
+    assert "precision: float32 on CPU" in out and "% of peak |" in out
     assert set(events.Tags()["images"]) == {"samples", "reconstructions"}
     image = events.Images("samples")[-1]
     assert image.step == 4 and image.width > 0

@@ -80,7 +80,7 @@ def smoke_curve(objective: str = "smoke", steps: int = STEPS) -> dict[str, list[
         model = build_model(cfg.model, size).to(memory_format=torch.channels_last)
     finally:
         torch.set_default_dtype(previous)
-    runtime = dataclasses.replace(runtime_for(False), dtype=torch.float64)
+    runtime = dataclasses.replace(runtime_for(False, precision="fp32"), dtype=torch.float64)
     step = TrainStep(model.networks(), build_optimizers(model, cfg.optim), cfg, runtime, noise_seed=0)
     curve = {term: [] for term in (*TERMS, *COSTS)}
     with kernels.use_backend("reference"):

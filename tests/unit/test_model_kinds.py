@@ -159,7 +159,8 @@ def test_the_equilibrium_trick_never_pauses_the_vae_disl_decoder():
                                      "objective.equilibrium_value=0.05", "objective.equilibrium_margin=0.01"])
         model = _model(kind)
         cfg.model.latent_dim = 6
-        step = TrainStep(model.networks(), build_optimizers(model, cfg.optim), cfg, runtime_for(False),
+        step = TrainStep(model.networks(), build_optimizers(model, cfg.optim), cfg,
+                         runtime_for(False, precision="fp32"),
                          noise_seed=0, kind=model_kind(kind))
         metrics = step(torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8), 0)
         skipped[kind] = metrics["equilibrium/decoder_skipped"].item()

@@ -108,7 +108,8 @@ def _step(overrides, steps=3):
     model = build_model(cfg.model, 32).to(memory_format=torch.channels_last)
     average = WeightAverage(model, cfg.optim.ema_halflife_kimg, cfg.optim.ema_rampup) \
         if cfg.optim.ema_halflife_kimg > 0 else None
-    step = TrainStep(model.networks(), build_optimizers(model, cfg.optim), cfg, runtime_for(False), noise_seed=0,
+    step = TrainStep(model.networks(), build_optimizers(model, cfg.optim), cfg, runtime_for(False, precision="fp32"),
+                     noise_seed=0,
                      kind=model_kind(cfg.model.kind), ema=None if average is None else (average, model))
     images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
     return model, step, images

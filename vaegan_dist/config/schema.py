@@ -122,6 +122,10 @@ class TrainConfig:
     workers: str = "2"  # Ray Train workers: N, or MIN-MAX for elastic training; 0 = in this process without Ray
     cpus_per_worker: float = 1.0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # What the step computes in (weights, optimiser state, losses and evaluation stay float32): auto = bf16
+    # autocast on CUDA and on CPUs with native bf16 (AVX512_BF16, AMX), float32 elsewhere; fp32; bf16 (forced,
+    # even where it is emulated and slow). See vaegan_dist.train.precision.
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
     seed: int = 0
     log_every: int = 50  # steps between scalar logs and progress lines
     image_every: int = 500  # steps between sample / reconstruction grids

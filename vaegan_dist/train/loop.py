@@ -24,9 +24,13 @@ from vaegan_dist.objectives import model_kind
 from vaegan_dist.train.checkpoint import save_checkpoint
 from vaegan_dist.train.ema import WeightAverage
 from vaegan_dist.train.evaluation import TrainingEvaluation
+from vaegan_dist.train.flops import Utilisation, count_step_flops
 from vaegan_dist.train.health import NonFiniteWatch, check_finite_weights
 from vaegan_dist.train.job import TrainJob
 from vaegan_dist.train.optim import apply_settings, build_optimizers
+from vaegan_dist.train.peak import cache_path as peak_cache_path
+from vaegan_dist.train.peak import peak_gflops
+from vaegan_dist.train.precision import describe
 from vaegan_dist.train.progress import MetricMeter, progress_line
 from vaegan_dist.train.runtime import Runtime, runtime_for
 from vaegan_dist.train.session import RaySession, Session, check_same_step, checkpoint_write_failed
@@ -50,6 +54,17 @@ def _grids(model: VAEGAN, z_fixed: torch.Tensor, x_fixed: torch.Tensor, y_fixed:
     finally:
         model.train()
     return grids
+
+
+def _utilisation(model: VAEGAN, cfg, runtime: Runtime) -> Utilisation:
+    """Rank 0: the step's FLOPs (counted) and the device's peak (measured once per machine), announced with the
+    precision the step computes in."""
+    flops = count_step_flops(model.networks(), model_kind(cfg.model.kind), cfg.objective, cfg.model.latent_dim,
+                             cfg.data.image_size, cfg.data.batch_size, len(model.attributes))
+    peak, cached = peak_gflops(runtime.device, runtime.autocast_dtype or torch.float32)
+    print(f"{describe(runtime.autocast_dtype, runtime.device)}; step {flops.per_step / 1e9:.1f} GFLOP per worker; "
+          f"device peak {peak:.0f} GFLOP/s ({'cached' if cached else 'measured'}, {peak_cache_path()})", flush=True)
+    return Utilisation(flops, peak)
 
 
 def _resume(model: VAEGAN, optimizers: dict[str, torch.optim.Optimizer], session: Session, job: TrainJob,
@@ -164,9 +179,11 @@ class _WorkerRun:
     grid inputs and the evaluation."""
 
     def __init__(self, job: TrainJob, session: Session, runtime: Runtime, model: VAEGAN,
-                 optimizers: dict[str, torch.optim.Optimizer], start: int, average: WeightAverage | None):
+                 optimizers: dict[str, torch.optim.Optimizer], start: int, average: WeightAverage | None,
+                 utilisation: Utilisation | None = None):
         self.job, self.cfg, self.session, self.runtime = job, job.cfg, session, runtime
         self.model, self.optimizers, self.start, self.average = model, optimizers, start, average
+        self.utilisation = utilisation
         self.total = job.cfg.train.steps
         self.kind = model_kind(job.cfg.model.kind)
         self.shown = average.model if average is not None else model  # what grids and evaluations show
@@ -177,9 +194,11 @@ class _WorkerRun:
     def build(cls, job: TrainJob, session: Session) -> _WorkerRun:
         """The model (identical initial weights on every rank), its optimisers, and the checkpoint to resume."""
         cfg = job.cfg
-        runtime = runtime_for(session.gpu, session.device())
+        runtime = runtime_for(session.gpu, session.device(), cfg.train.precision)
         torch.manual_seed(cfg.train.seed)
         model = build_model(cfg.model, cfg.data.image_size, job.data.attributes)
+        # Before the DDP wrappers and the data stream start: the peak is measured while the other ranks wait.
+        utilisation = _utilisation(model, cfg, runtime) if session.world_rank == 0 else None
         if cfg.model.sync_batchnorm and session.world_size > 1:
             for name, network in model.networks().items():
                 setattr(model, name, nn.SyncBatchNorm.convert_sync_batchnorm(network))
@@ -188,7 +207,7 @@ class _WorkerRun:
         start, average = _resume(model, optimizers, session, job, runtime)
         if session.world_rank != 0:  # the replicas' weights are equal under DDP: rank 0 averages, shows, saves
             average = None
-        return cls(job, session, runtime, model, optimizers, start, average)
+        return cls(job, session, runtime, model, optimizers, start, average, utilisation)
 
     def prepare_training(self) -> None:
         """DDP wrappers, the step, the data stream, the finite watch; on rank 0 the evaluation, TensorBoard and
@@ -236,6 +255,8 @@ class _WorkerRun:
 
     def collect_logged(self) -> None:
         self.last = {**self.meter.means(), "perf/first_step_unix": self.first_step_at}
+        if self.utilisation is not None:
+            self.last.update(self.utilisation.metrics(self.last["perf/step_time_s"]))
 
     def evaluate(self, done: int) -> None:
         """Rank 0 scores the shown weights on the held-out images (the other ranks wait at the next report)."""

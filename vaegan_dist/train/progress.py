@@ -41,9 +41,11 @@ def _duration(seconds: float) -> str:
 def progress_line(step: int, total: int, m: dict[str, float], world_size: int,
                   fields: tuple[tuple[str, str, str], ...] = ()) -> str:
     """One line a person can read at a glance: ``fields`` are (metric key, label, format) chosen by the
-    model kind; keys missing from ``m`` are left out. images/s counts every worker."""
+    model kind; keys missing from ``m`` are left out. images/s counts every worker; the share of peak is one
+    worker's matmul and convolution FLOP/s over its device's measured peak (vaegan_dist.train.flops)."""
     ips = m.get("perf/images_per_s", 0.0) * world_size
     eta = (total - step) * m.get("perf/step_time_s", 0.0)
     shown = " ".join(f"{label} {m[key]:{fmt}}" for key, label, fmt in fields if key in m)
-    return (f"step {step:>7d}/{total} {100 * step / total:5.1f}% | {shown} | {ips:7.1f} img/s | "
+    share = f" {100 * m['perf/peak_share']:3.0f}% of peak |" if "perf/peak_share" in m else ""
+    return (f"step {step:>7d}/{total} {100 * step / total:5.1f}% | {shown} | {ips:7.1f} img/s |{share} "
             f"eta {_duration(eta)}")

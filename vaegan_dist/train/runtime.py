@@ -1,6 +1,7 @@
 """The one place that decides device, autocast dtype and collective backend.
 
-GPU: CUDA, bf16 autocast (the kernels accumulate in fp32), NCCL. CPU: float32, gloo. Both use the
+GPU: CUDA, NCCL. CPU: gloo. The autocast dtype comes from ``train.precision`` (:mod:`vaegan_dist.train.precision`:
+bf16 on CUDA and on CPUs with native bf16, float32 elsewhere). Both use the
 channels-last layout for images and conv weights: cuDNN's tensor-core kernels and oneDNN's CPU kernels
 are NHWC-native (on this CPU a discriminator step is ~25% faster, and no slower per image at large batch).
 """
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from vaegan_dist.config.errors import ConfigError
+from vaegan_dist.train.precision import Precision, resolve_precision
 
 
 @dataclass(frozen=True)
@@ -41,8 +43,8 @@ def collective_backend(gpu: bool) -> str:
     return "nccl" if gpu else "gloo"
 
 
-def runtime_for(gpu: bool, device: torch.device | None = None) -> Runtime:
-    if gpu:
-        return Runtime(device or torch.device("cuda", torch.cuda.current_device()), torch.bfloat16,
-                       collective_backend(gpu))
-    return Runtime(torch.device("cpu"), None, collective_backend(gpu))
+def runtime_for(gpu: bool, device: torch.device | None = None, precision: Precision = "auto") -> Runtime:
+    """``precision`` is ``train.precision``; numeric tests that compare against float32 or float64 references
+    pass "fp32", so that they compute the same on a CPU with native bf16."""
+    device = (device or torch.device("cuda", torch.cuda.current_device())) if gpu else torch.device("cpu")
+    return Runtime(device, resolve_precision(precision, device), collective_backend(gpu))

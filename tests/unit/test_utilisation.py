@@ -1,0 +1,124 @@
+"""The step's counted FLOPs against PyTorch's own FlopCounterMode and a hand count, the peak cache, and the share
+of peak where users look (the progress line)."""
+
+import contextlib
+import json
+import math
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import vaegan_dist.train.peak as peak
+from vaegan_dist.config import build_config
+from vaegan_dist.model import build_model
+from vaegan_dist.objectives import model_kind
+from vaegan_dist.train.flops import StepFlops, Utilisation, count_step_flops
+from vaegan_dist.train.progress import progress_line
+
+TINY = ("model.width=0.125", "model.encoder_fc=32", "model.discriminator_fc=16", "model.latent_dim=8")
+
+
+def _smoke(*overrides):
+    cfg = build_config("smoke", [*TINY, *overrides])
+    torch.manual_seed(0)
+    return cfg, build_model(cfg.model, cfg.data.image_size)
+
+
+def test_a_step_without_r1_counts_what_flopcountermode_counts():
+    """FlopCounterMode (PyTorch's own counter) can count a step without R1; ours must agree to the FLOP."""
+    cfg, model = _smoke("objective.r1_gamma=0")
+    counted = count_step_flops(model.networks(), model_kind(), cfg.objective, 8, 32, batch=2)
+    assert counted.r1_every == 0 and counted.plain == counted.with_r1 == counted.per_step
+    x, eps, z_p = torch.rand(2, 3, 32, 32) * 2 - 1, torch.randn(2, 8), torch.randn(2, 8)
+    with FlopCounterMode(display=False) as reference:
+        model_kind().forward_backward(model.networks(), x, eps, z_p, cfg.objective, contextlib.nullcontext)
+    assert counted.plain == reference.get_total_flops()
+
+
+def test_a_vae_step_is_counted_as_by_hand():
+    """Every conv, transposed conv and linear layer of a VAE step, with the textbook formulas: forward 2*MACs, the
+    weight's gradient 2*MACs, the input's gradient 2*MACs except at the encoder's first layer (its input, the data,
+    needs none). Shapes come from forward hooks; the formulas are written here, not taken from flop_counter."""
+    cfg, model = _smoke("model.kind=vae")
+    b = 8
+    macs = []
+
+    def hook(module, inputs, output):
+        if isinstance(module, torch.nn.Linear):
+            macs.append(inputs[0].shape[0] * module.in_features * module.out_features)
+        elif isinstance(module, torch.nn.ConvTranspose2d):  # every input pixel scatters a k x k x C_out patch
+            n, c_in, h, w = inputs[0].shape
+            macs.append(n * c_in * h * w * module.out_channels * module.kernel_size[0] * module.kernel_size[1])
+        else:  # every output pixel gathers a k x k x C_in patch
+            n, c_out, h, w = output.shape
+            macs.append(n * c_out * h * w * module.in_channels * module.kernel_size[0] * module.kernel_size[1])
+
+    layers = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear))]
+    handles = [m.register_forward_hook(hook) for m in layers]
+    with torch.no_grad():
+        mu, _ = model.encoder(torch.zeros(b, 3, 32, 32))
+        model.decoder(mu)
+    for h in handles:
+        h.remove()
+    assert len(macs) == len(layers)
+    first = macs[0]  # the encoder's first convolution ran first
+    by_hand = sum(3 * 2 * m for m in macs) - 2 * first
+    counted = count_step_flops(model.networks(), model_kind("vae"), cfg.objective, 8, 32, batch=b)
+    assert counted.plain == by_hand
+    assert count_step_flops(model.networks(), model_kind("vae"), cfg.objective, 8, 32, batch=2 * b).plain \
+        == 2 * by_hand  # linear in the batch
+
+
+def test_r1_steps_cost_more_and_the_mean_spreads_them_over_the_interval():
+    cfg, model = _smoke()  # the preset: R1 every 4 steps
+    f = count_step_flops(model.networks(), model_kind(), cfg.objective, 8, 32, batch=16)
+    assert f.r1_every == 4 and f.with_r1 > f.plain
+    assert f.per_step == pytest.approx((3 * f.plain + f.with_r1) / 4)
+    assert StepFlops(10.0, 30.0, 0).per_step == 10.0
+
+
+def test_the_share_of_peak_is_achieved_over_peak():
+    u = Utilisation(StepFlops(4e9, 4e9, 0), peak_gflops=20.0)
+    m = u.metrics(step_time_s=0.5)  # 8 GFLOP/s of 20
+    assert m["perf/achieved_gflops"] == pytest.approx(8.0) and m["perf/peak_share"] == pytest.approx(0.4)
+    line = progress_line(10, 100, {"perf/images_per_s": 5.0, "perf/step_time_s": 0.5, **m}, world_size=2)
+    assert "40% of peak |" in line and "10.0 img/s" in line
+    assert "of peak" not in progress_line(10, 100, {"perf/images_per_s": 5.0}, world_size=1)
+
+
+def test_the_peak_is_measured_once_then_read_back(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    cpu = torch.device("cpu")
+    measured, cached = peak.peak_gflops(cpu, torch.float32)
+    assert not cached and math.isfinite(measured) and measured > 0
+    calls = []
+    monkeypatch.setattr(peak, "measure_peak", lambda *a: calls.append(a) or {"matmul": 1.0, "conv": 2.0})
+    assert peak.peak_gflops(cpu, torch.float32) == (measured, True) and not calls
+    entries = json.loads((tmp_path / "vaegan-dist" / "peak.json").read_text())
+    assert list(entries) == [peak.cache_key(cpu, torch.float32, torch.get_num_threads())]
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"KEY": {"matmul": -1, "conv": 5}}',
+                                     '{"KEY": {"matmul": NaN, "conv": 5}}', '{"KEY": {"matmul": "9e99", "conv": 5}}',
+                                     '{"KEY": 7}'])
+def test_a_bad_cache_is_measured_again_and_rewritten(tmp_path, monkeypatch, content):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    cpu = torch.device("cpu")
+    key = peak.cache_key(cpu, torch.float32, torch.get_num_threads())
+    path = tmp_path / "vaegan-dist" / "peak.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(content.replace("KEY", key))
+    monkeypatch.setattr(peak, "measure_peak", lambda *a: {"matmul": 3.0, "conv": 4.0})
+    assert peak.peak_gflops(cpu, torch.float32) == (4.0, False)
+    assert json.loads(path.read_text())[key] == {"matmul": 3.0, "conv": 4.0}
+
+
+def test_the_cache_keeps_a_bounded_number_of_machines(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    path = tmp_path / "vaegan-dist" / "peak.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({f"machine {i}": {"matmul": 1.0, "conv": 1.0} for i in range(500)}))
+    monkeypatch.setattr(peak, "measure_peak", lambda *a: {"matmul": 3.0, "conv": 4.0})
+    peak.peak_gflops(torch.device("cpu"), torch.float32)
+    assert len(json.loads(path.read_text())) == 64

@@ -1,0 +1,118 @@
+"""The device's peak arithmetic rate, measured once per machine and cached: the denominator of the step's
+share of peak (:mod:`vaegan_dist.train.flops`).
+
+The peak is what this process can reach at all, not a datasheet figure: the better of a large matmul and a
+large channels-last 3x3 convolution, in the precision the step computes in (float32, or bf16 under autocast)
+and with the thread count the worker trains with. A datasheet would be a guess for a CPU (clocks under AVX-512
+load, SMT, a VM's share of a host) and would not know what oneDNN reaches; a measurement does.
+
+It takes about a second on a CPU (more where bf16 is emulated) and is cached in
+``$XDG_CACHE_HOME/vaegan-dist/peak.json`` (default ``~/.cache``), keyed by the device's name, the precision, the
+thread count, the CPU ISA caps in force and the torch version, so a run on a known machine reads it back. The
+cache is ours and only a cache: an entry that is not a positive finite number, or a file that does not parse,
+is measured again and rewritten (atomically).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from vaegan_dist.atomic import atomic_file
+from vaegan_dist.train.precision import cpu_has_native_bf16
+
+_MAX_ENTRIES = 64  # a shared home directory on many machine types must not grow the file without bound
+
+
+def cache_path() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "vaegan-dist" / "peak.json"
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        pass
+    return f"{model or 'cpu'} ({torch.backends.cpu.get_cpu_capability()})"
+
+
+def cache_key(device: torch.device, dtype: torch.dtype, threads: int) -> str:
+    caps = " ".join(f"{k}={os.environ[k]}" for k in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY") if k in os.environ)
+    return (f"{device_name(device)} | {str(dtype).removeprefix('torch.')} | {threads} threads | "
+            f"torch {torch.__version__}{' | ' + caps if caps else ''}")
+
+
+def _best_rate(fn, flops: float, device: torch.device, repeats: int) -> float:
+    """Best GFLOP/s over ``repeats`` timed calls after one warm-up call."""
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    fn()
+    sync()
+    best = math.inf
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        sync()
+        best = min(best, time.perf_counter() - started)
+    return flops / best / 1e9
+
+
+def measure_peak(device: torch.device, dtype: torch.dtype) -> dict[str, float]:
+    """GFLOP/s of a large matmul and a large convolution in ``dtype`` on ``device`` (current thread count)."""
+    gpu = device.type == "cuda"
+    # Emulated bf16 on a CPU runs at ~1% of float32's matmul rate (0.6 GFLOP/s on an AVX2 core): smaller
+    # shapes keep its measurement near a second; it is no peak anyone would train at anyway.
+    slow = not gpu and dtype == torch.bfloat16 and not cpu_has_native_bf16()
+    n = 8192 if gpu else 256 if slow else 1024
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    batch, channels, size = (256, 256, 32) if gpu else (4, 64, 16) if slow else (16, 128, 16)
+    x = torch.randn(batch, channels, size, size, device=device, dtype=dtype).to(memory_format=torch.channels_last)
+    w = torch.randn(channels, channels, 3, 3, device=device, dtype=dtype).to(memory_format=torch.channels_last)
+    conv_flops = 2.0 * batch * channels * channels * 9 * size * size
+    with torch.no_grad():
+        repeats = 10 if gpu else 1 if slow else 3
+        return {"matmul": _best_rate(lambda: a @ b, 2.0 * n**3, device, repeats),
+                "conv": _best_rate(lambda: F.conv2d(x, w, padding=1), conv_flops, device, repeats)}
+
+
+def _read_cache(path: Path) -> dict[str, dict[str, float]]:
+    try:
+        entries = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return entries if isinstance(entries, dict) else {}
+
+
+def _valid(entry: object) -> bool:
+    return (isinstance(entry, dict) and set(entry) >= {"matmul", "conv"}
+            and all(isinstance(entry[k], (int, float)) and math.isfinite(entry[k]) and entry[k] > 0
+                    for k in ("matmul", "conv")))
+
+
+def peak_gflops(device: torch.device, dtype: torch.dtype) -> tuple[float, bool]:
+    """(the device's peak GFLOP/s in ``dtype`` at this process's thread count, whether it came from the cache)."""
+    threads = torch.get_num_threads() if device.type == "cpu" else 0
+    key, path = cache_key(device, dtype, threads), cache_path()
+    entries = _read_cache(path)
+    if _valid(entries.get(key)):
+        return max(entries[key]["matmul"], entries[key]["conv"]), True
+    measured = measure_peak(device, dtype)
+    entries = {k: v for k, v in _read_cache(path).items() if _valid(v) and k != key}
+    entries = dict(list(entries.items())[-(_MAX_ENTRIES - 1):])
+    entries[key] = measured
+    try:
+        with atomic_file(path, text=True) as f:
+            json.dump(entries, f, indent=1)
+    except OSError:
+        pass  # a read-only home directory: measure again next time
+    return max(measured.values()), False
