@@ -7,6 +7,9 @@ import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+# The measured device peak (vaegan_dist.train.peak) is cached per machine under XDG_CACHE_HOME: tests (and the Ray
+# workers they start, which inherit this) measure their own instead of reading or writing the user's.
+os.environ["XDG_CACHE_HOME"] = __import__("tempfile").mkdtemp(prefix="vaegan-test-cache-")
 
 from pathlib import Path  # noqa: E402
 

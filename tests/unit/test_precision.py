@@ -38,17 +38,20 @@ def test_fp32_and_bf16_are_what_they_say_and_cuda_auto_is_bf16():
         precision.resolve_precision("fp16", CPU)
 
 
-@pytest.mark.parametrize("features, cap, expected", [
-    (("avx512_bf16",), None, torch.bfloat16),  # Zen 4, Cooper Lake
-    (("avx512_bf16", "amx_bf16"), None, torch.bfloat16),  # Sapphire Rapids
-    (("avx512_bf16",), "AVX2", None),  # oneDNN capped below bf16: emulated
-    (("avx512_bf16",), "avx512_core", None),  # AVX-512 without its bf16 instructions
-    (("amx_bf16",), "AVX512_CORE_AMX", torch.bfloat16),
-    ((), None, None),  # an AVX2 CPU
+@pytest.mark.parametrize("features, cap, aten_routes, expected", [
+    (("avx512_bf16",), None, True, torch.bfloat16),  # Zen 4, Cooper Lake
+    (("avx512_bf16", "amx"), None, True, torch.bfloat16),  # Sapphire Rapids
+    (("avx512_bf16",), "AVX2", True, None),  # oneDNN capped below bf16: emulated
+    (("avx512_bf16",), "avx512_core", True, None),  # AVX-512 without its bf16 instructions
+    (("avx512_bf16",), "NOT_AN_ISA", True, None),  # a cap we do not know: not trusted to allow bf16
+    (("amx",), "AVX512_CORE_AMX", True, torch.bfloat16),
+    (("avx512_bf16",), None, False, None),  # ATen does not hand bf16 convolutions to oneDNN
+    ((), None, True, None),  # an AVX2 CPU
 ])
-def test_auto_on_a_cpu_follows_its_bf16_instructions_and_onednns_cap(monkeypatch, features, cap, expected):
+def test_auto_on_a_cpu_follows_its_bf16_instructions_and_onednns_cap(monkeypatch, features, cap, aten_routes,
+                                                                     expected):
     monkeypatch.setattr(precision, "cpu_bf16_features", lambda: features)
-    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True, raising=False)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: aten_routes, raising=False)
     for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
         monkeypatch.delenv(name, raising=False)
     if cap is not None:
@@ -56,8 +59,17 @@ def test_auto_on_a_cpu_follows_its_bf16_instructions_and_onednns_cap(monkeypatch
     assert precision.resolve_precision("auto", CPU) is expected
 
 
+def test_onednns_old_cap_name_counts_too(monkeypatch):
+    monkeypatch.setattr(precision, "cpu_bf16_features", lambda: ("avx512_bf16",))
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True, raising=False)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.setenv("DNNL_MAX_CPU_ISA", "AVX2")
+    assert precision.resolve_precision("auto", CPU) is None
+
+
 def test_auto_is_float32_on_this_cpu_when_onednn_is_capped_at_avx2():
-    """The real detection, in a fresh process (oneDNN reads its cap once): whatever this CPU has, AVX2 is no bf16."""
+    """The real detection, in a fresh process (oneDNN reads its cap once): whatever this CPU has, AVX2 is no bf16.
+    On a CPU with native bf16 this is the case that matters; elsewhere it checks the cap breaks nothing."""
     code = ("import torch; from vaegan_dist.train.precision import resolve_precision; "
             "print(resolve_precision('auto', torch.device('cpu')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True,
@@ -72,7 +84,7 @@ def test_the_real_detection_agrees_with_the_cpu_flags():
             flags = next(line for line in f if line.startswith("flags")).split()
     except (OSError, StopIteration):
         pytest.skip("no /proc/cpuinfo flags here")
-    from_flags = ("avx512_bf16" in flags) or ("amx_bf16" in flags)
+    from_flags = ("avx512_bf16" in flags) or ("amx_tile" in flags)
     assert bool(precision.cpu_bf16_features()) == from_flags
 
 

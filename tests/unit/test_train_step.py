@@ -101,15 +101,15 @@ class HostReads(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-def _step(overrides, steps=3):
+def _step(overrides, skips_on_host: bool = True):
     cfg = build_config("smoke", ["model.width=0.125", "model.encoder_fc=16", "model.latent_dim=4",
                                  "model.discriminator_fc=8", "data.batch_size=4", *overrides])
     torch.manual_seed(0)
     model = build_model(cfg.model, 32).to(memory_format=torch.channels_last)
     average = WeightAverage(model, cfg.optim.ema_halflife_kimg, cfg.optim.ema_rampup) \
         if cfg.optim.ema_halflife_kimg > 0 else None
-    step = TrainStep(model.networks(), build_optimizers(model, cfg.optim), cfg, runtime_for(False, precision="fp32"),
-                     noise_seed=0,
+    runtime = dataclasses.replace(runtime_for(False, precision="fp32"), skips_on_host=skips_on_host)
+    step = TrainStep(model.networks(), build_optimizers(model, cfg.optim), cfg, runtime, noise_seed=0,
                      kind=model_kind(cfg.model.kind), ema=None if average is None else (average, model))
     images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
     return model, step, images
@@ -120,12 +120,31 @@ def test_a_step_reads_nothing_back_to_the_host():
     goes to the host (on a GPU each would stall the pipeline). bench/gpu_check.sh runs the same step under
     torch.cuda.set_sync_debug_mode('error')."""
     model, step, images = _step(["objective.equilibrium=true", "objective.adaptive_gamma=true",
-                                 "objective.r1_gamma=1.0", "objective.r1_every=2", "optim.ema_halflife_kimg=1"])
+                                 "objective.r1_gamma=1.0", "objective.r1_every=2", "optim.ema_halflife_kimg=1"],
+                                skips_on_host=False)  # the GPU's way: masked on the device
     step(images, 0)  # the optimisers create their state on the first step
     with HostReads() as mode:
         metrics = step(images, 2)  # an R1 step
     assert mode.reads == []
     assert {"loss/r1", "objective/adaptive_gan_weight", "equilibrium/decoder_skipped"} <= metrics.keys()
+
+
+def test_a_cpu_step_that_branches_on_the_skips_ends_where_the_masked_step_does():
+    """On a CPU the equilibrium trick's skips are read and branched on (no copies); over steps that skip and steps
+    that do not, weights and optimiser state must be bit-for-bit those of the device-masked step."""
+    overrides = ["objective.equilibrium=true", "objective.equilibrium_value=0.69", "objective.equilibrium_margin=0.003"]
+    (branched, by_branch, images), (masked, by_mask, _) = _step(overrides), _step(overrides, skips_on_host=False)
+    skips = 0
+    for i in range(4):
+        metrics = by_branch(images, i)
+        by_mask(images, i)
+        skips += metrics["equilibrium/decoder_skipped"].item() + metrics["equilibrium/discriminator_skipped"].item()
+        for (name, a), b in zip(branched.named_parameters(), masked.parameters()):
+            assert torch.equal(a, b), f"step {i}: {name}"
+    assert 0 < skips < 8  # both kinds of step happened
+    for name, opt in by_branch.optimizers.items():
+        for p_a, p_b in zip(opt.state.values(), by_mask.optimizers[name].state.values()):
+            assert all(torch.equal(torch.as_tensor(p_a[k]), torch.as_tensor(p_b[k])) for k in p_a), name
 
 
 @pytest.mark.parametrize("kind, networks", [("vaegan", {"encoder", "decoder", "discriminator"}),

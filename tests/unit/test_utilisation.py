@@ -101,7 +101,9 @@ def test_the_peak_is_measured_once_then_read_back(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"KEY": {"matmul": -1, "conv": 5}}',
                                      '{"KEY": {"matmul": NaN, "conv": 5}}', '{"KEY": {"matmul": "9e99", "conv": 5}}',
-                                     '{"KEY": 7}'])
+                                     '{"KEY": 7}', '{"KEY": {"matmul": true, "conv": true}}',
+                                     '{"KEY": {"matmul": 1' + "0" * 400 + ', "conv": 5}}',
+                                     "[" * 100_000 + "]" * 100_000, "x" * (2 << 20)])
 def test_a_bad_cache_is_measured_again_and_rewritten(tmp_path, monkeypatch, content):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     cpu = torch.device("cpu")
@@ -112,6 +114,23 @@ def test_a_bad_cache_is_measured_again_and_rewritten(tmp_path, monkeypatch, cont
     monkeypatch.setattr(peak, "measure_peak", lambda *a: {"matmul": 3.0, "conv": 4.0})
     assert peak.peak_gflops(cpu, torch.float32) == (4.0, False)
     assert json.loads(path.read_text())[key] == {"matmul": 3.0, "conv": 4.0}
+
+
+def test_a_cache_that_is_not_a_regular_file_is_not_read(tmp_path, monkeypatch):
+    """A FIFO would block the read forever: the peak is measured instead, and a regular file takes its place."""
+    import os
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    path = tmp_path / "vaegan-dist" / "peak.json"
+    path.parent.mkdir(parents=True)
+    os.mkfifo(path)
+    monkeypatch.setattr(peak, "measure_peak", lambda *a: {"matmul": 3.0, "conv": 4.0})
+    assert peak.peak_gflops(torch.device("cpu"), torch.float32) == (4.0, False)
+
+
+def test_a_relative_cache_home_is_ignored(monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/dir")
+    assert peak.cache_path().is_absolute()
 
 
 def test_the_cache_keeps_a_bounded_number_of_machines(tmp_path, monkeypatch):

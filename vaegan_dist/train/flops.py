@@ -9,8 +9,11 @@ The FLOPs are counted, not estimated: one forward and backward of the model kind
 goes through a dispatch mode that adds up ``torch.utils.flop_counter``'s formula for every matmul and
 convolution, forward and backward (R1's double backward included). It runs on a CPU copy of the networks at
 batch 2 and is scaled to the real batch (every counted op is linear in the batch), so it costs a fraction of
-one step and touches no weight of the run. ``FlopCounterMode`` itself cannot count a step with R1: its
-per-module hooks refuse ``autograd.grad`` on inputs.
+one step and touches no weight of the run (nor the global random stream: its inputs have their own generator).
+The fused loss kernels run their PyTorch reference there, whatever ``VAEGAN_KERNELS`` says (the CPU copy cannot
+run the Triton kernels), and cost no counted FLOPs either way. ``FlopCounterMode`` itself cannot count a step with
+R1: its per-module hooks refuse ``autograd.grad`` on inputs. The count is of the GAN game's step: during a warm-up
+(``objective.gan_start``) the step does less and the share shown then is too high.
 """
 
 from __future__ import annotations
@@ -18,13 +21,16 @@ from __future__ import annotations
 import contextlib
 import copy
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
+from vaegan_dist.config import ObjectiveConfig
 from vaegan_dist.objectives import GanPhase, ModelKind
+from vaegan_kernels.dispatch import use_backend
 
 _COUNT_BATCH = 2
 
@@ -34,7 +40,7 @@ class _CountFlops(TorchDispatchMode):
         super().__init__()
         self.total = 0
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         formula = flop_registry.get(func._overloadpacket)
@@ -59,20 +65,20 @@ class StepFlops:
         return self.plain + (self.with_r1 - self.plain) / self.r1_every
 
 
-def count_step_flops(networks: dict[str, nn.Module], kind: ModelKind, objective, latent_dim: int,
+def count_step_flops(networks: dict[str, nn.Module], kind: ModelKind, objective: ObjectiveConfig, latent_dim: int,
                      image_size: int, batch: int, attributes: int = 0) -> StepFlops:
     """Count one step's FLOPs for ``batch`` images per worker (see the module doc). ``networks`` are the model's
     unwrapped networks; they are copied, never stepped."""
     copies = {name: copy.deepcopy(net).float().cpu().train() for name, net in networks.items()}
-    b = _COUNT_BATCH
-    x = torch.rand(b, 3, image_size, image_size) * 2 - 1
-    eps, z_p = torch.randn(b, latent_dim), torch.randn(b, latent_dim)
+    b, gen = _COUNT_BATCH, torch.Generator().manual_seed(0)
+    x = torch.rand(b, 3, image_size, image_size, generator=gen) * 2 - 1
+    eps, z_p = torch.randn(b, latent_dim, generator=gen), torch.randn(b, latent_dim, generator=gen)
     y = torch.ones(b, attributes) if attributes else None
     r1_on = getattr(objective, "r1_gamma", 0.0) > 0
 
     def one(r1_now: bool) -> float:
         counter = _CountFlops()
-        with counter:
+        with use_backend("reference"), counter:
             kind.forward_backward(copies, x, eps, z_p, objective, contextlib.nullcontext, y,
                                   GanPhase(gan_on=True, r1_now=r1_now))
         return counter.total * batch / b

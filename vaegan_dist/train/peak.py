@@ -10,7 +10,9 @@ It takes about a second on a CPU (more where bf16 is emulated) and is cached in
 ``$XDG_CACHE_HOME/vaegan-dist/peak.json`` (default ``~/.cache``), keyed by the device's name, the precision, the
 thread count, the CPU ISA caps in force and the torch version, so a run on a known machine reads it back. The
 cache is ours and only a cache: an entry that is not a positive finite number, or a file that does not parse,
-is measured again and rewritten (atomically).
+is measured again and rewritten (atomically), and anything but a small regular file there is not read. A figure
+measured while the machine was busy (another run beside it) stays low and makes shares look high: delete the file
+to measure again.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -28,14 +32,20 @@ from vaegan_dist.atomic import atomic_file
 from vaegan_dist.train.precision import cpu_has_native_bf16
 
 _MAX_ENTRIES = 64  # a shared home directory on many machine types must not grow the file without bound
+_MAX_BYTES = 1 << 20
 
 
 def cache_path() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    """The XDG cache directory's file; a relative XDG_CACHE_HOME is ignored, as the XDG spec says (it would
+    resolve against a Ray worker's working directory)."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):
+        base = os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "vaegan-dist" / "peak.json"
 
 
 def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's model name with ATen's vector ISA: what a peak belongs to."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     model = ""
@@ -48,12 +58,13 @@ def device_name(device: torch.device) -> str:
 
 
 def cache_key(device: torch.device, dtype: torch.dtype, threads: int) -> str:
+    """One entry per device, precision, thread count, ISA cap and torch version: each changes the peak."""
     caps = " ".join(f"{k}={os.environ[k]}" for k in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY") if k in os.environ)
     return (f"{device_name(device)} | {str(dtype).removeprefix('torch.')} | {threads} threads | "
             f"torch {torch.__version__}{' | ' + caps if caps else ''}")
 
 
-def _best_rate(fn, flops: float, device: torch.device, repeats: int) -> float:
+def _best_rate(fn: Callable[[], object], flops: float, device: torch.device, repeats: int) -> float:
     """Best GFLOP/s over ``repeats`` timed calls after one warm-up call."""
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     fn()
@@ -74,11 +85,14 @@ def measure_peak(device: torch.device, dtype: torch.dtype) -> dict[str, float]:
     # shapes keep its measurement near a second; it is no peak anyone would train at anyway.
     slow = not gpu and dtype == torch.bfloat16 and not cpu_has_native_bf16()
     n = 8192 if gpu else 256 if slow else 1024
-    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
     batch, channels, size = (256, 256, 32) if gpu else (4, 64, 16) if slow else (16, 128, 16)
-    x = torch.randn(batch, channels, size, size, device=device, dtype=dtype).to(memory_format=torch.channels_last)
-    w = torch.randn(channels, channels, 3, 3, device=device, dtype=dtype).to(memory_format=torch.channels_last)
     conv_flops = 2.0 * batch * channels * channels * 9 * size * size
+    # Its own random stream: the run's global generator is left where it was (rank 0 alone measures).
+    gen = torch.Generator(device).manual_seed(0)
+    a, b = (torch.randn(n, n, device=device, dtype=dtype, generator=gen) for _ in range(2))
+    x = torch.randn(batch, channels, size, size, device=device, dtype=dtype, generator=gen)
+    w = torch.randn(channels, channels, 3, 3, device=device, dtype=dtype, generator=gen)
+    x, w = x.to(memory_format=torch.channels_last), w.to(memory_format=torch.channels_last)
     with torch.no_grad():
         repeats = 10 if gpu else 1 if slow else 3
         return {"matmul": _best_rate(lambda: a @ b, 2.0 * n**3, device, repeats),
@@ -86,17 +100,36 @@ def measure_peak(device: torch.device, dtype: torch.dtype) -> dict[str, float]:
 
 
 def _read_cache(path: Path) -> dict[str, dict[str, float]]:
+    """The cache's entries, or {} for anything but a regular file of at most 1 MiB holding a JSON object (a FIFO
+    would block, a link to /dev/zero would never end, deep nesting would exhaust the stack)."""
     try:
-        entries = json.loads(path.read_text())
-    except (OSError, ValueError):
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
         return {}
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_BYTES:
+            return {}
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            entries = json.loads(f.read(_MAX_BYTES + 1))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    finally:
+        os.close(fd)
     return entries if isinstance(entries, dict) else {}
 
 
+def _positive_finite(value: object) -> bool:
+    if type(value) not in (int, float):  # not bool, not a string
+        return False
+    try:
+        return math.isfinite(float(value)) and value > 0
+    except OverflowError:  # an integer of hundreds of digits
+        return False
+
+
 def _valid(entry: object) -> bool:
-    return (isinstance(entry, dict) and set(entry) >= {"matmul", "conv"}
-            and all(isinstance(entry[k], (int, float)) and math.isfinite(entry[k]) and entry[k] > 0
-                    for k in ("matmul", "conv")))
+    return isinstance(entry, dict) and all(_positive_finite(entry.get(k)) for k in ("matmul", "conv"))
 
 
 def peak_gflops(device: torch.device, dtype: torch.dtype) -> tuple[float, bool]:
@@ -105,7 +138,7 @@ def peak_gflops(device: torch.device, dtype: torch.dtype) -> tuple[float, bool]:
     key, path = cache_key(device, dtype, threads), cache_path()
     entries = _read_cache(path)
     if _valid(entries.get(key)):
-        return max(entries[key]["matmul"], entries[key]["conv"]), True
+        return float(max(entries[key]["matmul"], entries[key]["conv"])), True
     measured = measure_peak(device, dtype)
     entries = {k: v for k, v in _read_cache(path).items() if _valid(v) and k != key}
     entries = dict(list(entries.items())[-(_MAX_ENTRIES - 1):])

@@ -2,7 +2,8 @@
 
 ``auto`` (the default) is bf16 autocast where the hardware computes bf16 natively and float32 elsewhere:
 
-- CUDA: bf16 (tensor cores; the fused loss kernels accumulate in fp32).
+- CUDA: bf16 on GPUs with bf16 tensor cores (Ampere and later; the fused loss kernels accumulate in fp32),
+  float32 on older ones.
 - A CPU with AVX512_BF16 (AMD Zen 4/5, Intel Cooper Lake) or AMX-BF16 (Intel Sapphire Rapids and later): bf16.
   On the project's AVX-512/bf16 workstation the forward and backward of the smoke networks ran 1.83x faster.
 - Any other CPU: float32. There bf16 is emulated and far slower: on an AVX2 CPU (AMD EPYC Zen 3) PyTorch does
@@ -39,12 +40,13 @@ _NATIVE_BF16_ISAS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", 
 
 
 def cpu_bf16_features() -> tuple[str, ...]:
-    """The CPU's native bf16 instruction sets, as cpuinfo reports them (empty: none)."""
+    """The CPU's native bf16 instruction sets, as cpuinfo reports them (empty: none). cpuinfo exposes AMX as its
+    tile feature; every AMX CPU shipped (Sapphire Rapids and later) has AMX-BF16 with it."""
     found = []
     if getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)():
         found.append("avx512_bf16")
     if getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)():
-        found.append("amx_bf16")
+        found.append("amx")
     return tuple(found)
 
 
@@ -67,8 +69,11 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
         raise ValueError(f"train.precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
     if precision == "fp32":
         return None
-    if precision == "bf16" or device.type == "cuda":
+    if precision == "bf16":
         return torch.bfloat16
+    if device.type == "cuda":  # Ampere and later; a V100 or T4 would only emulate it
+        native = not torch.cuda.is_available() or torch.cuda.is_bf16_supported(including_emulation=False)
+        return torch.bfloat16 if native else None
     return torch.bfloat16 if cpu_has_native_bf16() else None
 
 

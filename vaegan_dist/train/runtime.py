@@ -23,6 +23,12 @@ class Runtime:
     backend: str  # torch.distributed backend
     memory_format: torch.memory_format = torch.channels_last
     dtype: torch.dtype = torch.float32  # parameters and inputs; float64 only for exact comparisons in tests
+    # How the equilibrium trick skips a paused network's optimiser step. On a GPU it is masked on the device
+    # (train/optim.step_where), because reading the decision would stall the pipeline; on a CPU reading it costs
+    # nothing and a plain branch saves the mask's copies of the weights and optimiser state: 13 ms of a ~435 ms
+    # smoke step per worker in float32 (bench/masked_step.py), twice that share where bf16 halves the step.
+    # Both end bit-for-bit in the same place (tests/unit/test_train_step.py).
+    skips_on_host: bool = False
 
     def autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
@@ -47,4 +53,4 @@ def runtime_for(gpu: bool, device: torch.device | None = None, precision: Precis
     """``precision`` is ``train.precision``; numeric tests that compare against float32 or float64 references
     pass "fp32", so that they compute the same on a CPU with native bf16."""
     device = (device or torch.device("cuda", torch.cuda.current_device())) if gpu else torch.device("cpu")
-    return Runtime(device, resolve_precision(precision, device), collective_backend(gpu))
+    return Runtime(device, resolve_precision(precision, device), collective_backend(gpu), skips_on_host=not gpu)

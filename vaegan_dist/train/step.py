@@ -1,7 +1,8 @@
 """One optimisation step: forward once, route gradients (per the model kind), then step the optimisers.
 
-A step issues no host synchronisation: the equilibrium trick's decisions stay on the device and mask the
-optimiser updates instead of branching on them (see :func:`vaegan_dist.train.optim.step_where`), the
+A step issues no host synchronisation on a GPU: the equilibrium trick's decisions stay on the device and mask the
+optimiser updates instead of branching on them (see :func:`vaegan_dist.train.optim.step_where`; on a CPU, where
+reading them costs nothing, the step branches: ``Runtime.skips_on_host``), the
 warm-up and lazy R1 are decided from the step number, and metrics stay tensors until the loop logs them.
 """
 
@@ -92,7 +93,12 @@ class TrainStep:
                                                                   self.cfg.optim.grad_clip)
             if update[name] is True:
                 opt.step()
-            elif update[name] is not False:
+            elif update[name] is False:
+                continue
+            elif self.runtime.skips_on_host:
+                if bool(update[name]):
+                    opt.step()
+            else:
                 step_where(opt, update[name])
         if self.ema is not None:
             average, live = self.ema
