@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import time
@@ -96,8 +97,9 @@ def step_throughput(dry: bool) -> tuple[bool, str]:
 
 
 # Dense bf16 tensor-core TFLOP/s from the vendors' datasheets (no sparsity), for the row's second share only:
-# the share itself is of the peak measured in the same run.
-DATASHEET_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10": 125.0}
+# the share itself is of the peak measured in the same run. The first pattern that matches the device's name wins.
+DATASHEET_BF16_TFLOPS = ((r"H200", 989.0), (r"H100.*PCIe", 756.0), (r"H100", 989.0), (r"A100", 312.0),
+                         (r"L40S", 362.0), (r"\bL4\b", 121.0), (r"\bA10\b", 125.0))
 
 
 def step_against_peak(dry: bool) -> tuple[bool, str]:
@@ -136,7 +138,7 @@ def step_against_peak(dry: bool) -> tuple[bool, str]:
     dtype = runtime.autocast_dtype or torch.float32
     peak = max(measure_peak(device, dtype).values()) / 1e3
     name = "CPU" if dry else torch.cuda.get_device_name()
-    sheet = next((v for k, v in DATASHEET_BF16_TFLOPS.items() if k in name), None)
+    sheet = next((v for pattern, v in DATASHEET_BF16_TFLOPS if re.search(pattern, name)), None)
     sheet_share = f", {100 * achieved / sheet:.1f}% of the datasheet's {sheet:.0f}" if sheet and not dry else ""
     return True, (f"{shape} batch {b} {str(dtype).removeprefix('torch.')}: {flops.per_step / 1e9:.0f} GFLOP/step, "
                   f"{achieved:.2f} TFLOP/s = {100 * achieved / peak:.1f}% of the measured peak {peak:.2f}"

@@ -152,22 +152,26 @@ def table(results: list[dict], budget: float, cores: int) -> str:
     return "\n".join(rows)
 
 
-def draw(results: list[dict], out: Path, budget: float) -> None:
+def draw(results: list[dict], out: Path, budget: float, by_steps: bool = False) -> None:
+    """Metric against wall minutes, or against steps (``by_steps``: runs whose minutes do not compare, such as
+    emulated bf16 beside float32)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    x = 1 if by_steps else 0
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     for ax, metric, targets in zip(axes, ("fd", "fd_recon", "kid"), (FD_TARGETS, RECON_TARGETS, ())):
         for r in results:
             points = r["curve"].get(metric, [])
             if points:
-                ax.plot([p[0] for p in points], [p[2] for p in points], marker=".", label=r["name"])
+                ax.plot([p[x] for p in points], [p[2] for p in points], marker=".", label=r["name"])
         for t in targets:
             ax.axhline(t, color="grey", lw=0.6, ls="--")
-        ax.axvline(budget, color="red", lw=0.6, ls=":")
-        ax.set_xlabel("wall minutes on 2 CPU cores (from the command's start)")
+        if not by_steps:
+            ax.axvline(budget, color="red", lw=0.6, ls=":")
+        ax.set_xlabel("steps" if by_steps else "wall minutes on 2 CPU cores (from the command's start)")
         ax.set_ylabel(f"{metric} (valid, lower is better)")
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
@@ -188,7 +192,17 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=Path("/tmp/time-to-quality"))
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "figures" / "time_to_quality.png")
     parser.add_argument("--extra", nargs="*", default=[], help="overrides added to every recipe")
+    parser.add_argument("--replot", nargs="+", type=Path, default=None, metavar="RESULTS_JSON",
+                        help="train nothing: draw the curves of earlier runs (their --root's results.json), by step")
     args = parser.parse_args()
+    if args.replot:
+        results = []
+        for path in args.replot:
+            for r in json.loads(path.read_text()):
+                results.append({**r, "name": f"{r['name']} ({path.parent.name})"})
+        draw(results, args.out, args.budget, by_steps=True)
+        print(f"curves: {args.out}")
+        return
     args.root = args.root.resolve()
     args.root.mkdir(parents=True, exist_ok=True)
     results = []
