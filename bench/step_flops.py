@@ -12,6 +12,10 @@ run. The step is the training step itself (vaegan_dist.train.step.TrainStep: for
 passes, the optimisers, the weight average) at the preset's per-worker batch, on one process: no data loading
 and no all-reduce (bench/ray_overhead.py measures those), so the share is an upper bound for the main job's.
 
+--compile adds each precision's step with its encoder and decoder under torch.compile (the discriminator stays
+eager: R1 takes a double backward through it, which compiled graphs do not support), and prints the compile time
+beside the per-step saving: what it would cost and win inside the main job's 3 minutes.
+
 --profile prints the step's time by kind (convolutions, matmuls, elementwise and normalisation, optimiser,
 copies and layout, other) from torch.profiler's self CPU time.
 """
@@ -47,7 +51,7 @@ KINDS = (
 )
 
 
-def _steps(shape: str, batch: int | None, precisions: list[str]):
+def _steps(shape: str, batch: int | None, precisions: list[str], compiled: bool = False):
     cfg = build_config(shape, [f"data.batch_size={batch}"] if batch else [])
     torch.manual_seed(0)
     base = build_model(cfg.model, cfg.data.image_size).to(memory_format=torch.channels_last)
@@ -58,6 +62,11 @@ def _steps(shape: str, batch: int | None, precisions: list[str]):
         model = copy.deepcopy(base)
         steps[name] = TrainStep(model.networks(), build_optimizers(model, cfg.optim), cfg,
                                 runtime_for(False, precision=name), noise_seed=0)
+        if compiled:
+            model = copy.deepcopy(base)
+            networks = {k: torch.compile(v) if k in ("encoder", "decoder") else v for k, v in model.networks().items()}
+            steps[f"{name}+compile"] = TrainStep(networks, build_optimizers(model, cfg.optim), cfg,
+                                                 runtime_for(False, precision=name), noise_seed=0)
     images = torch.randint(0, 256, (cfg.data.batch_size, 3, cfg.data.image_size, cfg.data.image_size),
                            dtype=torch.uint8)
     return cfg, flops, steps, images
@@ -88,6 +97,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6, help="timed steps per precision (after one warm-up)")
     parser.add_argument("--batch", type=int, default=None, help="override the preset's per-worker batch")
     parser.add_argument("--profile", action="store_true", help="also print where each step's time goes")
+    parser.add_argument("--compile", action="store_true", help="also time each precision with torch.compile")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, bf16 "
           f"instructions: {', '.join(cpu_bf16_features()) or 'none'} (native bf16: {cpu_has_native_bf16()})")
@@ -98,14 +108,18 @@ def main() -> None:
         for name, p in peaks.items():
             print(f"{threads} thread(s) peak {name}: matmul {p['matmul']:7.1f} GFLOP/s, conv {p['conv']:7.1f} GFLOP/s")
         for shape in args.shapes:
-            cfg, flops, steps, images = _steps(shape, args.batch, args.precisions)
+            cfg, flops, steps, images = _steps(shape, args.batch, args.precisions, args.compile)
             times = {name: [] for name in steps}
-            for i in range(args.steps + 1):  # alternate step by step: machine noise hits both alike
+            first: dict[str, float] = {}
+            warm = 8 if args.compile else 1  # compiled: the first steps trace, compile and may recompile (guards)
+            for i in range(args.steps + warm):  # alternate step by step: machine noise hits both alike
                 for name, step in steps.items():
                     started = time.perf_counter()
                     step(images, i)
-                    if i:
+                    if i >= warm:
                         times[name].append(time.perf_counter() - started)
+                    else:
+                        first[name] = first.get(name, 0.0) + time.perf_counter() - started
             b = cfg.data.batch_size
             print(f"{shape}: batch {b} at {cfg.data.image_size} px, {flops.per_step / 1e9:.1f} GFLOP per step "
                   f"({flops.plain / 1e9:.1f} without R1, {flops.with_r1 / 1e9:.1f} with; "
@@ -113,11 +127,17 @@ def main() -> None:
             median = {name: statistics.median(v) for name, v in times.items()}
             for name, seconds in median.items():
                 achieved = flops.per_step / seconds / 1e9
-                peak = max(peaks[name].values())
+                precision, _, how = name.partition("+")
+                peak = max(peaks[precision].values())
                 print(f"  {name}: {seconds * 1e3:8.1f} ms/step {b / seconds:7.1f} img/s {achieved:7.1f} GFLOP/s = "
-                      f"{100 * achieved / peak:5.1f}% of the {name} peak ({peak:.1f})"
+                      f"{100 * achieved / peak:5.1f}% of the {precision} peak ({peak:.1f})"
                       + (f"; {median['fp32'] / seconds:.2f}x fp32's speed" if name != "fp32" and "fp32" in median
                          else ""), flush=True)
+                if how:
+                    saved = median[precision] - seconds
+                    extra = first[name] - first[precision]
+                    print(f"    {how}: first {warm} steps took {extra:.1f} s more than eager's (compiling); "
+                          + (f"it pays back after {extra / saved:.0f} steps" if saved > 0 else "it never pays back"))
             if args.profile:
                 for name, step in steps.items():
                     kinds = profile_step(step, images, args.steps + 1, 3 if name == "fp32" else 1)

@@ -77,6 +77,21 @@ def test_auto_is_float32_on_this_cpu_when_onednn_is_capped_at_avx2():
     assert out.stdout.strip() == "None"
 
 
+@pytest.mark.parametrize("native, steps, every", [(True, 1000, 250), (False, 400, 100)])
+def test_the_main_job_spends_native_bf16s_speed_on_steps_and_elsewhere_stays_as_it_was(monkeypatch, native, steps,
+                                                                                        every):
+    monkeypatch.setattr(precision, "cpu_bf16_features", lambda: ("avx512_bf16",) if native else ())
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True, raising=False)
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        monkeypatch.delenv(name, raising=False)
+    cfg = build_config("smoke")
+    assert (cfg.train.steps, cfg.train.eval_every, cfg.train.checkpoint_every) == (steps, every, every)
+    assert build_config("smoke", ["train.steps=7"]).train.steps == 7  # the user's length wins
+    if native:  # oneDNN capped below bf16 on the same CPU: float32, so the float32 length
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+        assert build_config("smoke").train.steps == 400
+
+
 def test_the_real_detection_agrees_with_the_cpu_flags():
     """An independent reading of the same fact: the kernel's own list of CPU flags."""
     try:
