@@ -194,13 +194,14 @@ def main() -> None:
     parser.add_argument("--extra", nargs="*", default=[], help="overrides added to every recipe")
     parser.add_argument("--replot", nargs="+", type=Path, default=None, metavar="RESULTS_JSON",
                         help="train nothing: draw the curves of earlier runs (their --root's results.json), by step")
+    parser.add_argument("--by-minutes", action="store_true", help="--replot against wall minutes (same machine)")
     args = parser.parse_args()
     if args.replot:
         results = []
         for path in args.replot:
             for r in json.loads(path.read_text()):
                 results.append({**r, "name": f"{r['name']} ({path.parent.name})"})
-        draw(results, args.out, args.budget, by_steps=True)
+        draw(results, args.out, args.budget, by_steps=not args.by_minutes)
         print(f"curves: {args.out}")
         return
     args.root = args.root.resolve()
