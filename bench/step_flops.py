@@ -94,7 +94,7 @@ def main() -> None:
     parser.add_argument("--shapes", nargs="+", default=["smoke", "celeba64"])
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     parser.add_argument("--threads", nargs="+", type=int, default=[1], help="one worker's thread counts")
-    parser.add_argument("--steps", type=int, default=6, help="timed steps per precision (after one warm-up)")
+    parser.add_argument("--steps", type=int, default=6, help="timed steps per precision, rounded up to whole R1 intervals (after the warm-up)")
     parser.add_argument("--batch", type=int, default=None, help="override the preset's per-worker batch")
     parser.add_argument("--profile", action="store_true", help="also print where each step's time goes")
     parser.add_argument("--compile", action="store_true", help="also time each precision with torch.compile")
@@ -112,7 +112,10 @@ def main() -> None:
             times = {name: [] for name in steps}
             first: dict[str, float] = {}
             warm = 8 if args.compile else 1  # compiled: the first steps trace, compile and may recompile (guards)
-            for i in range(args.steps + warm):  # alternate step by step: machine noise hits both alike
+            # Whole R1 intervals, averaged: the FLOPs are R1's mean too (a median would time the plain step only).
+            cycle = cfg.objective.r1_every if cfg.objective.r1_gamma > 0 else 1
+            timed = -(-args.steps // cycle) * cycle
+            for i in range(timed + warm):  # alternate step by step: machine noise hits both alike
                 for name, step in steps.items():
                     started = time.perf_counter()
                     step(images, i)
@@ -124,23 +127,23 @@ def main() -> None:
             print(f"{shape}: batch {b} at {cfg.data.image_size} px, {flops.per_step / 1e9:.1f} GFLOP per step "
                   f"({flops.plain / 1e9:.1f} without R1, {flops.with_r1 / 1e9:.1f} with; "
                   f"{flops.per_step / b / 1e9:.2f} GFLOP per image)")
-            median = {name: statistics.median(v) for name, v in times.items()}
-            for name, seconds in median.items():
+            mean = {name: statistics.fmean(v) for name, v in times.items()}
+            for name, seconds in mean.items():
                 achieved = flops.per_step / seconds / 1e9
                 precision, _, how = name.partition("+")
                 peak = max(peaks[precision].values())
                 print(f"  {name}: {seconds * 1e3:8.1f} ms/step {b / seconds:7.1f} img/s {achieved:7.1f} GFLOP/s = "
                       f"{100 * achieved / peak:5.1f}% of the {precision} peak ({peak:.1f})"
-                      + (f"; {median['fp32'] / seconds:.2f}x fp32's speed" if name != "fp32" and "fp32" in median
+                      + (f"; {mean['fp32'] / seconds:.2f}x fp32's speed" if name != "fp32" and "fp32" in mean
                          else ""), flush=True)
                 if how:
-                    saved = median[precision] - seconds
+                    saved = mean[precision] - seconds
                     extra = first[name] - first[precision]
                     print(f"    {how}: first {warm} steps took {extra:.1f} s more than eager's (compiling); "
                           + (f"it pays back after {extra / saved:.0f} steps" if saved > 0 else "it never pays back"))
             if args.profile:
                 for name, step in steps.items():
-                    kinds = profile_step(step, images, args.steps + 1, 3 if name == "fp32" else 1)
+                    kinds = profile_step(step, images, timed + warm, cycle)
                     total = sum(kinds.values())
                     print(f"  where {name}'s step time goes (self CPU, {total * 1e3:.0f} ms): " + ", ".join(
                         f"{k} {100 * v / total:.0f}%" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])))

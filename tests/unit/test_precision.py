@@ -86,10 +86,17 @@ def test_the_main_job_spends_native_bf16s_speed_on_steps_and_elsewhere_stays_as_
         monkeypatch.delenv(name, raising=False)
     cfg = build_config("smoke")
     assert (cfg.train.steps, cfg.train.eval_every, cfg.train.checkpoint_every) == (steps, every, every)
-    assert build_config("smoke", ["train.steps=7"]).train.steps == 7  # the user's length wins
-    if native:  # oneDNN capped below bf16 on the same CPU: float32, so the float32 length
-        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
-        assert build_config("smoke").train.steps == 400
+    # the user's length wins, and evaluations and checkpoints follow it (every quarter, 100 steps at least)
+    cfg = build_config("smoke", ["train.steps=2000"])
+    assert (cfg.train.steps, cfg.train.eval_every, cfg.train.checkpoint_every) == (2000, 500, 500)
+    cfg = build_config("smoke", ["train.steps=7", "train.eval_every=3"])
+    assert (cfg.train.steps, cfg.train.eval_every, cfg.train.checkpoint_every) == (7, 3, 100)
+    # float32 asked for, or oneDNN capped below bf16 on the same CPU: float32's length
+    assert build_config("smoke", ["train.precision=fp32"]).train.steps == 400
+    assert build_config("smoke", ["train.precision=bf16"]).train.steps == steps  # emulated bf16 is no faster
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert build_config("smoke").train.steps == 400
+    assert build_config("celeba64").train.steps == 62500  # the paper's presets are the paper's, on any machine
 
 
 def test_the_real_detection_agrees_with_the_cpu_flags():

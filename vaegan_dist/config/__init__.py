@@ -19,7 +19,7 @@ from vaegan_dist.config.parse import (
     key_type,
     set_key,
 )
-from vaegan_dist.config.presets import PRESETS, preset
+from vaegan_dist.config.presets import FITS, PRESETS, preset
 from vaegan_dist.config.schema import (
     Config,
     DataConfig,
@@ -33,8 +33,12 @@ from vaegan_dist.config.validate import validate
 
 
 def build_config(preset_name: str = "smoke", overrides: list[str] | None = None) -> Config:
-    """Preset, then overrides in order, then validation."""
-    return validate(apply_overrides(preset(preset_name), list(overrides or [])))
+    """Preset, then overrides in order, then what the preset fits to the machine (:data:`presets.FITS`), then
+    validation."""
+    overrides = list(overrides or [])
+    cfg = apply_overrides(preset(preset_name), overrides)
+    fit = FITS.get(preset_name)
+    return validate(fit(cfg, {item.partition("=")[0].strip() for item in overrides}) if fit else cfg)
 
 
 __all__ = [

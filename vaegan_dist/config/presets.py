@@ -42,35 +42,46 @@ def celeba64_code() -> Config:
     )
 
 
-def smoke_length() -> tuple[int, int]:
-    """(steps, steps between evaluations and checkpoints) of the main job on this machine: about 3 minutes of
-    training on 2 CPU cores either way.
+def fit_smoke_length(cfg: Config, overridden: set[str]) -> Config:
+    """The main job's length on this machine, after the command line's overrides: about 3 minutes of training
+    on 2 CPU cores either way. Keys the command line set are left as they are.
 
-    The one machine-dependent default, decided where the config is built (the main job trains on that machine).
     On a CPU that computes bf16 natively, ``train.precision=auto`` trains in bf16, 2.2-2.5x as fast per step as
     float32 (bench/RESULTS.md, "bf16 on a native-bf16 CPU"), and the time goes to more steps: 1000 instead of 400
     take the run from fd 26 / fd_recon 28 to fd 16 / fd_recon 17 (seed 0; seed 1: 15.8 / 15.7); batch 32 per
-    worker for 700 steps, in the same minutes, ended at fd 17.4 and 18.9 on two seeds. Elsewhere the step is
-    float32 and the run stays the 400 steps it always was. ``train.precision=fp32`` on a bf16 machine keeps the
-    1000 steps (about 7 minutes there); ``train.steps`` sets any length.
-    """
-    from vaegan_dist.train.precision import cpu_has_native_bf16  # torch, only when a preset is built
+    worker for 700 steps, in the same minutes, ended at fd 17.4 and 18.9 on two seeds. Where the step computes in
+    float32 (``train.precision=fp32``, or a CPU without native bf16) the run stays the 400 steps it always was.
+    Evaluations and checkpoints come every quarter of the run (every 100 steps at least), whatever its length.
 
-    return (1000, 250) if cpu_has_native_bf16() else (400, 100)
+    Decided on the machine that builds the config: the main job trains there. A job submitted to a cluster from
+    a head node without native bf16 gets the 400-step run; ``train.steps`` sets any length.
+    """
+    if "train.steps" not in overridden:
+        from vaegan_dist.train.precision import cpu_has_native_bf16  # torch: only for this preset
+
+        cfg.train.steps = 1000 if cfg.train.precision != "fp32" and cpu_has_native_bf16() else 400
+    every = max(100, cfg.train.steps // 4)
+    for key in ("eval_every", "checkpoint_every"):
+        if f"train.{key}" not in overridden:
+            setattr(cfg.train, key, every)
+    return cfg
+
+
+# Presets whose values follow the machine and the command line, applied after the overrides.
+FITS: dict[str, Callable[[Config, set[str]], Config]] = {"smoke": fit_smoke_length}
 
 
 def smoke() -> Config:
     """The paper's networks at half width and 32x32, its optimiser, the built-in faces: about 3 minutes on 2 CPU
-    cores with 2 Ray workers (plus about a minute, once, for the data and its evaluator): 1000 steps in bf16 on a
-    CPU with native bf16, 400 in float32 elsewhere (:func:`smoke_length`)."""
-    steps, every = smoke_length()
+    cores with 2 Ray workers (plus about a minute, once, for the data and its evaluator): 400 steps here, 1000 once
+    :func:`fit_smoke_length` finds the step computing in native bf16."""
     return Config(
         preset="smoke",
         data=DataConfig(image_size=32, batch_size=16, synthetic_samples=4096, loader_workers=1,
                         shuffle_buffer=500),
         model=ModelConfig(latent_dim=32, encoder_fc=256, discriminator_fc=128, width=0.5,
                           discriminator_norm="none"),
-        # Departures from the paper so that 400 CPU steps show learning, each measured with the evaluator
+        # Departures from the paper so that 400 float32 CPU steps show learning, each measured with the evaluator
         # (bench/RESULTS.md, "Main job"): gamma 0.01 (0.1 and 1.0 gave worse fd and fd_recon; the GAN term
         # carries the early learning), the non-saturating generator loss and the released code's
         # equilibrium trick (with the saturating minimax loss the discriminator wins within ~200 steps and
@@ -87,8 +98,8 @@ def smoke() -> Config:
         objective=ObjectiveConfig(gamma=0.01, generator_loss="non_saturating", equilibrium=True,
                                   pixel_weight=1.0, r1_gamma=1.0, r1_every=4),
         optim=OptimConfig(ema_halflife_kimg=2.0),
-        train=TrainConfig(steps=steps, log_every=20, image_every=100, checkpoint_every=every, grid_size=32,
-                          eval_every=every, eval_samples=400),
+        train=TrainConfig(steps=400, log_every=20, image_every=100, checkpoint_every=100, grid_size=32,
+                          eval_every=100, eval_samples=400),
     )
 
 

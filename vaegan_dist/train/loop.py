@@ -30,7 +30,7 @@ from vaegan_dist.train.health import NonFiniteWatch, check_finite_weights
 from vaegan_dist.train.job import TrainJob
 from vaegan_dist.train.optim import apply_settings, build_optimizers
 from vaegan_dist.train.peak import cache_path as peak_cache_path
-from vaegan_dist.train.peak import peak_gflops, raise_peak
+from vaegan_dist.train.peak import peak_gflops, peak_key, raise_peak
 from vaegan_dist.train.precision import describe
 from vaegan_dist.train.progress import MetricMeter, progress_line
 from vaegan_dist.train.runtime import Runtime, runtime_for
@@ -64,15 +64,15 @@ def _utilisation(model: VAEGAN, cfg: Config, runtime: Runtime) -> Utilisation | 
     try:
         flops = count_step_flops(model.networks(), model_kind(cfg.model.kind), cfg.objective, cfg.model.latent_dim,
                                  cfg.data.image_size, cfg.data.batch_size, len(model.attributes))
-        dtype, threads = runtime.autocast_dtype or torch.float32, torch.get_num_threads()
+        dtype = runtime.autocast_dtype or torch.float32
+        key = peak_key(runtime.device, dtype)
         peak, cached = peak_gflops(runtime.device, dtype)
     except Exception as err:  # any failure only costs the share-of-peak figure
         print(f"{precision}; the share of peak is not shown ({type(err).__name__}: {str(err)[:200]})", flush=True)
         return None
     print(f"{precision}; step {flops.per_step / 1e9:.1f} GFLOP per worker; device peak {peak:.0f} GFLOP/s "
           f"({'cached' if cached else 'measured'}, {peak_cache_path()})", flush=True)
-    threads = threads if runtime.device.type == "cpu" else 0
-    return Utilisation(flops, peak, on_new_peak=lambda rate: raise_peak(runtime.device, dtype, threads, rate))
+    return Utilisation(flops, peak, on_new_peak=lambda rate: raise_peak(key, rate))
 
 
 def _resume(model: VAEGAN, optimizers: dict[str, torch.optim.Optimizer], session: Session, job: TrainJob,

@@ -12,9 +12,10 @@ thread count, the CPU ISA caps in force and the torch version, so a run on a kno
 cache is ours and only a cache: an entry that is not a positive finite number, or a file that does not parse,
 is measured again and rewritten (atomically), and anything but a small regular file there is not read. A figure
 measured while the machine was busy (Ray's workers starting beside it: 45.6 GFLOP/s against 131 quiet, on a
-2-core AVX2 machine) would make every later share look high (216% was shown); so a step that runs faster than the
-cached peak raises it (:func:`raise_peak`): what the device sustained over a log interval is a lower bound of its
-peak.
+2-core AVX2 machine) would make every later share look high (216% was shown). So a step that runs well above the
+cached peak discards that measurement (:func:`raise_peak`): the next run measures again, and what the step
+sustained stays as a floor under the new figure (a rate the device reached is a lower bound of its peak, never
+the peak itself). Delete the file to measure again by hand.
 """
 
 from __future__ import annotations
@@ -147,31 +148,40 @@ def _write(path: Path, entries: dict) -> None:
         pass  # a read-only home directory: measure again next time
 
 
+def peak_key(device: torch.device, dtype: torch.dtype) -> str:
+    """This process's cache key: the thread count is the one in force now (the worker's)."""
+    return cache_key(device, dtype, torch.get_num_threads() if device.type == "cpu" else 0)
+
+
 def peak_gflops(device: torch.device, dtype: torch.dtype) -> tuple[float, bool]:
     """(the device's peak GFLOP/s in ``dtype`` at this process's thread count, whether it came from the cache)."""
-    threads = torch.get_num_threads() if device.type == "cpu" else 0
-    key, path = cache_key(device, dtype, threads), cache_path()
+    key, path = peak_key(device, dtype), cache_path()
     entries = _read_cache(path)
-    if _valid(entries.get(key)):
-        return _best(entries[key]), True
-    measured = measure_peak(device, dtype)
+    entry = entries.get(key)
+    if _valid(entry):
+        return _best(entry), True
+    measured: dict[str, float] = dict(measure_peak(device, dtype))
+    floor = entry.get("observed") if isinstance(entry, dict) else None
+    if _positive_finite(floor):  # a rate a step sustained here before: the new figure is at least that
+        measured["observed"] = float(floor)
     entries = {k: v for k, v in _read_cache(path).items() if _valid(v) and k != key}
     entries = dict(list(entries.items())[-(_MAX_ENTRIES - 1):])
     entries[key] = measured
     _write(path, entries)
-    return max(measured.values()), False
+    return _best(measured), False
 
 
-def raise_peak(device: torch.device, dtype: torch.dtype, threads: int, gflops: float) -> None:
-    """Record that a step sustained ``gflops``, above the cached peak: that peak was measured on a busy
-    machine. ``threads`` is the count the peak was keyed by (the caller's, read when it was looked up)."""
+def raise_peak(key: str, gflops: float) -> None:
+    """A step sustained ``gflops``, above the peak cached under ``key`` (:func:`peak_key`): that peak was measured
+    on a busy machine. Its measurement is dropped (the next run measures again) and ``gflops`` kept as a floor."""
     if not _positive_finite(gflops):
         return
-    key, path = cache_key(device, dtype, threads), cache_path()
+    path = cache_path()
     entries = _read_cache(path)
     entry = entries.get(key)
     if not _valid(entry) or _best(entry) >= gflops:
         return
-    entries = {k: v for k, v in entries.items() if _valid(v)}
-    entries[key] = {**entry, "observed": float(gflops)}
+    entries = {k: v for k, v in entries.items() if _valid(v) and k != key}
+    entries = dict(list(entries.items())[-(_MAX_ENTRIES - 1):])
+    entries[key] = {"observed": float(gflops)}
     _write(path, entries)
