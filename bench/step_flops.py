@@ -94,7 +94,8 @@ def main() -> None:
     parser.add_argument("--shapes", nargs="+", default=["smoke", "celeba64"])
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     parser.add_argument("--threads", nargs="+", type=int, default=[1], help="one worker's thread counts")
-    parser.add_argument("--steps", type=int, default=6, help="timed steps per precision, rounded up to whole R1 intervals (after the warm-up)")
+    parser.add_argument("--steps", type=int, default=6,
+                        help="timed steps per precision, rounded up to whole R1 intervals (after the warm-up)")
     parser.add_argument("--batch", type=int, default=None, help="override the preset's per-worker batch")
     parser.add_argument("--profile", action="store_true", help="also print where each step's time goes")
     parser.add_argument("--compile", action="store_true", help="also time each precision with torch.compile")

@@ -193,7 +193,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "figures" / "time_to_quality.png")
     parser.add_argument("--extra", nargs="*", default=[], help="overrides added to every recipe")
     parser.add_argument("--replot", nargs="+", type=Path, default=None, metavar="RESULTS_JSON",
-                        help="train nothing: draw the curves of earlier runs (their --root's results.json), by step unless --by-minutes")
+                        help="train nothing: draw the curves of earlier runs (their --root's results.json), "
+                        "by step unless --by-minutes")
     parser.add_argument("--by-minutes", action="store_true", help="--replot against wall minutes (same machine)")
     args = parser.parse_args()
     if args.replot:
