@@ -46,7 +46,7 @@ def fit_smoke_length(cfg: Config, overridden: set[str]) -> Config:
     """The main job's length on this machine, after the command line's overrides: about 3 minutes of training
     on 2 CPU cores either way. Keys the command line set are left as they are.
 
-    On a CPU that computes bf16 natively, ``train.precision=auto`` trains in bf16, 2.2-2.5x as fast per step as
+    On a CPU that computes bf16 natively, ``train.precision=auto`` trains in bf16, about twice as fast per step as
     float32 (bench/RESULTS.md, "bf16 on a native-bf16 CPU"), and the time goes to more steps: 1000 instead of 400
     take the run from fd 26 / fd_recon 28 to fd 16 / fd_recon 17 (seed 0; seed 1: 15.8 / 15.7); batch 32 per
     worker for 700 steps, in the same minutes, ended at fd 17.4 and 18.9 on two seeds. Where the step computes in

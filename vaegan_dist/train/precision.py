@@ -5,7 +5,7 @@
 - CUDA: bf16 on GPUs with bf16 tensor cores (Ampere and later; the fused loss kernels accumulate in fp32),
   float32 on older ones.
 - A CPU with AVX512_BF16 (AMD Zen 4/5, Intel Cooper Lake) or AMX-BF16 (Intel Sapphire Rapids and later): bf16.
-  The smoke step ran 1.83x faster on an AMD AVX-512/bf16 workstation, 2.2-2.5x on an Intel Xeon with AMX (one
+  The smoke step ran 1.83x faster on an AMD AVX-512/bf16 workstation, 2.0-2.1x on an Intel Xeon with AMX (one
   thread; `python bench/step_flops.py --shapes smoke`).
 - Any other CPU: float32. There bf16 is emulated and far slower: on an AVX2 CPU (AMD EPYC Zen 3) PyTorch does
   not hand bf16 convolutions to oneDNN at all and falls back to its im2col path (``aten::_slow_conv2d_*``),
