@@ -140,7 +140,12 @@ def _best(entry: dict) -> float:
     return float(max(v for k, v in entry.items() if k in ("matmul", "conv", "observed") and _positive_finite(v)))
 
 
-def _write(path: Path, entries: dict) -> None:
+def _store(path: Path, key: str, entry: dict[str, float]) -> None:
+    """Put ``entry`` under ``key``, keeping the other valid entries as the file holds them now (another process
+    may have written since we read it), at most _MAX_ENTRIES in all, the newest last."""
+    entries = {k: v for k, v in _read_cache(path).items() if _valid(v) and k != key}
+    entries = dict(list(entries.items())[-(_MAX_ENTRIES - 1):])
+    entries[key] = entry
     try:
         with atomic_file(path, text=True) as f:
             json.dump(entries, f, indent=1)
@@ -164,10 +169,7 @@ def peak_gflops(device: torch.device, dtype: torch.dtype) -> tuple[float, bool]:
     floor = entry.get("observed") if isinstance(entry, dict) else None
     if _positive_finite(floor):  # a rate a step sustained here before: the new figure is at least that
         measured["observed"] = float(floor)
-    entries = {k: v for k, v in _read_cache(path).items() if _valid(v) and k != key}
-    entries = dict(list(entries.items())[-(_MAX_ENTRIES - 1):])
-    entries[key] = measured
-    _write(path, entries)
+    _store(path, key, measured)
     return _best(measured), False
 
 
@@ -177,11 +179,6 @@ def raise_peak(key: str, gflops: float) -> None:
     if not _positive_finite(gflops):
         return
     path = cache_path()
-    entries = _read_cache(path)
-    entry = entries.get(key)
-    if not _valid(entry) or _best(entry) >= gflops:
-        return
-    entries = {k: v for k, v in entries.items() if _valid(v) and k != key}
-    entries = dict(list(entries.items())[-(_MAX_ENTRIES - 1):])
-    entries[key] = {"observed": float(gflops)}
-    _write(path, entries)
+    entry = _read_cache(path).get(key)
+    if _valid(entry) and _best(entry) < gflops:
+        _store(path, key, {"observed": float(gflops)})
