@@ -26,7 +26,9 @@ from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-# Each recipe is overrides on top of the smoke preset. "paper" undoes every recipe option the smoke preset
+from vaegan_dist.config import build_config
+
+# Each recipe is overrides on top of the smoke preset (or --preset). "paper" undoes every recipe option the smoke preset
 # turns on, so it is the smoke preset as it was before the recipe options (issue 17's starting point).
 PAPER_SMOKE = ["optim.algorithm=rmsprop", "optim.ema_halflife_kimg=0", "objective.gan_start=0",
                "objective.adaptive_gamma=false", "objective.r1_gamma=0", "model.spectral_norm=false",
@@ -88,6 +90,21 @@ RECIPES: dict[str, list[str]] = {
     "preset_fp32": ["train.precision=fp32"],
     "preset_bf16": ["train.precision=bf16"],
     "lr_1e-3": [*PAPER_SMOKE, "optim.lr_encoder=1e-3", "optim.lr_decoder=1e-3", "optim.lr_discriminator=1e-3"],
+    # Issue 26: why 64 px learns less per image. Each changes one thing of the smoke recipe; run them with
+    # --extra data.image_size=64 (and 32, for the same recipe at 32 px). "vae" calibrates the 64 px evaluator.
+    "vae": ["model.kind=vae"],
+    "vae_disl": ["model.kind=vae_disl"],  # no GAN gradient to the decoder: is the GAN term what hurts at 64 px?
+    "no_equilibrium": ["objective.equilibrium=false"],
+    "gamma0.04": ["objective.gamma=0.04"],  # L_llike's pixel sum is 4x larger at 64 px: this is the other way
+    "gamma0.0025": ["objective.gamma=0.0025"],  # the reconstruction's weight per pixel as at 32 px
+    "r1_4": ["objective.r1_gamma=4"],  # StyleGAN2 scales gamma with the resolution squared
+    "dis_bn": ["model.discriminator_norm=batch"],
+    "pixel4": ["objective.pixel_weight=4"],
+    "no_ema": ["optim.ema_halflife_kimg=0"],
+    "lr1e-4": ["optim.lr_encoder=1e-4", "optim.lr_decoder=1e-4", "optim.lr_discriminator=1e-4"],
+    "lr1e-3": ["optim.lr_encoder=1e-3", "optim.lr_decoder=1e-3", "optim.lr_discriminator=1e-3"],
+    "latent128": ["model.latent_dim=128"],
+    "width1": ["model.width=1.0"],
 }
 FD_TARGETS = (60.0, 40.0, 30.0)
 RECON_TARGETS = (30.0, 20.0)
@@ -97,7 +114,7 @@ SHOWN = ("fd", "kid", "fd_recon", "attr_agreement", "sharpness_ratio", "precisio
 def run_recipe(name: str, overrides: list[str], args) -> dict:
     """Train one recipe as a user would and read its evaluation curve back from TensorBoard."""
     run_name = f"{name}-s{args.seed}"
-    command = [sys.executable, "-m", "vaegan_dist.cli.main", "train", "--preset", "smoke",
+    command = [sys.executable, "-m", "vaegan_dist.cli.main", "train", "--preset", args.preset,
                f"train.name={run_name}", f"train.storage_path={args.root}", f"train.steps={args.steps}",
                f"train.eval_every={args.eval_every}", f"train.seed={args.seed}", "train.checkpoint_every=100000",
                *overrides, *args.extra]
@@ -118,7 +135,7 @@ def run_recipe(name: str, overrides: list[str], args) -> dict:
             curve[metric] = [((e.wall_time - started) / 60, e.step, e.value) for e in events.Scalars(tag)]
     ips = [e.value for e in events.Scalars("perf/images_per_s")] if "perf/images_per_s" in events.Tags()["scalars"] \
         else []
-    workers = 1 if "train.workers=1" in overrides else 2
+    workers = max(1, build_config(args.preset, [*overrides, *args.extra]).train.worker_range()[0])  # 0: in-process
     return {"name": name, "curve": curve, "wall_min": wall / 60,
             "images_per_s": workers * sum(ips[1:]) / max(1, len(ips) - 1) if ips else None}
 
@@ -152,7 +169,7 @@ def table(results: list[dict], budget: float, cores: int) -> str:
     return "\n".join(rows)
 
 
-def draw(results: list[dict], out: Path, budget: float, by_steps: bool = False) -> None:
+def draw(results: list[dict], out: Path, budget: float, by_steps: bool = False, title: str = "") -> None:
     """Metric against wall minutes, or against steps (``by_steps``: runs whose minutes do not compare, such as
     emulated bf16 beside float32)."""
     import matplotlib
@@ -176,7 +193,7 @@ def draw(results: list[dict], out: Path, budget: float, by_steps: bool = False) 
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle("time to quality: vaegan-dist train --preset smoke + recipe, built-in faces 32 px")
+    fig.suptitle(title or "time to quality: vaegan-dist train --preset smoke + recipe")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=90)
@@ -185,6 +202,8 @@ def draw(results: list[dict], out: Path, budget: float, by_steps: bool = False) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipes", nargs="+", default=["paper", "preset"], choices=sorted(RECIPES))
+    parser.add_argument("--preset", default="smoke", help="the preset every recipe's overrides apply to (default "
+                        "smoke; the recipes were written against it)")
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--eval-every", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
@@ -196,13 +215,16 @@ def main() -> None:
                         help="train nothing: draw the curves of earlier runs (their --root's results.json), "
                         "by step unless --by-minutes")
     parser.add_argument("--by-minutes", action="store_true", help="--replot against wall minutes (same machine)")
+    parser.add_argument("--title", default="", help="the figure's title (default: the preset and --extra)")
     args = parser.parse_args()
+    title = args.title or " ".join(["time to quality: vaegan-dist train --preset", args.preset, "+ recipe",
+                                    *args.extra])
     if args.replot:
         results = []
         for path in args.replot:
             for r in json.loads(path.read_text()):
                 results.append({**r, "name": f"{r['name']} ({path.parent.name})"})
-        draw(results, args.out, args.budget, by_steps=not args.by_minutes)
+        draw(results, args.out, args.budget, by_steps=not args.by_minutes, title=args.title)
         print(f"curves: {args.out}")
         return
     args.root = args.root.resolve()
@@ -213,7 +235,7 @@ def main() -> None:
         print(f"{name}: done in {results[-1]['wall_min']:.2f} min", flush=True)
         (args.root / "results.json").write_text(json.dumps(results, indent=1))
     print(table(results, args.budget, os.cpu_count() or 1))
-    draw(results, args.out, args.budget)
+    draw(results, args.out, args.budget, title=title)
     print(f"curves: {args.out}")
 
 
