@@ -10,8 +10,8 @@ and fd_recon <= 30 / 20 were first measured, the metrics at the budget, and imag
 
 Minutes run from the moment the command is started to the TensorBoard event of each evaluation: Ray's
 start-up and the first evaluation are in them; the one-time data rendering and evaluator training are not
-(run `vaegan-dist train --preset smoke` once before measuring, so that they are cached). Every run gets a new
-directory under --root: a run that exists already is refused, never resumed.
+(run `vaegan-dist train` once with the same --preset and --extra before measuring, so that they are cached).
+Every run gets a new directory under --root: a run that exists already is refused, never resumed.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ PAPER_SMOKE = ["optim.algorithm=rmsprop", "optim.ema_halflife_kimg=0", "objectiv
                "objective.adaptive_gamma=false", "objective.r1_gamma=0", "model.spectral_norm=false",
                "model.discriminator_norm=batch", "objective.pixel_weight=0",
                "objective.gamma=0.01", "objective.equilibrium=true", "optim.lr_encoder=3e-4",
-               "optim.lr_decoder=3e-4", "optim.lr_discriminator=3e-4", "train.workers=2", "data.batch_size=16"]
+               "optim.lr_decoder=3e-4", "optim.lr_discriminator=3e-4", "train.workers=2", "train.cpus_per_worker=1",
+               "data.batch_size=16"]
 RECIPES: dict[str, list[str]] = {
     "preset": [],
     "paper": PAPER_SMOKE,
@@ -180,10 +181,11 @@ def draw(results: list[dict], out: Path, budget: float, by_steps: bool = False, 
     x = 1 if by_steps else 0
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     for ax, metric, targets in zip(axes, ("fd", "fd_recon", "kid"), (FD_TARGETS, RECON_TARGETS, ())):
-        for r in results:
+        for i, r in enumerate(results):
             points = r["curve"].get(metric, [])
-            if points:
-                ax.plot([p[x] for p in points], [p[2] for p in points], marker=".", label=r["name"])
+            if points:  # matplotlib's 10 colours, then again dashed: a figure of many runs stays readable
+                ax.plot([p[x] for p in points], [p[2] for p in points], marker=".", label=r["name"],
+                        color=f"C{i % 10}", ls=("-", "--", ":")[i // 10 % 3])
         for t in targets:
             ax.axhline(t, color="grey", lw=0.6, ls="--")
         if not by_steps:
@@ -224,7 +226,8 @@ def main() -> None:
         for path in args.replot:
             for r in json.loads(path.read_text()):
                 results.append({**r, "name": f"{r['name']} ({path.parent.name})"})
-        draw(results, args.out, args.budget, by_steps=not args.by_minutes, title=args.title)
+        draw(results, args.out, args.budget, by_steps=not args.by_minutes,
+             title=args.title or "time to quality (earlier runs)")
         print(f"curves: {args.out}")
         return
     args.root = args.root.resolve()

@@ -1,4 +1,5 @@
-"""The ``faces64`` preset: the built-in faces at the paper's resolution, trained as the preset says."""
+"""The ``faces64`` preset: the built-in faces at the paper's resolution. Its one Ray worker is the launcher's
+ordinary path (tests/integration/test_ray_train.py); here the preset's networks and recipe train in-process."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ def test_faces64_preset_is_the_recipe_at_64_px():
     faces, smoke = build_config("faces64"), build_config("smoke", ["train.precision=fp32"])
     assert (faces.data.image_size, faces.data.batch_size, faces.data.synthetic_samples) == (64, 32, 8000)
     assert (faces.train.workers, faces.train.cpus_per_worker, faces.train.steps) == ("1", 2.0, 3000)
+    assert (faces.train.eval_every, faces.train.checkpoint_every, faces.train.precision) == (500, 500, "auto")
+    assert build_config("faces64", ["train.precision=fp32"]).train.steps == 3000  # smoke's fitted length is its own
     assert faces.objective == smoke.objective and faces.model == smoke.model and faces.optim == smoke.optim
     recipe, paper = build_config("celeba64-recipe"), build_config("celeba64")
     assert recipe.objective == smoke.objective and recipe.model.discriminator_norm == "none"
@@ -39,4 +42,4 @@ def test_faces64_trains_a_few_steps_at_64_px(tmp_path):
     images = model.sample(4, torch.Generator().manual_seed(0))
     assert images.shape == (4, 3, 64, 64) and torch.isfinite(images).all()
     losses = load_state(tmp_path / "f64")["metrics"]
-    assert all(torch.isfinite(torch.as_tensor(v)).all() for v in losses.values())
+    assert losses and all(torch.isfinite(torch.as_tensor(v)).all() for v in losses.values())
