@@ -123,8 +123,8 @@ def smoke() -> Config:
 def faces64() -> Config:
     """The smoke preset's networks at the paper's resolution, 64x64, on 8,000 built-in faces: about 18 minutes of
     training on 2 CPU cores where the step computes in native bf16 (twice that in float32), plus, once, about 7
-    minutes for the data and its 64 px evaluator. Where the 32 px recipe differs here, the 64 px measurements say
-    why (bench/RESULTS.md, "The paper's resolution").
+    minutes for the data and its 64 px evaluator. The measurements behind it: bench/RESULTS.md, "The paper's
+    resolution".
 
     The recipe is the smoke preset's: at 64 px it learns, later than at 32 px (fd_recon 72 at step 1000, 30 at step
     2000), and none of the single changes tried learnt faster (more gamma or pixel weight blur the reconstructions,
