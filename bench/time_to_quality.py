@@ -112,6 +112,18 @@ RECON_TARGETS = (30.0, 20.0)
 SHOWN = ("fd", "kid", "fd_recon", "attr_agreement", "sharpness_ratio", "precision", "recall")
 
 
+def read_curve(run_dir: Path, started: float | None = None) -> tuple[EventAccumulator, dict]:
+    """A run's evaluations from its TensorBoard events: {metric: [(minutes since ``started``, step, value)]};
+    ``started`` defaults to the run's first logged scalar (for runs this script did not start)."""
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0}).Reload()
+    tags = events.Tags()["scalars"]
+    if started is None:
+        started = min((e.wall_time for tag in tags for e in events.Scalars(tag)), default=0.0)
+    curve = {metric: [((e.wall_time - started) / 60, e.step, e.value) for e in events.Scalars(f"eval/{metric}")]
+             for metric in SHOWN if f"eval/{metric}" in tags}
+    return events, curve
+
+
 def run_recipe(name: str, overrides: list[str], args) -> dict:
     """Train one recipe as a user would and read its evaluation curve back from TensorBoard."""
     run_name = f"{name}-s{args.seed}"
@@ -128,12 +140,7 @@ def run_recipe(name: str, overrides: list[str], args) -> dict:
     wall = time.time() - started
     if code != 0:
         raise SystemExit(f"{name}: training failed (exit {code}); see {log}")
-    events = EventAccumulator(str(args.root / run_name / "tensorboard"), size_guidance={"scalars": 0}).Reload()
-    curve = {}
-    for metric in SHOWN:
-        tag = f"eval/{metric}"
-        if tag in events.Tags()["scalars"]:
-            curve[metric] = [((e.wall_time - started) / 60, e.step, e.value) for e in events.Scalars(tag)]
+    events, curve = read_curve(args.root / run_name, started)
     ips = [e.value for e in events.Scalars("perf/images_per_s")] if "perf/images_per_s" in events.Tags()["scalars"] \
         else []
     workers = max(1, build_config(args.preset, [*overrides, *args.extra]).train.worker_range()[0])  # 0: in-process
@@ -214,7 +221,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "figures" / "time_to_quality.png")
     parser.add_argument("--extra", nargs="*", default=[], help="overrides added to every recipe")
     parser.add_argument("--replot", nargs="+", type=Path, default=None, metavar="RESULTS_JSON",
-                        help="train nothing: draw the curves of earlier runs (their --root's results.json), "
+                        help="train nothing: draw the curves of earlier runs (their --root's results.json, or a "
+                        "run directory), "
                         "by step unless --by-minutes")
     parser.add_argument("--by-minutes", action="store_true", help="--replot against wall minutes (same machine)")
     parser.add_argument("--title", default="", help="the figure's title (default: the preset and --extra)")
@@ -224,6 +232,9 @@ def main() -> None:
     if args.replot:
         results = []
         for path in args.replot:
+            if path.is_dir():  # a run directory (any `vaegan-dist train` run): its curve from its events
+                results.append({"name": path.name, "curve": read_curve(path)[1], "wall_min": None})
+                continue
             for r in json.loads(path.read_text()):
                 results.append({**r, "name": f"{r['name']} ({path.parent.name})"})
         draw(results, args.out, args.budget, by_steps=not args.by_minutes,

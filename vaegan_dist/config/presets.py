@@ -51,10 +51,9 @@ def celeba64_recipe() -> Config:
 
     The weight average's half-life is StyleGAN2-ADA's 10,000 images (the smoke preset's 2,000 would be ~16 steps
     of the preset's 2 workers x batch 64). Set ``train.workers`` to the GPUs you have, as with ``celeba64``."""
-    cfg = celeba64()
+    cfg, recipe = celeba64(), smoke()
     cfg.preset = "celeba64-recipe"
-    cfg.model.discriminator_norm = smoke().model.discriminator_norm
-    cfg.objective = smoke().objective
+    cfg.model.discriminator_norm, cfg.objective = recipe.model.discriminator_norm, recipe.objective
     cfg.optim.ema_halflife_kimg = 10.0
     return cfg
 
