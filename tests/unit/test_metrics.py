@@ -3,6 +3,7 @@ counted on constructed point sets, agreement and MSE of perfect and known recons
 images whose Laplacian is known."""
 
 import math
+import statistics
 
 import pytest
 import torch
@@ -81,7 +82,8 @@ def test_laplacian_variance_by_hand_and_blur_lowers_sharpness():
 
 
 def test_kernel_distance_by_hand_on_four_points():
-    """One subset of all of both sets (subset_size 2 of 4 points is half: use the closed form on 2+2 points)."""
+    """Five subsets of 2 of the 4 points of each set (half of each set, the most a subset may take), each
+    recomputed by hand; the spread is the population standard deviation, torchmetrics' convention."""
     real = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 0.0]])
     fake = torch.tensor([[0.0, 0.0], [1.0, 2.0], [2.0, 2.0], [0.0, 3.0]])
 
@@ -99,7 +101,8 @@ def test_kernel_distance_by_hand_on_four_points():
         by_hand.append(within - 2 * cross)
     mean, std = m.kernel_distance(real, fake, subsets=5, subset_size=2, seed=0)
     assert mean == pytest.approx(sum(by_hand) / 5)
-    assert std == pytest.approx(float(torch.tensor(by_hand).std()))
+    assert std == pytest.approx(statistics.pstdev(by_hand))
+    assert std != pytest.approx(statistics.stdev(by_hand))  # n - 1 would be sqrt(5/4) times larger
 
 
 def test_kernel_distance_is_unbiased_where_the_frechet_distance_is_not():

@@ -25,7 +25,8 @@ METRICS: tuple[str, ...] = ("fd", "kid", "kid_std", "fd_recon", "attr_agreement"
 # What training computes every train.eval_every steps: no Dis_l pass, no Inception.
 CHEAP_METRICS: tuple[str, ...] = ("fd", "kid", "kid_std", "fd_recon", "attr_agreement", "sharpness_ratio",
                                   "precision", "recall")
-# kid_std: the spread of kid over its subsets (a smaller one is a surer estimate).
+# kid_std: the spread of kid over its subsets, the population standard deviation as torchmetrics reports it
+# (a smaller one is a surer estimate).
 LOWER_IS_BETTER = {"fd", "kid", "kid_std", "fd_recon", "pixel_mse", "feature_mse", "fid"}
 NEEDS_ENCODER = {"fd_recon", "attr_agreement", "pixel_mse", "feature_mse"}
 
