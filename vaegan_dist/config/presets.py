@@ -107,7 +107,9 @@ def smoke() -> Config:
         # did far less, and Adam, the warm-up, the adaptive gamma and spectral norm did worse than none.
         # - the pixel term (L_llike also in pixels): Dis_l is a random discriminator's features at first;
         # - lazy R1 (gamma 1, every 4 steps): the discriminator stops chasing the decoder's artefacts;
-        # - weight averaging (half-life 2,000 images, ~60 steps): smooths the game's step-to-step jitter;
+        # - weight averaging: smooths the game's step-to-step jitter. Its half-life is 2,000 images, but the
+        #   ramp-up (optim.ema_rampup 0.05) caps it at 5% of the images seen, which binds for the whole run:
+        #   640 images (~20 steps of 32) at step 400, 1,600 (~50 steps) at step 1000;
         # - a discriminator without batch norm: fd 31 -> 21 and precision 0.63 -> 0.84 at step 400 on 2 seeds,
         #   fd_recon unchanged (bench/RESULTS.md, "A discriminator without batch norm"). With batch norm a
         #   batch of only reals or only fakes is normalised on its own statistics (the likely reason, not tested).
