@@ -13,7 +13,7 @@ from vaegan_dist.config import build_config
 from vaegan_dist.model import build_model
 from vaegan_dist.objectives import model_kind
 from vaegan_dist.train.ema import WeightAverage, ema_beta
-from vaegan_dist.train.optim import build_optimizers, step_where
+from vaegan_dist.train.optim import apply_settings, build_optimizers, step_where
 from vaegan_dist.train.runtime import runtime_for
 from vaegan_dist.train.step import TrainStep
 
@@ -48,6 +48,60 @@ def test_a_masked_step_ends_exactly_where_a_skipped_step_does(algorithm):
         for name in state_b[key]:
             assert torch.equal(torch.as_tensor(state_m[key][name]), torch.as_tensor(state_b[key][name])), name
     assert int(state_b[0]["step"]) == sum(pattern)
+
+
+@pytest.mark.parametrize("algorithm", ["rmsprop", "adam"])
+def test_optimisers_saved_capturable_on_a_gpu_resume_on_a_cpu(algorithm):
+    """A GPU run's optimisers are saved with capturable=True; loaded on a CPU, apply_settings makes them
+    non-capturable again, and the next step equals the step of optimisers that never left the CPU."""
+    cfg = build_config("smoke", [f"optim.algorithm={algorithm}"])
+    torch.manual_seed(0)
+    model = build_model(cfg.model, 32)
+    saved = build_optimizers(model, cfg.optim)
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    for opt in saved.values():
+        opt.step()
+    # load_state_dict keeps tensors that are already in place: copies, so that each optimiser has its own
+    states = {name: copy.deepcopy(opt.state_dict()) for name, opt in saved.items()}
+    for state in states.values():
+        for group in state["param_groups"]:
+            group["capturable"] = True  # as torch.save wrote them on the GPU
+    on_cpu, reference = copy.deepcopy(model), copy.deepcopy(model)
+    resumed, untouched = build_optimizers(on_cpu, cfg.optim), build_optimizers(reference, cfg.optim)
+    for name in resumed:
+        resumed[name].load_state_dict(states[name])
+        untouched[name].load_state_dict(copy.deepcopy(saved[name].state_dict()))
+    apply_settings(resumed, cfg.optim)
+    apply_settings(untouched, cfg.optim)
+    for p, q in zip(on_cpu.parameters(), reference.parameters()):
+        p.grad = q.grad = torch.full_like(p, 0.5)
+    for name in resumed:
+        resumed[name].step()  # raised "If capturable=True, params and state_steps must be on supported devices"
+        untouched[name].step()
+    assert all(not g["capturable"] for opt in resumed.values() for g in opt.param_groups)
+    for p, q in zip(on_cpu.parameters(), reference.parameters()):
+        assert torch.equal(p, q)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (bench/gpu_check.sh runs this there)")
+def test_optimisers_saved_on_a_cpu_resume_capturable_on_a_gpu():
+    """The other way round: a CPU run's optimisers, loaded on a GPU, become capturable with their step counters
+    on the device (else Adam reads its counter on the host every step)."""
+    cfg = build_config("smoke", ["optim.algorithm=adam"])
+    model = build_model(cfg.model, 32)
+    saved = build_optimizers(model, cfg.optim)
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    for opt in saved.values():
+        opt.step()
+    on_gpu = copy.deepcopy(model).cuda()
+    resumed = build_optimizers(on_gpu, cfg.optim)
+    for name, opt in resumed.items():
+        opt.load_state_dict(copy.deepcopy(saved[name].state_dict()))
+    apply_settings(resumed, cfg.optim)
+    assert all(g["capturable"] for opt in resumed.values() for g in opt.param_groups)
+    assert all(state["step"].is_cuda for opt in resumed.values() for state in opt.state.values())
 
 
 def test_ema_beta_follows_the_half_life_and_the_ramp_up_by_hand():

@@ -54,6 +54,23 @@ def apply_settings(optimizers: dict[str, torch.optim.Optimizer], optim) -> None:
                 group["betas"] = (optim.adam_beta1, optim.adam_beta2)
             group["eps"] = optim.eps
             group["weight_decay"] = optim.weight_decay if index == 0 else 0.0
+        fit_to_device(opt)
+
+
+def fit_to_device(opt: torch.optim.Optimizer) -> None:
+    """``capturable`` as ``build_optimizers`` chooses it for where the parameters are now, with the step counters
+    where that setting needs them. ``load_state_dict`` brings back the saved groups' flag: a checkpoint saved on a
+    GPU, resumed on a CPU, would fail its first step (capturable needs device parameters), and a CPU checkpoint
+    resumed on a GPU would read Adam's step counter on the host every step."""
+    for group in opt.param_groups:
+        if "capturable" not in group:
+            continue
+        on_gpu = any(p.is_cuda for p in group["params"])
+        group["capturable"] = on_gpu
+        for p in group["params"]:
+            step = opt.state.get(p, {}).get("step")
+            if torch.is_tensor(step):
+                opt.state[p]["step"] = step.to(p.device if on_gpu else torch.device("cpu"))
 
 
 def lr_at(step: int, total_steps: int, base_lr: float, optim) -> float:
