@@ -20,7 +20,7 @@ from vaegan_dist.objectives import (
     equilibrium_updates,
     run_forward,
 )
-from vaegan_dist.objectives.recipe import r1_term
+from vaegan_dist.objectives.recipe import adaptive_gan_weight, r1_term
 from vaegan_dist.train.optim import build_optimizers, set_lrs
 from vaegan_dist.train.runtime import runtime_for
 from vaegan_dist.train.step import TrainStep
@@ -135,3 +135,45 @@ def test_two_ddp_workers_match_one_worker(tmp_path, objective):
         torch.testing.assert_close(rank0[name], rank1[name], rtol=0, atol=0, msg=f"replicas differ: {name}")
         torch.testing.assert_close(rank0[name], value, rtol=1e-4, atol=1e-6, msg=name)
     assert any(not torch.equal(initial[k], reference[k]) for k in reference if "weight" in k)
+
+
+def _adaptive_batches():
+    g = torch.Generator().manual_seed(3)
+    weight = torch.randn(3, 4, 3, 3, generator=g, dtype=torch.float64)
+    h = torch.randn(WORLD * PER_RANK, 4, 6, 6, generator=g, dtype=torch.float64)
+    g_llike, g_gen = (torch.randn(WORLD * PER_RANK, 3, 4, 4, generator=g, dtype=torch.float64) for _ in range(2))
+    return weight, h, g_llike, g_gen
+
+
+def _adaptive_weight_of(weight, h, g_llike, g_gen):
+    last_layer = weight.clone().requires_grad_(True)
+    x_fake = torch.nn.functional.conv2d(h, last_layer)
+    return adaptive_gan_weight(x_fake, g_llike, g_gen, last_layer)
+
+
+def _adaptive_worker(rank: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    weight, h, g_llike, g_gen = _adaptive_batches()
+    share = slice(rank * PER_RANK, (rank + 1) * PER_RANK)
+    # each rank's losses are means over its own share: their gradients at x_fake are the share's rows
+    torch.save(_adaptive_weight_of(weight, h[share], g_llike[share], g_gen[share]), f"{out}/lambda{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_the_adaptive_gamma_of_two_ranks_is_the_whole_batchs(tmp_path):
+    """Each rank computes lambda from its half of the batch; both must end with the lambda one process computes
+    on the whole batch (whose mean losses' gradients are the rows / 2), not with a lambda of their own half."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_adaptive_worker, args=(port, str(tmp_path)), nprocs=WORLD, join=True)
+    per_rank = [torch.load(tmp_path / f"lambda{r}.pt") for r in range(WORLD)]
+    weight, h, g_llike, g_gen = _adaptive_batches()
+    whole = _adaptive_weight_of(weight, h, g_llike / WORLD, g_gen / WORLD)
+    own_half = _adaptive_weight_of(weight, h[:PER_RANK], g_llike[:PER_RANK], g_gen[:PER_RANK])
+    for value in per_rank:
+        torch.testing.assert_close(value, whole, rtol=1e-12, atol=0)
+    assert abs(float(own_half) - float(whole)) > 1e-3 * float(whole)  # the halves alone do differ

@@ -78,6 +78,7 @@ class ObjectiveConfig:
     # Adaptive gamma (taming-transformers' calculate_adaptive_weight): the decoder learns
     # L_llike + lambda * adaptive_weight * L_gen with lambda = ||grad_W L_llike|| / (||grad_W L_gen|| + 1e-4)
     # at the decoder's last layer W, clamped to [0, 1e4], detached, in fp32; objective.gamma is then unused.
+    # With several workers both gradients are averaged over the workers first: lambda is the whole batch's.
     adaptive_gamma: bool = False
     adaptive_weight: float = 1.0
     # R1 (Mescheder et al. 2018) on real images, lazily (StyleGAN2): every r1_every steps the discriminator's
