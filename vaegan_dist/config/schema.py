@@ -84,6 +84,8 @@ class ObjectiveConfig:
     # R1 (Mescheder et al. 2018) on real images, lazily (StyleGAN2): every r1_every steps the discriminator's
     # loss gets r1_every * r1_gamma / 2 * E||grad_x D(x)||^2. It penalises the discriminator's logit only;
     # Dis_l, a layer before the logit, is shaped by it indirectly (smoother features around real images).
+    # On a step the equilibrium trick pauses the discriminator, its whole update is dropped, R1's part with it:
+    # R1's effective weight falls with the pause rate, which is highest when the discriminator is ahead.
     r1_gamma: float = 0.0  # 0 = off
     r1_every: int = 16
     # L_llike also in pixel space: L_llike = 1/2 ||Dis_l(x~) - Dis_l(x)||^2 + pixel_weight * 1/2 ||x~ - x||^2,

@@ -45,8 +45,9 @@ def kernel_distance(real: torch.Tensor, fake: torch.Tensor, subsets: int = 100, 
     with the cubic polynomial kernel k(a, b) = (a.b / D + 1)^3, averaged over ``subsets`` random subsets of
     ``subset_size`` points from each set (without replacement; at most half of the smaller set, so that the
     subsets differ and their spread means something); returns (mean, population standard deviation over
-    subsets, as torchmetrics reports it). Lower is better; its expectation is 0 when both sets come from one distribution, at any N: unlike fd,
-    it is not biased upwards for small N, which is why it stands beside fd at 400 held-out images.
+    subsets, as torchmetrics reports it). Lower is better; its expectation is 0 when both sets come from one
+    distribution, at any N: unlike fd, it is not biased upwards for small N, which is why it stands beside fd
+    at 400 held-out images.
 
     Written here, in float64, for the same reason as the Frechet distance: torchmetrics' KID lives inside its
     Inception wrapper and refuses sets smaller than its subset size."""

@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from vaegan_dist.objectives.losses import at_least_fp32
+from vaegan_dist.objectives.ranks import mean_over_ranks
 
 ADAPTIVE_EPS = 1e-4  # taming-transformers' denominator guard
 ADAPTIVE_MAX = 1e4  # and its clamp
@@ -62,20 +62,9 @@ def adaptive_gan_weight(x_fake: torch.Tensor, g_llike: torch.Tensor, g_gen: torc
     from each rank's own gradients the ranks disagreed (157.8 against 147.3 at one step with 2 ranks)."""
     g_w_llike, g_w_gen = (at_least_fp32(torch.autograd.grad(x_fake, last_layer, grad_outputs=g,
                                                               retain_graph=True)[0]) for g in (g_llike, g_gen))
-    g_w_llike, g_w_gen = mean_over_ranks(g_w_llike, g_w_gen)
+    g_w_llike, g_w_gen = mean_over_ranks(torch.stack([g_w_llike, g_w_gen]))
     ratio = g_w_llike.norm() / (g_w_gen.norm() + ADAPTIVE_EPS)
     return ratio.clamp(0.0, ADAPTIVE_MAX).detach()
-
-
-def mean_over_ranks(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """The tensors averaged over the default process group's ranks in one all-reduce (on the device, no host
-    read); the tensors themselves when no group is running. Every rank must call it at the same point."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return tensors
-    flat = torch.cat([t.reshape(-1) for t in tensors])
-    dist.all_reduce(flat)
-    flat /= dist.get_world_size()
-    return tuple(part.view_as(t) for part, t in zip(flat.split([t.numel() for t in tensors]), tensors, strict=True))
 
 
 def r1_penalty(discriminator: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:

@@ -16,6 +16,7 @@ import torch.distributed as dist
 from torch import nn
 
 from vaegan_dist.errors import TrainingError
+from vaegan_dist.objectives.ranks import world_size
 
 NEVER = 2**62  # "no bad step yet"
 
@@ -37,7 +38,7 @@ class NonFiniteWatch:
     def check(self) -> None:
         """Raise on every rank if any rank saw a non-finite term since the run (re)started."""
         first = self.first_bad.clone()
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        if world_size() > 1:
             dist.all_reduce(first, op=dist.ReduceOp.MIN)
         steps = first.tolist()
         if min(steps) == NEVER:

@@ -30,6 +30,7 @@ from vaegan_dist.model.store import (
     incomplete_checkpoints,
     is_complete,
 )
+from vaegan_dist.objectives.ranks import world_size
 
 
 class Session(Protocol):
@@ -44,13 +45,9 @@ class Session(Protocol):
     def report(self, metrics: dict[str, float], checkpoint_dir: Path | None, step: int) -> None: ...
 
 
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
 def broadcast_from_rank0(value: Any) -> Any:
     """Rank 0's ``value`` on every rank (a plain Python object); the value itself without a process group."""
-    if not _distributed():
+    if world_size() == 1:
         return value
     box = [value]
     dist.broadcast_object_list(box, src=0)
@@ -60,7 +57,7 @@ def broadcast_from_rank0(value: Any) -> Any:
 def check_same_step(step: int) -> None:
     """Every rank must continue from the same step, or they run different numbers of steps and the last
     collective hangs until its timeout."""
-    if not _distributed():
+    if world_size() == 1:
         return
     steps: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(steps, step)

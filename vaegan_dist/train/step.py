@@ -9,26 +9,14 @@ warm-up and lazy R1 are decided from the step number, and metrics stay tensors u
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from vaegan_dist.data.codec import to_unit_range
 from vaegan_dist.objectives import GanPhase, ModelKind, equilibrium_updates, model_kind
+from vaegan_dist.objectives.ranks import mean_over_ranks, world_size
 from vaegan_dist.train.ema import WeightAverage
 from vaegan_dist.train.optim import set_lrs, step_where
 from vaegan_dist.train.runtime import Runtime
-
-
-def _world_size() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def _mean_over_ranks(values: torch.Tensor) -> torch.Tensor:
-    if _world_size() > 1:
-        values = values.clone()
-        dist.all_reduce(values)
-        values /= _world_size()
-    return values
 
 
 class TrainStep:
@@ -79,7 +67,7 @@ class TrainStep:
         if "discriminator" in update and not phase.gan_on:  # the warm-up
             update["discriminator"] = False
         if obj.equilibrium and outcome.gan_costs is not None and phase.gan_on:
-            real_cost, fake_cost = _mean_over_ranks(torch.stack(outcome.gan_costs))
+            real_cost, fake_cost = mean_over_ranks(torch.stack(outcome.gan_costs))
             decoder, update["discriminator"] = equilibrium_updates(
                 real_cost, fake_cost, obj.equilibrium_value, obj.equilibrium_margin)
             if self.kind.decoder_plays_gan:  # vae_disl's decoder learns L_llike alone: never paused by the game
@@ -102,7 +90,7 @@ class TrainStep:
                 step_where(opt, update[name])
         if self.ema is not None:
             average, live = self.ema
-            average.update(live, b * _world_size(), (step + 1) * b * _world_size())
+            average.update(live, b * world_size(), (step + 1) * b * world_size())
 
         return {
             **outcome.metrics,
