@@ -4,6 +4,7 @@ Triton kernels on the CPU through the interpreter)."""
 from __future__ import annotations
 
 import os
+import sys
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
@@ -27,7 +28,7 @@ def faces32(tmp_path_factory) -> Path:
     from vaegan_dist.data.synthetic import prepare_synthetic
 
     out = tmp_path_factory.mktemp("faces32")
-    prepare_synthetic(out, num=240, size=32, seed=3, workers=2, shard_samples=40, progress=False)
+    prepare_synthetic(out, num=240, size=32, seed=3, workers=1, shard_samples=40, progress=False)  # in-process
     return out
 
 
@@ -85,6 +86,47 @@ def tiny_config(data_dir: Path, run_root: Path, name: str = "run", *overrides: s
         "model.width=0.125", "model.encoder_fc=32", "model.discriminator_fc=16", "model.latent_dim=8",
         "train.grid_size=8", "train.eval_every=0", *overrides,
     ])
+
+
+# Process starts, seen through Python's audit events (subprocess, fork, spawn, exec): tests/unit starts none, so
+# that `pytest -m unit` answers in seconds on any machine; a unit test (or a fixture it uses) that starts one
+# fails and says what it started.
+_PROCESS_EVENTS = {"subprocess.Popen", "os.fork", "os.forkpty", "os.posix_spawn", "os.spawn", "os.system",
+                   "os.exec", "os.startfile"}
+_unit_process_starts: list[str] | None = None  # a list while a unit test runs
+
+
+def _record_process_start(event: str, args: tuple) -> None:
+    if _unit_process_starts is not None and event in _PROCESS_EVENTS:
+        _unit_process_starts.append(f"{event} {str(args)[:160]}")
+
+
+sys.addaudithook(_record_process_start)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    return (yield from _no_process_started(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    return (yield from _no_process_started(item))
+
+
+def _no_process_started(item):
+    global _unit_process_starts
+    if item.get_closest_marker("unit") is None:
+        return (yield)
+    _unit_process_starts = []
+    try:
+        result = yield
+    finally:
+        started, _unit_process_starts = _unit_process_starts, None
+    if started:
+        pytest.fail(f"a unit test started a process ({started[0]}): make it in-process or move it to "
+                    "tests/integration", pytrace=False)
+    return result
 
 
 def pytest_collection_modifyitems(config, items) -> None:

@@ -1,7 +1,6 @@
 """The cluster configs, checked offline: Ray's own validator for the launcher YAMLs, the required fields
-of the KubeRay manifests, and the shell scripts' syntax."""
+of the KubeRay manifests, and Serve's build of our template."""
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -90,9 +89,7 @@ def test_runtime_env_and_scripts():
     env = yaml.safe_load((CLUSTER / "runtime_env.yaml").read_text())
     assert env["env_vars"]["RAY_TRAIN_ENABLE_PRINT_PATCH"] == "0" and "runs/" in env["excludes"]
     for script in ("local_cluster.sh", "submit.sh"):
-        path = CLUSTER / script
-        assert path.stat().st_mode & 0o111
-        subprocess.run(["bash", "-n", str(path)], check=True)
+        assert (CLUSTER / script).stat().st_mode & 0o111  # their syntax: tests/integration/test_cluster_scripts.py
 
 
 def test_serve_build_writes_a_deployable_file_whose_only_blank_is_the_checkpoint(tmp_path):

@@ -11,9 +11,6 @@ descent direction, not the same digits.
 
 import contextlib
 import copy
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -65,16 +62,6 @@ def test_onednns_old_cap_name_counts_too(monkeypatch):
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     monkeypatch.setenv("DNNL_MAX_CPU_ISA", "AVX2")
     assert precision.resolve_precision("auto", CPU) is None
-
-
-def test_auto_is_float32_on_this_cpu_when_onednn_is_capped_at_avx2():
-    """The real detection, in a fresh process (oneDNN reads its cap once): whatever this CPU has, AVX2 is no bf16.
-    On a CPU with native bf16 this is the case that matters; elsewhere it checks the cap breaks nothing."""
-    code = ("import torch; from vaegan_dist.train.precision import resolve_precision; "
-            "print(resolve_precision('auto', torch.device('cpu')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True,
-                         env={**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"})
-    assert out.stdout.strip() == "None"
 
 
 @pytest.mark.parametrize("native, steps, every", [(True, 1000, 250), (False, 400, 100)])

@@ -14,11 +14,12 @@ it never stops the conversion. The output directory must be new, empty or ours
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -124,6 +125,26 @@ def convert_shard(task: ShardTask, opt: ConvertOptions, out: str) -> tuple[Shard
     return info, skipped, False
 
 
+class _InProcess:
+    """``map`` in this process, for one worker: no pool to start (and tests/unit starts no process)."""
+
+    @staticmethod
+    def map(fn: Callable, *iterables, chunksize: int = 1) -> Iterator:
+        return map(fn, *iterables)
+
+
+@contextlib.contextmanager
+def worker_pool(workers: int | None) -> Iterator[ProcessPoolExecutor | _InProcess]:
+    """The processes that convert or render images: ``workers`` of them (default: the CPUs, 8 at most), each
+    ending with this process; with one, the work runs here."""
+    count = workers or min(8, os.cpu_count() or 1)
+    if count == 1:
+        yield _InProcess()
+        return
+    with ProcessPoolExecutor(max_workers=count, initializer=die_with_parent()) as pool:
+        yield pool
+
+
 def run_conversion(tasks: list[ShardTask], opt: ConvertOptions, out: Path, *, dataset: str, source: str,
                    skipped: list[Skipped], workers: int | None, progress: bool) -> tuple[Manifest, str]:
     """Convert every task in parallel, then write the manifest; returns it and a one-line summary."""
@@ -141,8 +162,7 @@ def run_conversion(tasks: list[ShardTask], opt: ConvertOptions, out: Path, *, da
         splits.setdefault(task.split, [])
     skipped = list(skipped)
     kept = 0
-    with ProcessPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1),
-                             initializer=die_with_parent()) as pool, tqdm(
+    with worker_pool(workers) as pool, tqdm(
         total=sum(len(t.entries) for t in tasks), desc=f"{dataset} {opt.size}px", unit="img", disable=not progress
     ) as bar:
         results = pool.map(convert_shard, tasks, [opt] * len(tasks), [str(out)] * len(tasks))

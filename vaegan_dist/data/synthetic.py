@@ -8,13 +8,11 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from vaegan_dist.atomic import sweep_temporaries
 from vaegan_dist.data.codec import encode_image
-from vaegan_dist.data.convert import check_options
-from vaegan_dist.data.lifetime import die_with_parent
+from vaegan_dist.data.convert import check_options, worker_pool
 from vaegan_dist.data.manifest import (
     MANIFEST_NAME,
     DataError,
@@ -60,11 +58,9 @@ def prepare_synthetic(out_dir: Path, num: int = 20000, size: int = 64, seed: int
     source = f"procedural faces v{RENDER_VERSION}, seed {seed}"
     claim_output_dir(out_dir, "synthetic", source)
     sweep_temporaries(out_dir)  # shards a killed run of this command was writing
-    workers = workers or min(8, os.cpu_count() or 1)
     splits = {}
-    with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent()) as pool, tqdm(
-        total=num, desc=f"faces {size}px", unit="img", disable=not progress
-    ) as bar:
+    with worker_pool(workers) as pool, tqdm(total=num, desc=f"faces {size}px", unit="img",
+                                            disable=not progress) as bar:
         for split, indices in split_ranges(num).items():
             with ShardSeriesWriter(out_dir, split, shard_samples) as writer:
                 jobs = ((seed, i, size, encoding) for i in indices)
