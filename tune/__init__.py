@@ -4,5 +4,5 @@
     sweep.py    the driver: resources, scheduler, search, Tuner (or its restore)
     trial.py    one trial: a TorchTrainer in a run directory named after the trial id
     results.py  results.csv, best first, and the command that continues the best trial
-    spaces/     ready spaces: gamma, lrs, paper
+    spaces/     ready spaces, one YAML file each (space.ready_spaces lists them)
 """

@@ -241,13 +241,17 @@ def load_space_text(path: str | Path) -> tuple[str, str]:
 SPACES_DIR = Path(__file__).parent / "spaces"
 
 
+def ready_spaces() -> list[str]:
+    """The names of the ready search spaces, one YAML file each in tune/spaces: the one list help and errors show."""
+    return sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))
+
+
 def resolve_space_path(path: str | Path) -> Path:
     file = Path(path).expanduser()
     if not file.exists() and file.suffix == "" and (SPACES_DIR / f"{file.name}.yaml").is_file():
         return SPACES_DIR / f"{file.name}.yaml"
     if not file.exists():
-        ready = ", ".join(sorted(p.stem for p in SPACES_DIR.glob("*.yaml")))
-        raise ConfigError(f"--space {path}: no such file (ready spaces: {ready})")
+        raise ConfigError(f"--space {path}: no such file (ready spaces: {', '.join(ready_spaces())})")
     if not file.is_file():
         raise ConfigError(f"--space {path}: not a regular file")
     return file

@@ -208,6 +208,11 @@ def test_the_cli_refuses_a_bad_space_before_starting_ray(tmp_path, capsys):
     assert len(err.splitlines()) == 1
     assert main(["tune", "--space", str(tmp_path / "missing.yaml")]) == 2
     assert "no such file (ready spaces: gamma, lrs, paper, recipe)" in capsys.readouterr().err
+    assert main(["tune", f"train.storage_path={tmp_path}"]) == 2
+    assert "or gamma | lrs | paper | recipe" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["tune", "--help"])
+    assert "gamma | lrs | paper | recipe" in " ".join(capsys.readouterr().out.split())
     assert main(["tune", "--resume"]) == 2
     assert "--resume needs --name" in capsys.readouterr().err
     assert main(["tune", "--resume", "--name", "nothing-here", f"train.storage_path={tmp_path}"]) == 2

@@ -62,7 +62,7 @@ def train(args: argparse.Namespace) -> int:
 
 def tune(args: argparse.Namespace) -> int:
     from vaegan_dist.config import ConfigError
-    from vaegan_tune.space import load_space_text
+    from vaegan_tune.space import load_space_text, ready_spaces
     from vaegan_tune.sweep import SweepSettings, run_sweep, saved_settings
 
     options = {"--space": args.space, "--trials": args.trials, "--scheduler": args.scheduler, "--search": args.search,
@@ -76,7 +76,7 @@ def tune(args: argparse.Namespace) -> int:
         settings = saved_settings(args.name, tuple(args.overrides))
     else:
         if args.space is None:
-            raise ConfigError("--space is required: a search space file, or gamma | lrs | paper")
+            raise ConfigError(f"--space is required: a search space file, or {' | '.join(ready_spaces())}")
         text, file = load_space_text(args.space)
         settings = SweepSettings(space=text, space_file=file, preset=args.preset or "smoke",
                                  overrides=tuple(args.overrides), trials=args.trials,

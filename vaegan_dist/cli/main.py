@@ -42,6 +42,7 @@ from vaegan_dist.cli.arguments import (
     shard_options,
 )
 from vaegan_dist.config import PRESETS
+from vaegan_tune.space import ready_spaces
 
 
 class Commands(Protocol):
@@ -113,10 +114,11 @@ def add_train(commands_: Commands) -> None:
 def add_tune(commands_: Commands) -> None:
     tune = commands_.add_parser(
         "tune", help="sweep hyperparameters with Ray Tune: one run per trial, results.csv, the best trial",
-        description="Sweep a search space (a YAML file of config keys and distributions, or a ready one: gamma, lrs, "
-                    "paper) over the cluster. `--resume --name SWEEP` continues an interrupted sweep as it was "
-                    "started.")
-    tune.add_argument("--space", default=None, help="search space file, or gamma | lrs | paper (tune/spaces)")
+        description="Sweep a search space (a YAML file of config keys and distributions, or a ready one: "
+                    f"{', '.join(ready_spaces())}) over the cluster. `--resume --name SWEEP` continues an "
+                    "interrupted sweep as it was started.")
+    tune.add_argument("--space", default=None,
+                      help=f"search space file, or {' | '.join(ready_spaces())} (tune/spaces)")
     tune.add_argument("--trials", type=int_range(1, 10_000), default=None,
                       help="samples to draw (random, optuna; default 8); grid search runs every combination once")
     tune.add_argument("--scheduler", default=None, choices=("asha", "fifo"),
