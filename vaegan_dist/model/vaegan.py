@@ -104,11 +104,11 @@ class VAEGAN(nn.Module):
 def build_model(model_cfg, image_size: int, attributes: Sequence[str] = ()) -> VAEGAN:
     """From a :class:`vaegan_dist.config.ModelConfig` (kept duck-typed: the model knows no config module).
     ``attributes``: the data's attribute names, used when the config asks for an attribute-conditioned model."""
-    conditioned = getattr(model_cfg, "condition", "none") == "attributes"
+    conditioned = model_cfg.condition == "attributes"
     if conditioned and not attributes:
         raise ValueError("model.condition=attributes needs a data set with attributes, and this one has none")
     return VAEGAN(image_size=image_size, latent_dim=model_cfg.latent_dim, encoder_fc=model_cfg.encoder_fc,
                   discriminator_fc=model_cfg.discriminator_fc, width=model_cfg.width,
-                  kind=getattr(model_cfg, "kind", "vaegan"), attributes=attributes if conditioned else (),
-                  spectral_norm=getattr(model_cfg, "spectral_norm", False),
-                  discriminator_norm=getattr(model_cfg, "discriminator_norm", "batch"))
+                  kind=model_cfg.kind, attributes=attributes if conditioned else (),
+                  spectral_norm=model_cfg.spectral_norm,
+                  discriminator_norm=model_cfg.discriminator_norm)

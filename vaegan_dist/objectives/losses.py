@@ -115,7 +115,7 @@ def compute_losses(fwd: Forward, objective) -> Losses:
         d_real, d_recon, d_prior = (torch.sigmoid(t).mean() for t in (real, recon, prior))
     l_llike = kernels.feature_nll(f_recon, f_real.detach())
     l_pixel = None
-    pixel_weight = getattr(objective, "pixel_weight", 0.0)
+    pixel_weight = objective.pixel_weight
     if pixel_weight > 0:  # a recipe option: the likelihood also in pixel space, where Dis_l starts out random
         recon = fwd.x_fake[: fwd.batch]
         l_pixel = kernels.feature_nll(recon.flatten(1), fwd.x.to(recon.dtype).flatten(1))

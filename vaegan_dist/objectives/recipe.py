@@ -31,8 +31,8 @@ class GanPhase:
 
     @classmethod
     def at(cls, step: int, objective) -> GanPhase:
-        gan_on = step >= getattr(objective, "gan_start", 0)
-        r1_gamma, every = getattr(objective, "r1_gamma", 0.0), getattr(objective, "r1_every", 1)
+        gan_on = step >= objective.gan_start
+        r1_gamma, every = objective.r1_gamma, objective.r1_every
         return cls(gan_on=gan_on, r1_now=gan_on and r1_gamma > 0 and step % every == 0)
 
 

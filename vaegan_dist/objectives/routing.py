@@ -82,7 +82,7 @@ def compute_gradients(fwd: Forward, losses: Losses, encoder: nn.Module, decoder:
 
     # 3. Decoder parameters.
     metrics = {}
-    adaptive = getattr(objective, "adaptive_gamma", False)
+    adaptive = objective.adaptive_gamma
     if g_gen is None:
         # vae_disl: L_llike at full weight; the warm-up: L_llike at the weight it has in the game later on
         upstream = objective.gamma * g_llike if plays_gan and not adaptive else g_llike

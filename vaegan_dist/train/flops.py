@@ -75,7 +75,7 @@ def count_step_flops(networks: dict[str, nn.Module], kind: ModelKind, objective:
     x = torch.rand(b, 3, image_size, image_size, generator=gen) * 2 - 1
     eps, z_p = torch.randn(b, latent_dim, generator=gen), torch.randn(b, latent_dim, generator=gen)
     y = torch.ones(b, attributes) if attributes else None
-    r1_on = getattr(objective, "r1_gamma", 0.0) > 0
+    r1_on = objective.r1_gamma > 0
 
     def one(r1_now: bool) -> float:
         counter = _CountFlops()
