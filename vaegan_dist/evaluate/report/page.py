@@ -5,22 +5,21 @@ next. The only text marked safe is our own stylesheet, whose hash the Content-Se
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 
-import jinja2
 from markupsafe import Markup
 
 from vaegan_dist.evaluate.model_metrics import METRICS, better, better_note
 from vaegan_dist.evaluate.records import EditRow
 from vaegan_dist.evaluate.report.reading import Picture, RunView
+from vaegan_dist.pages import csp_hash, environment, source
 
 GENERATOR = "vaegan-dist report"  # in a <meta name="generator">
+_PACKAGE = "vaegan_dist.evaluate.report"  # its templates folder
 
 
 @dataclass
@@ -70,28 +69,15 @@ class SummaryRow:
 
 def render_page(runs: list[RunView], title: str, warnings: list[str], now: datetime) -> str:
     style = _stylesheet()
-    csp = f"default-src 'none'; img-src data:; style-src '{_sha256(style)}'; base-uri 'none'; form-action 'none'"
-    return _environment().get_template("report.html.j2").render(
+    csp = f"default-src 'none'; img-src data:; style-src {csp_hash(style)}; base-uri 'none'; form-action 'none'"
+    return environment(_PACKAGE).get_template("report.html.j2").render(
         title=title, generator=GENERATOR, csp=csp, style=Markup(style), runs=runs, warnings=warnings,
         generated=now.strftime("%Y-%m-%d %H:%M %Z").strip(), summary=summary_rows(runs), sections=sections(runs))
 
 
 @cache
-def _environment() -> jinja2.Environment:
-    # autoescape=True for every template, whatever its name: safety must not hang on a file extension.
-    return jinja2.Environment(loader=jinja2.PackageLoader("vaegan_dist.evaluate.report", "templates"), autoescape=True,
-                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                              keep_trailing_newline=True)
-
-
-@cache
 def _stylesheet() -> str:
-    environment = _environment()
-    return environment.loader.get_source(environment, "report.css")[0]  # type: ignore[union-attr]
-
-
-def _sha256(text: str) -> str:
-    return "sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
+    return source(_PACKAGE, "report.css")
 
 
 # ------------------------------------------------------------------------------------------------ summary
