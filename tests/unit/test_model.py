@@ -105,3 +105,22 @@ def test_sample_and_reconstruct_helpers():
     assert a.shape == (4, 3, 32, 32) and torch.equal(a, b)
     x = torch.rand(4, 3, 32, 32) * 2 - 1
     assert torch.equal(m.reconstruct(x), m.decoder(m.encoder(x)[0]))
+
+
+def test_saved_evaluation_reads_the_eval_metrics_and_the_step_of_a_checkpoint(tmp_path):
+    """The one reader of a checkpoint's metrics: eval/* without the prefix, numbers only, other keys left out."""
+    from vaegan_dist.errors import CheckpointError
+    from vaegan_dist.model.store import FORMAT, STATE_FILE, saved_evaluation
+
+    state = {"format": FORMAT, "step": 300, "model": {"w": torch.zeros(3)}, "config": {},
+             "metrics": {"eval/fd": 12.5, "eval/kid": 1, "eval/nan": float("nan"), "eval/flag": True,
+                         "eval/text": "x", "loss/l_gan": 0.7}}
+    torch.save(state, tmp_path / STATE_FILE)
+    step, metrics = saved_evaluation(tmp_path)
+    assert step == 300 and set(metrics) == {"fd", "kid", "nan"}
+    assert metrics["fd"] == 12.5 and metrics["kid"] == 1.0 and math.isnan(metrics["nan"])
+    torch.save({**state, "metrics": "not a dict"}, tmp_path / STATE_FILE)
+    assert saved_evaluation(tmp_path) == (300, {})
+    torch.save({**state, "step": "300"}, tmp_path / STATE_FILE)
+    with pytest.raises(CheckpointError, match="'step' entry is not an integer"):
+        saved_evaluation(tmp_path)

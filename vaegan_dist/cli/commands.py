@@ -89,13 +89,12 @@ def tune(args: argparse.Namespace) -> int:
 
 def final_metrics(run_dir: Path) -> str:
     """The newest checkpoint's evaluation, as the run's closing lines ("" when it has none)."""
-    from vaegan_dist.model import load_state
+    from vaegan_dist.model.store import saved_evaluation
 
     try:
-        state = load_state(run_dir)
+        step, shown = saved_evaluation(run_dir)
     except (FileNotFoundError, errors.CheckpointError):
         return ""
-    shown = {k.removeprefix("eval/"): v for k, v in state.get("metrics", {}).items() if k.startswith("eval/")}
     if not shown:
         return ""
     from vaegan_dist.evaluate import better_note
@@ -103,7 +102,7 @@ def final_metrics(run_dir: Path) -> str:
     ways: dict[str, list[str]] = {}  # "lower is better" -> [fd, kid, ...], in the order shown
     for name in shown:
         ways.setdefault(better_note(name), []).append(name)
-    return (f"final evaluation at step {state['step']}: "
+    return (f"final evaluation at step {step}: "
             + ", ".join(f"{k} {v:.4g}" for k, v in shown.items())
             + "\n  (" + "; ".join(f"{way}: {', '.join(names)}" for way, names in ways.items()) + ")\n")
 

@@ -108,6 +108,21 @@ def load_state(path: str | Path, map_location: str | torch.device = "cpu", mmap:
     return state
 
 
+def saved_evaluation(path: str | Path) -> tuple[int, dict[str, float]]:
+    """The checkpoint's step and its last evaluation: the ``eval/*`` metrics without the prefix ({} when it has
+    none; a value that is not a number is left out). The tensors are mapped, not read: a few numbers from a
+    file of megabytes. The one reader of a checkpoint's metrics (the CLI's closing lines, the report, serve)."""
+    state = load_state(path, mmap=True)
+    saved = state.get("metrics")
+    metrics = {k.removeprefix("eval/"): float(v) for k, v in (saved.items() if isinstance(saved, dict) else ())
+               if isinstance(k, str) and k.startswith("eval/") and isinstance(v, (int, float))
+               and not isinstance(v, bool)}
+    step = state["step"]
+    if not isinstance(step, int) or isinstance(step, bool):
+        raise CheckpointError(f"{resolve_checkpoint(path)}: its 'step' entry is not an integer")
+    return step, metrics
+
+
 def saved_attributes(state: dict[str, Any], where: str) -> tuple[str, ...]:
     """The attribute names a conditioned model's y vectors follow (empty for an unconditioned model)."""
     names = state.get("attributes", [])

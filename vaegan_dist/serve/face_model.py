@@ -20,7 +20,7 @@ from vaegan_dist.data.codec import to_unit_range
 from vaegan_dist.errors import ConfigError
 from vaegan_dist.evaluate.attribute_vectors import PAPER_IMAGES, AttributeVectors, vectors_for
 from vaegan_dist.model import VAEGAN, load_model
-from vaegan_dist.model.store import load_state, resolve_checkpoint
+from vaegan_dist.model.store import resolve_checkpoint, saved_evaluation
 
 MAX_SCALE = 100.0  # as `vaegan-dist edit --scale`
 
@@ -52,10 +52,7 @@ class FaceModel:
         unconditioned model with an encoder from ``vector_images`` images of ``data`` (default: the run's)."""
         model, cfg, step = load_model(checkpoint, device)
         state_file = resolve_checkpoint(checkpoint)
-        saved = load_state(state_file, mmap=True).get("metrics", {})
-        metrics = {k.removeprefix("eval/"): float(v) for k, v in (saved if isinstance(saved, dict) else {}).items()
-                   if isinstance(k, str) and k.startswith("eval/") and isinstance(v, (int, float))
-                   and math.isfinite(v)}
+        metrics = {k: v for k, v in saved_evaluation(state_file)[1].items() if math.isfinite(v)}
         vectors = None
         if model.can_reconstruct and not model.conditioned:
             from vaegan_dist.data.sources import open_source

@@ -26,7 +26,7 @@ from vaegan_dist.evaluate.records import (
     SimilarityRecord,
 )
 from vaegan_dist.evaluate.results import FILES, RESULTS_DIR
-from vaegan_dist.model.store import RUN_MARKER, checkpoint_step, find_checkpoints, load_state
+from vaegan_dist.model.store import RUN_MARKER, checkpoint_step, find_checkpoints, saved_evaluation
 
 MAX_RUNS = 32
 MAX_FILE_BYTES = 20 * 1024 * 1024  # an image (or result file) larger than this is not embedded
@@ -184,16 +184,11 @@ def _training_metrics(run: Path, warnings: list[str]) -> tuple[dict[str, float |
     if not find_checkpoints(run):
         return {}, None
     try:
-        state = load_state(run)
+        step, saved = saved_evaluation(run)
     except (FileNotFoundError, CheckpointError) as err:
         warnings.append(f"{err}; its metrics are left out")
         return {}, None
-    saved = state.get("metrics")
-    if not isinstance(saved, dict):
-        return {}, None
-    metrics = {k.removeprefix("eval/"): _finite(v) for k, v in saved.items()
-               if isinstance(k, str) and k.startswith("eval/")}
-    return metrics, state.get("step")
+    return {name: _finite(value) for name, value in saved.items()}, step
 
 
 def _steps(run: Path, target: Any) -> str:
