@@ -4,6 +4,9 @@ Every writer of the project (configs, manifests, shards, checkpoints, image grid
 :func:`atomic_file`: the bytes go to a hidden temporary file in the same directory, which is renamed over
 the target only once it is complete. A failure on the way (a full disk, a kill) leaves the old file
 untouched and removes the temporary one, so it does not go on taking space.
+
+A file the user names (``--out``, ``--json``, ``--write-config``) is theirs to replace, as cp and curl -o do;
+:func:`check_output_file` is the one check of such a name, made before any work.
 """
 
 from __future__ import annotations
@@ -59,3 +62,18 @@ def sweep_temporaries(directory: str | Path) -> list[Path]:
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed
+
+
+def check_output_file(path: str | Path, option: str, suffixes: tuple[str, ...] = (), what: str = "") -> Path:
+    """``path`` as a file to write, refused in one line before minutes of work: a name without one of
+    ``suffixes`` (``what`` says what the file is: "a grid is a PNG file"), a directory, a missing folder."""
+    from vaegan_dist.config.errors import ConfigError
+
+    path = Path(path).expanduser()
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise ConfigError(f"{option} {path}: {what}; its name ends in {' or '.join(suffixes)}")
+    if path.is_dir():
+        raise IsADirectoryError(f"{option} {path}: is a directory; name the file to write")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"{path.parent}: output directory does not exist")
+    return path

@@ -129,7 +129,8 @@ def test_evaluator_train_cli_writes_the_weights_and_the_report(faces32, tmp_path
     report = json.loads(out.with_suffix(".json").read_text())
     assert load_evaluator(out).attributes == report["attributes"]
     assert main(["evaluator", "train", "--data", str(faces32), "--out", str(tmp_path / "ev.txt")]) == 2
-    assert "an evaluator file ends in .pt" in capsys.readouterr().err
+    assert "an evaluator file (its report is written beside it as .json); its name ends in .pt" in \
+        capsys.readouterr().err
     (tmp_path / "mine.json").write_text('{"my": "notes"}')
     assert main(["evaluator", "train", "--data", str(faces32), "--out", str(tmp_path / "mine.pt")]) == 2
     assert "mine.json exists and is not an evaluator report" in capsys.readouterr().err

@@ -107,21 +107,20 @@ def final_metrics(run_dir: Path) -> str:
             + "\n  (" + "; ".join(f"{way}: {', '.join(names)}" for way, names in ways.items()) + ")\n")
 
 
-def _write_grid(images, out: str) -> None:
+def _write_grid(images, out: Path) -> None:
     from vaegan_dist.data.codec import write_grid
 
-    path = Path(out)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"{path.parent}: output directory does not exist")
-    write_grid(images, path)
-    print(f"wrote {path.resolve()}")
+    write_grid(images, out)
+    print(f"wrote {out.resolve()}")
 
 
 def sample(args: argparse.Namespace) -> int:
     import torch
 
+    from vaegan_dist.evaluate.editing import grid_path_check
     from vaegan_dist.model import load_model
 
+    out = grid_path_check(args.out)
     model, cfg, step = load_model(args.checkpoint)
     y = None
     if model.conditioned:
@@ -139,7 +138,7 @@ def sample(args: argparse.Namespace) -> int:
     elif args.set:
         raise errors.ConfigError("--set: this model is not conditioned on attributes (train with "
                                  "model.condition=attributes); edit an unconditioned model with `vaegan-dist edit`")
-    _write_grid(model.sample(args.n, generator=torch.Generator().manual_seed(args.seed), y=y), args.out)
+    _write_grid(model.sample(args.n, generator=torch.Generator().manual_seed(args.seed), y=y), out)
     return 0
 
 
@@ -147,9 +146,11 @@ def reconstruct(args: argparse.Namespace) -> int:
     from vaegan_dist.data.codec import interleave_rows, to_unit_range
     from vaegan_dist.data.sources import open_source
     from vaegan_dist.data.stream import check_image_size, first_images
+    from vaegan_dist.evaluate.editing import grid_path_check
     from vaegan_dist.evaluate.run import data_to_use
     from vaegan_dist.model import load_model
 
+    out = grid_path_check(args.out)
     model, cfg, _ = load_model(args.checkpoint)
     if not model.can_reconstruct:
         raise errors.CheckpointError(f"{args.checkpoint}: a {model.kind!r} model has no encoder, so it cannot "
@@ -165,7 +166,7 @@ def reconstruct(args: argparse.Namespace) -> int:
         from vaegan_dist.data.user_images import load_user_images
 
         x = to_unit_range(load_user_images(args.image, cfg.data.image_size), next(model.parameters()).device)
-        _write_grid(interleave_rows(x, model.reconstruct(x)), args.out)
+        _write_grid(interleave_rows(x, model.reconstruct(x)), out)
         return 0
     source = open_source(data_to_use(cfg, args.data), args.split)
     check_image_size(source, cfg.data.image_size)
@@ -177,7 +178,7 @@ def reconstruct(args: argparse.Namespace) -> int:
 
         y = reorder_attributes(attrs, source.attributes, model.attributes, source.where)
     recon = model.reconstruct(x, y)
-    _write_grid(interleave_rows(x, recon), args.out)
+    _write_grid(interleave_rows(x, recon), out)
     return 0
 
 
@@ -309,18 +310,16 @@ def edit(args: argparse.Namespace) -> int:
 
 
 def evaluator_train(args: argparse.Namespace) -> int:
+    from vaegan_dist.atomic import check_output_file
     from vaegan_dist.data.sources import open_source
     from vaegan_dist.evaluate.evaluator import cached_evaluator_path
     from vaegan_dist.evaluate.run import default_device
     from vaegan_dist.evaluate.train_evaluator import accuracy_table, train_evaluator
 
+    if args.out:
+        check_output_file(args.out, "--out", (".pt",), "an evaluator file (its report is written beside it as .json)")
     source = open_source(args.data, "train")
     out = Path(args.out).expanduser() if args.out else cached_evaluator_path(args.cache_dir, source.fingerprint)
-    if out.suffix != ".pt":
-        raise errors.ConfigError(f"--out {out}: an evaluator file ends in .pt "
-                                 "(its report is written beside it as .json)")
-    if out.exists() and not out.is_file():
-        raise IsADirectoryError(f"{out}: is a directory; --out names the evaluator file to write")
     _check_not_foreign_report(out.with_suffix(".json"))
     evaluator = train_evaluator(args.data, seed=args.seed, max_epochs=args.epochs, device=default_device())
     print(accuracy_table(evaluator))

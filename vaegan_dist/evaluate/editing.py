@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from vaegan_dist.atomic import check_output_file
 from vaegan_dist.data.codec import to_unit_range
 from vaegan_dist.data.stream import first_images
 from vaegan_dist.data.user_images import load_user_images
@@ -155,11 +156,4 @@ def edit_table(report: EditRecord) -> str:
 
 
 def grid_path_check(out: str | Path) -> Path:
-    path = Path(out).expanduser()
-    if path.suffix.lower() != ".png":
-        raise ConfigError(f"--out {path}: the grid is a PNG file (name it .png)")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"{path.parent}: output directory does not exist")
-    if path.is_dir():
-        raise IsADirectoryError(f"--out {path}: is a directory; name the PNG file to write")
-    return path
+    return check_output_file(out, "--out", (".png",), "a grid is a PNG file")

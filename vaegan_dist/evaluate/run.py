@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from vaegan_dist.atomic import atomic_write_text
+from vaegan_dist.atomic import atomic_write_text, check_output_file
 from vaegan_dist.config import Config
 from vaegan_dist.data.sources import ShardSource, open_sources
 from vaegan_dist.data.stream import first_images
@@ -119,12 +119,7 @@ def metrics_table(result: dict[str, Any]) -> str:
 
 def check_json_target(path: str | Path) -> Path:
     """Refuse a --json target before minutes of evaluation, not after."""
-    path = Path(path).expanduser()
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"{path.parent}: output directory does not exist")
-    if path.is_dir():
-        raise IsADirectoryError(f"--json {path}: is a directory; name the JSON file to write")
-    return path
+    return check_output_file(path, "--json")
 
 
 def write_json(result: dict[str, Any], path: str | Path) -> Path:

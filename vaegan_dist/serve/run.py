@@ -11,7 +11,6 @@ from pathlib import Path
 
 import yaml
 
-from vaegan_dist.errors import ConfigError
 from vaegan_dist.serve.app import ServeSettings, parse_autoscale, scaling_options
 
 APP_NAME = "vaegan-dist"
@@ -62,15 +61,11 @@ def write_serve_config(args: argparse.Namespace) -> Path:
     that fails to load leaves the old model serving (a change of ``args`` replaces the replicas)."""
     from ray.serve.schema import ServeDeploySchema
 
-    from vaegan_dist.atomic import atomic_write_text
+    from vaegan_dist.atomic import atomic_write_text, check_output_file
     from vaegan_dist.serve.model_server import ModelServer
 
     settings = settings_from(args)
-    out = Path(args.write_config).expanduser()
-    if out.suffix.lower() not in (".yaml", ".yml"):
-        raise ConfigError(f"--write-config {out}: a Serve config file ends in .yaml or .yml")
-    if not out.parent.is_dir():
-        raise FileNotFoundError(f"{out.parent}: output directory does not exist")
+    out = check_output_file(args.write_config, "--write-config", (".yaml", ".yml"), "a Serve config file")
     model: dict[str, object] = {"name": ModelServer.name, **scaling_options(settings),
                                 "user_config": settings.model_config(),
                                 "ray_actor_options": {"num_cpus": 1, "num_gpus": 0}}

@@ -21,8 +21,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from vaegan_dist.atomic import atomic_write_text
-from vaegan_dist.config import ConfigError
+from vaegan_dist.atomic import atomic_write_text, check_output_file
 from vaegan_dist.evaluate.report.page import render_page
 from vaegan_dist.evaluate.report.reading import check_runs, read_run
 
@@ -44,11 +43,4 @@ def write_report(runs: Sequence[str | Path], out: str | Path, title: str = DEFAU
 def check_out(out: str | Path) -> Path:
     """Refuse a target that is not an HTML file. A file the user names with --out is theirs to replace (the
     project's one policy for named outputs, as cp and curl -o do), atomically."""
-    out = Path(out).expanduser()
-    if out.suffix.lower() not in SUFFIXES:
-        raise ConfigError(f"--out {out}: a report is an HTML file; its name ends in .html or .htm")
-    if out.is_dir():
-        raise IsADirectoryError(f"--out {out}: is a directory; name the HTML file to write")
-    if not out.parent.is_dir():
-        raise FileNotFoundError(f"{out.parent}: output directory does not exist")
-    return out
+    return check_output_file(out, "--out", SUFFIXES, "a report is an HTML file")
