@@ -2,7 +2,7 @@
 
 Each op has one public function, a plain PyTorch reference that defines its meaning, and a fused Triton
 implementation (forward kernels that also write the gradient, a backward that scales it) behind a
-``torch.autograd.Function``. :mod:`kernels.dispatch` picks Triton for CUDA tensors and the reference
+``torch.autograd.Function``. :mod:`vaegan_kernels.dispatch` picks Triton for CUDA tensors and the reference
 elsewhere; ``python -m vaegan_kernels.check`` compiles every kernel for sm_80 and sm_90 without a GPU.
 
 This package imports nothing from ``vaegan_dist`` so that it can be read, tested and benchmarked alone.

@@ -20,7 +20,6 @@ from vaegan_dist.train.precision import Precision, resolve_precision
 class Runtime:
     device: torch.device
     autocast_dtype: torch.dtype | None  # None = no autocast
-    backend: str  # torch.distributed backend
     memory_format: torch.memory_format = torch.channels_last
     dtype: torch.dtype = torch.float32  # parameters and inputs; float64 only for exact comparisons in tests
     # How the equilibrium trick skips a paused network's optimiser step. On a GPU it is masked on the device
@@ -45,7 +44,7 @@ def use_gpu(preference: str, gpus_available: float) -> bool:
 
 
 def collective_backend(gpu: bool) -> str:
-    """torch.distributed's backend: what the launcher gives Ray Train and every worker's Runtime holds."""
+    """torch.distributed's backend, which the launcher gives Ray Train."""
     return "nccl" if gpu else "gloo"
 
 
@@ -53,4 +52,4 @@ def runtime_for(gpu: bool, device: torch.device | None = None, precision: Precis
     """``precision`` is ``train.precision``; numeric tests that compare against float32 or float64 references
     pass "fp32", so that they compute the same on a CPU with native bf16."""
     device = (device or torch.device("cuda", torch.cuda.current_device())) if gpu else torch.device("cpu")
-    return Runtime(device, resolve_precision(precision, device), collective_backend(gpu), skips_on_host=not gpu)
+    return Runtime(device, resolve_precision(precision, device), skips_on_host=not gpu)
