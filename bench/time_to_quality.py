@@ -105,6 +105,9 @@ RECIPES: dict[str, list[str]] = {
     "lr1e-4": ["optim.lr_encoder=1e-4", "optim.lr_decoder=1e-4", "optim.lr_discriminator=1e-4"],
     "lr1e-3": ["optim.lr_encoder=1e-3", "optim.lr_decoder=1e-3", "optim.lr_discriminator=1e-3"],
     "latent128": ["model.latent_dim=128"],
+    # a longer weight average early: the ramp-up caps the half-life at ema_rampup x the images seen
+    "ema_ramp0.2": ["optim.ema_halflife_kimg=10", "optim.ema_rampup=0.2"],
+    "ema_ramp0.5": ["optim.ema_halflife_kimg=10", "optim.ema_rampup=0.5"],
     "width1": ["model.width=1.0"],
 }
 FD_TARGETS = (60.0, 40.0, 30.0)

@@ -17,7 +17,7 @@ def test_launcher_yaml_passes_rays_validator(name):
     validate_config(prepare_config(config))
     nodes = config["available_node_types"]
     assert nodes[config["head_node_type"]]["resources"] == {"CPU": 0}
-    assert any("ray[default,train,tune]==2.60.0" in c for c in config["setup_commands"])
+    assert any("ray[default,serve,train,tune]==2.60.0" in c for c in config["setup_commands"])
     starts = " ".join(config["head_start_ray_commands"] + config["worker_start_ray_commands"])
     assert starts.count("RAY_AUTH_MODE=token") == 2 and "--dashboard-host=127.0.0.1" in starts
     assert "~/.ray/auth_token" in config["file_mounts"]
