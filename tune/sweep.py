@@ -14,7 +14,6 @@ import dataclasses
 import datetime
 import json
 import math
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from vaegan_dist.config import ConfigError, build_config
 from vaegan_dist.evaluate import CHEAP_METRICS, better
 from vaegan_dist.evaluate.model_metrics import NEEDS_ENCODER
 from vaegan_dist.objectives import model_kind
+from vaegan_dist.ray_compat import tune_without_tensorboard_logger
 from vaegan_dist.train.cluster import check_reachable, connect
 from vaegan_dist.train.launcher import check_sync_batchnorm
 from vaegan_dist.train.resolve import resolve_run
@@ -317,9 +317,7 @@ def run_sweep(settings: SweepSettings, resume: bool = False, now: datetime.datet
     print(f"sweep {settings.name}: {trials} trial(s) of {low} worker(s) each, {at_once}, "
           f"{settings.search} search, {settings.scheduler} on {settings.metric} ({mode})\n"
           f"  directory:   {store.where()}\n  TensorBoard: tensorboard --logdir {runs_path}", flush=True)
-    # Tune's own result files (what ExperimentAnalysis reads), but not its TensorBoard logger: every trial's
-    # run already has a TensorBoard directory of its own, and a second copy would show each trial twice.
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    tune_without_tensorboard_logger()
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
     experiment = store.url if store.remote else str(store.local_dir)
     if resume:

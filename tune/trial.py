@@ -16,8 +16,9 @@ from typing import Any
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from vaegan_dist.config import Config, set_key, validate
+from vaegan_dist.ray_compat import set_worker_start_timeout
 from vaegan_dist.train.job import TrainJob
-from vaegan_dist.train.launcher import build_trainer, run_trainer, set_worker_start_timeout
+from vaegan_dist.train.launcher import build_trainer, run_trainer
 from vaegan_dist.train.resume import check_run_dir, record_run
 from vaegan_dist.train.storage import RunStorage
 

@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from vaegan_dist.ray_compat import RAY_VERSION
+
 CLUSTER = Path(__file__).resolve().parents[2] / "cluster"
 
 
@@ -17,7 +19,7 @@ def test_launcher_yaml_passes_rays_validator(name):
     validate_config(prepare_config(config))
     nodes = config["available_node_types"]
     assert nodes[config["head_node_type"]]["resources"] == {"CPU": 0}
-    assert any("ray[default,serve,train,tune]==2.60.0" in c for c in config["setup_commands"])
+    assert any(f"ray[default,serve,train,tune]=={RAY_VERSION}" in c for c in config["setup_commands"])
     starts = " ".join(config["head_start_ray_commands"] + config["worker_start_ray_commands"])
     assert starts.count("RAY_AUTH_MODE=token") == 2 and "--dashboard-host=127.0.0.1" in starts
     assert "~/.ray/auth_token" in config["file_mounts"]
@@ -42,7 +44,7 @@ def test_kuberay_manifests_carry_the_required_fields(name):
     doc = yaml.safe_load((CLUSTER / "kuberay" / name).read_text())
     assert doc["apiVersion"] == "ray.io/v1" and doc["kind"] in ("RayCluster", "RayJob", "RayService")
     spec = _cluster_spec(doc)
-    assert spec["rayVersion"] == "2.60.0"
+    assert spec["rayVersion"] == RAY_VERSION
     assert spec["authOptions"]["mode"] == "token"
     assert spec["headGroupSpec"]["serviceType"] == "ClusterIP"  # the dashboard is not exposed
     workers = spec["workerGroupSpecs"][0]["template"]["spec"]
@@ -113,3 +115,23 @@ def test_serve_build_writes_a_deployable_file_whose_only_blank_is_the_checkpoint
     server = ModelServer.func_or_class()
     with pytest.raises(ValueError, match="user_config.checkpoint: not set"):
         server.reconfigure(user_config)
+
+
+def test_every_file_that_pins_ray_names_ray_compats_version():
+    """vaegan_dist/ray_compat.py names the Ray version and the files that pin it: an upgrade changes them together."""
+    import re
+
+    import tomllib
+
+    series = ".".join(RAY_VERSION.split(".")[:2])
+    project = tomllib.loads((CLUSTER.parent / "pyproject.toml").read_text())["project"]
+    (ray,) = [r for r in project["dependencies"] if r.startswith("ray[")]
+    major, minor = series.split(".")
+    assert ray == f"ray[default,serve,train,tune]>={series},<{major}.{int(minor) + 1}"
+    assert re.search(rf"^FROM rayproject/ray:{re.escape(RAY_VERSION)}-", (CLUSTER / "Dockerfile").read_text(), re.M)
+    everywhere = [p for p in [*CLUSTER.glob("*.yaml"), *CLUSTER.glob("kuberay/*.yaml"), CLUSTER / "Dockerfile"]
+                  if re.search(r"ray(\[[a-z,]+\])?==|rayVersion|rayproject/ray:", p.read_text())]
+    assert len(everywhere) == 6  # aws, gcp, the three KubeRay manifests, the Dockerfile
+    for path in everywhere:
+        pins = re.findall(r"(?:==|rayVersion: \"|rayproject/ray:)(\d+\.\d+\.\d+)", path.read_text())
+        assert pins and set(pins) == {RAY_VERSION}, path.name

@@ -7,11 +7,11 @@ directory.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 from vaegan_dist.config import Config, ConfigError
+from vaegan_dist.ray_compat import WORKER_ENV, set_worker_start_timeout
 from vaegan_dist.train.cluster import check_reachable, connect
 from vaegan_dist.train.errors import user_error_from
 from vaegan_dist.train.job import TrainJob
@@ -52,7 +52,7 @@ def build_trainer(job: TrainJob, gpu: bool, run_config_overrides: dict | None = 
             checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.keep_checkpoints),
             logging_config=LoggingConfig(log_level="WARNING"),  # Ray's per-report INFO lines drown the progress
             # Ray 2.60 patches print() in workers to both print and log each line: progress would show twice.
-            worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}},
+            worker_runtime_env={"env_vars": dict(WORKER_ENV)},
             **(run_config_overrides or {}),
         ),
     )
@@ -87,13 +87,6 @@ def check_sync_batchnorm(cfg: Config, gpu: bool, what: str = "job") -> None:
     if cfg.model.sync_batchnorm and not gpu:
         raise ConfigError("config key 'model.sync_batchnorm' needs GPU workers: PyTorch's SyncBatchNorm has no CPU "
                           f"implementation; got true on a CPU-only {what}")
-
-
-def set_worker_start_timeout(seconds: float) -> None:
-    """How long one attempt to start the worker group waits. Ray 2.60's Train V2 reads it only from the
-    environment of its controller, which inherits this process's: it has no public setting (ScalingConfig and
-    RunConfig carry none), so this is the one place that sets the variable."""
-    os.environ["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = str(seconds)
 
 
 def _ray_gpu(job: TrainJob) -> bool:

@@ -8,7 +8,6 @@ fast tests.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import shutil
 import tempfile
@@ -31,6 +30,7 @@ from vaegan_dist.model.store import (
     is_complete,
 )
 from vaegan_dist.objectives.ranks import world_size
+from vaegan_dist.ray_compat import quiet_report_log
 
 
 class Session(Protocol):
@@ -99,17 +99,6 @@ def report_incomplete(run_dir: Path) -> None:
         print(f"skipping {skipped.name}: incomplete (its state.pt is missing or cut short)", flush=True)
 
 
-def _quiet_report_log() -> None:
-    """Ray 2.60 logs every report (all metrics) at INFO under a logger named after its file, which
-    LoggingConfig(log_level) does not reach; at our log interval it would drown the progress lines. Ray offers
-    no public way to name that logger, so this one helper imports the private module for its file name."""
-    try:
-        from ray.train.v2._internal.execution import context
-    except ImportError:  # a later Ray moved it; its default is then whatever that version chose
-        return
-    logging.getLogger(context.__file__).setLevel(logging.WARNING)
-
-
 class RaySession:
     """Inside a Ray Train worker (Train V2 API). ``local_run_dir`` is the run directory when it is a local or
     NFS path (None for URL storage): complete checkpoints there count even before Ray registered them."""
@@ -118,7 +107,7 @@ class RaySession:
         import ray.train
 
         self.local_run_dir = local_run_dir
-        _quiet_report_log()
+        quiet_report_log()
         ctx = ray.train.get_context()
         self.world_rank, self.world_size = ctx.get_world_rank(), ctx.get_world_size()
         self.gpu = torch.cuda.is_available() and ray.train.torch.get_device().type == "cuda"

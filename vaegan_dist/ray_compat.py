@@ -1,0 +1,61 @@
+"""Everything we rely on that Ray 2.60 does not offer publicly, in one file: a Ray upgrade is this file to read.
+
+Ray's version, ``RAY_VERSION``, is named in pyproject.toml (the 2.60 series, with the extras default, serve,
+train and tune), cluster/aws.yaml and cluster/gcp.yaml (the pip pin), cluster/Dockerfile (the base image) and
+cluster/kuberay/*.yaml (``rayVersion``); tests/unit/test_cluster_configs.py checks that they all name this one.
+
+On an upgrade, check each item below against the new Ray (``ray/train/v2``, ``ray/tune``, ``ray/_private``),
+then change ``RAY_VERSION`` and the files above together:
+
+1. :func:`quiet_report_log`: Train V2 logs every ``ray.train.report`` at INFO under a logger named after the
+   file of ``ray.train.v2._internal.execution.context``; LoggingConfig does not reach it.
+2. :func:`raised_in_worker`: a worker's exception arrives wrapped in ``UserExceptionWithTraceback``, whose
+   private ``_base_exc`` is the only way back to the exception our code raised.
+3. :func:`set_worker_start_timeout`: the controller reads ``RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S`` from its
+   environment (inherited from the driver); ScalingConfig and RunConfig carry no such setting.
+4. :data:`WORKER_ENV`: ``RAY_TRAIN_ENABLE_PRINT_PATCH=0``, else every print of a worker shows twice (also in
+   cluster/runtime_env.yaml for jobs submitted with it).
+5. :func:`tune_without_tensorboard_logger`: ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS``, read when the Tuner starts.
+6. vaegan_dist/train/ray_reaper.py reads Ray's process tree: the agents' names (``ray::DashboardAgent``), the
+   ``RAY_NODE_ID`` and ``RAY_RAYLET_PID`` in their environments, and relies on the 60 s timeout of
+   ``ray._private.utils.publish_error_to_driver`` being why they outlive a killed driver. It stays a module of
+   its own (a process of its own, Linux only); its docstring says what it measured.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+RAY_VERSION = "2.60.0"
+
+WORKER_ENV = {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
+
+
+def quiet_report_log() -> None:
+    """Silence Train V2's per-report INFO line (item 1), which at our log interval would drown the progress
+    lines. Ray offers no public way to name that logger, so its file name comes from the private module."""
+    try:
+        from ray.train.v2._internal.execution import context
+    except ImportError:  # a later Ray moved it; its default is then whatever that version chose
+        return
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)
+
+
+def raised_in_worker(failure: BaseException) -> BaseException:
+    """The exception the worker's code raised (item 2); a Ray that drops ``_base_exc`` gives the wrapper, and the
+    launcher then shows Ray's own message."""
+    return getattr(failure, "_base_exc", failure)
+
+
+def set_worker_start_timeout(seconds: float) -> None:
+    """How long one attempt to start the worker group waits (item 3): the one process-wide environment write of
+    a training run."""
+    os.environ["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = str(seconds)
+
+
+def tune_without_tensorboard_logger() -> None:
+    """Tune's own result files (what ExperimentAnalysis reads) but not its TensorBoard logger (item 5): every
+    trial's run already has a TensorBoard directory of its own, and a second copy would show each trial twice.
+    A user's own setting of the variable wins."""
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
