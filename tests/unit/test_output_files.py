@@ -30,3 +30,15 @@ def test_commands_that_write_a_grid_check_out_before_loading_anything(tmp_path, 
     code = main([*command, "--checkpoint", str(tmp_path / "no-such-run"), "--out", str(tmp_path / out)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and "no-such-run" not in err and len(err.splitlines()) == 1
+
+
+def test_a_negative_number_reaches_numeric_options_and_text_options_as_typed():
+    """`--scale -1e3` is a value, not an unknown option; and a text option keeps what was typed (`--title -1`
+    was " -1" when the parser marked such tokens with a leading space)."""
+    from vaegan_dist.cli.main import build_parser
+
+    report = build_parser().parse_args(["report", "--runs", "r", "--out", "x.html", "--title", "-1e3"])
+    assert report.title == "-1e3"
+    edit = build_parser().parse_args(["edit", "--checkpoint", "c", "--out", "e.png", "--attribute", "Smiling",
+                                      "--scale", "-1e3", "-2"])
+    assert edit.scale == [-1e3, -2.0]

@@ -52,7 +52,22 @@ class OneLineParser(argparse.ArgumentParser):
 
     def parse_known_args(self, args=None, namespace=None):
         args = sys.argv[1:] if args is None else list(args)
-        return super().parse_known_args([_as_value(a) for a in args], namespace)
+        marked = [_as_value(a) for a in args]
+        parsed, rest = super().parse_known_args(marked, namespace)
+        changed = {m for m, a in zip(marked, args, strict=True) if m != a}
+        if changed:  # a text option keeps what was typed: `--title -1` is "-1", not " -1"
+            for name, value in vars(parsed).items():
+                setattr(parsed, name, _unmarked(value, changed))
+            rest = [_unmarked(r, changed) for r in rest]
+        return parsed, rest
+
+
+def _unmarked(value, changed: set[str]):
+    if isinstance(value, str) and value in changed:
+        return value[1:]
+    if isinstance(value, list):
+        return [_unmarked(v, changed) for v in value]
+    return value
 
 
 def _as_value(arg: str) -> str:
