@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -197,6 +198,19 @@ class _WorkerRun:
         self.shown = average.model if average is not None else model  # what grids and evaluations show
         self.last: dict[str, float] = {}
         self.last_eval: dict[str, float] = {}
+        # Made by prepare_training, once the resume has settled the weights: the DDP wrappers and the step, the
+        # data stream, the finite watch; on rank 0 the evaluation, TensorBoard and the grids' fixed inputs.
+        self.step_fn: TrainStep | None = None
+        self.stream: Iterator | None = None
+        self.watch: NonFiniteWatch | None = None
+        self.evaluation: TrainingEvaluation | None = None
+        self.tb: TensorBoardLogger | None = None
+        self.z_fixed: torch.Tensor | None = None
+        self.x_fixed: torch.Tensor | None = None
+        self.y_fixed: torch.Tensor | None = None
+        self.meter = MetricMeter()
+        self.first_step_at: float | None = None  # wall clock: start-up latency is measured against the submit time
+        self.loop_started = 0.0  # perf_counter at the first step
 
     @classmethod
     def build(cls, job: TrainJob, session: Session) -> _WorkerRun:
@@ -231,7 +245,6 @@ class _WorkerRun:
             shuffle_buffer=cfg.data.shuffle_buffer, loader_workers=cfg.data.loader_workers, hflip=cfg.data.hflip,
             augment=cfg.data.augment)
         self.watch = NonFiniteWatch(self.runtime.device, self.kind.loss_terms)
-        self.tb = self.evaluation = self.z_fixed = self.x_fixed = self.y_fixed = None
         if rank == 0:
             if self.job.evaluator is not None and cfg.train.eval_every > 0:
                 self.evaluation = TrainingEvaluation(self.job, self.runtime.device)
@@ -243,8 +256,6 @@ class _WorkerRun:
             self.x_fixed, attrs_fixed = first_images(self.job.grid_data, self.job.grid_split, cfg.train.grid_size)
             if self.model.conditioned:  # one sample per fixed image, with its attributes
                 self.z_fixed, self.y_fixed = self.z_fixed[: len(self.x_fixed)], attrs_fixed.to(self.runtime.device)
-        self.meter = MetricMeter()
-        self.first_step_at = None  # wall clock: start-up latency is measured against the driver's submit time
         self.loop_started = time.perf_counter()
 
     def train_step(self, step: int) -> None:
