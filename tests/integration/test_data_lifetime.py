@@ -107,7 +107,7 @@ def test_a_killed_training_stream_leaves_no_dataloader_worker(faces32, tmp_path)
 @pytest.mark.parametrize("kind", ["synthetic", "celeba"])
 def test_a_killed_conversion_leaves_no_pool_worker(tmp_path, kind):
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "vaegan_dist.cli.main", "prepare", kind, "--out", str(out), "--workers", "1",
+    cmd = [sys.executable, "-m", "vaegan_dist.cli.main", "prepare", kind, "--out", str(out), "--workers", "2",
            "--shard-samples", "2"]
     if kind == "synthetic":
         cmd += ["--num", "1000000", "--size", "32"]

@@ -161,6 +161,9 @@ def bomb() -> bytes:
     ("attr on an unconditioned model", 400, "attr"), ("steps", 422, "steps:"),
     ("scale too large for a float", 400, "scales.Smiling"), ("scales nested too deeply", 400, "scales: not JSON"),
     ("no such endpoint", 404, "/nope: Not Found"), ("wrong method", 405, "/edit: Method Not Allowed"),
+    ("two images", 400, "image: given 2 times"), ("image as a plain field", 422, "image: expected a file"),
+    ("another site's name", 400, "Host: 'evil.example'"), ("huge header", 431, "headers are"),
+    ("truncated image", 400, "image: not a readable"),
 ])
 def test_bad_input_is_a_4xx_naming_the_field_and_the_service_goes_on(service, case, status, field):
     good = ("me.png", photo_bytes(4), "image/png")
@@ -184,12 +187,19 @@ def test_bad_input_is_a_4xx_naming_the_field_and_the_service_goes_on(service, ca
                                                  {"scales": '{"a": ' + "[" * 2000 + "]" * 2000 + "}"}),
         "no such endpoint": lambda: requests.get(service["url"] + "/nope", timeout=30),
         "wrong method": lambda: requests.get(service["url"] + "/edit", timeout=30),
+        "two images": lambda: requests.post(service["url"] + "/reconstruct", files=[("image", good), ("image", good)],
+                                            timeout=60),
+        "image as a plain field": lambda: post(service, "/reconstruct", {}, {"image": "not a file"}),
+        "another site's name": lambda: requests.get(service["url"] + "/info", headers={"Host": "evil.example"},
+                                                    timeout=30),
+        "huge header": lambda: requests.get(service["url"] + "/info", headers={"X-Big": "a" * 40_000}, timeout=30),
+        "truncated image": lambda: post(service, "/reconstruct", {"image": ("x.png", good[1][:80], "image/png")}),
     }
     response = calls[case]()
     assert response.status_code == status, response.text
     body = response.json()
     assert set(body) == {"error"} and field in body["error"] and "Traceback" not in body["error"], body
-    assert "\n" not in body["error"]
+    assert "\n" not in body["error"] and " at 0x" not in body["error"] and "<class" not in body["error"]
     assert requests.get(service["url"] + "/healthz", timeout=30).status_code == 200
 
 
@@ -243,10 +253,26 @@ def test_cli_refusals_and_the_config_file(trained, faces32, tmp_path, capsys):
     config = yaml.safe_load(out.read_text())
     (application,) = config["applications"]
     assert application["import_path"] == "vaegan_dist.serve.app:template"
-    (model,) = application["deployments"]
+    model, ingress = application["deployments"]
     assert model["autoscaling_config"]["max_replicas"] == 3 and model["num_replicas"] == "auto"
     assert model["user_config"]["checkpoint"].endswith("state.pt") and model["user_config"]["batching"] is True
-    assert config["http_options"] == {"host": "127.0.0.1", "port": 8000}
+    assert ingress == {"name": "http", "user_config": {"allowed_hosts": ["localhost", "127.0.0.1", "[::1]"]}}
+    assert config["http_options"] == {"host": "127.0.0.1", "port": 8000, "request_timeout_s": 120.0}
+    # Checked before Ray starts, one line each (a missing data set took 47 s and 237 lines; a taken port 26 s)
+    started = time.monotonic()
+    assert main(["serve", "--checkpoint", str(trained), "--data", str(tmp_path / "no-data")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no-data" in err and len(err.splitlines()) == 1
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--checkpoint", str(trained), "--data", str(faces32), "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"--port {port}: cannot listen" in err and len(err.splitlines()) == 1
+    assert time.monotonic() - started < 20
+    assert main(["serve", "--checkpoint", str(trained), "--name", "../x"]) == 2
+    assert "argument --name: '../x' is not a name" in capsys.readouterr().err
     from vaegan_dist.serve.app import app
 
     with pytest.raises(ConfigError, match="shards: not an argument"):

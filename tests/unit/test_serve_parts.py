@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 from torchvision.utils import save_image
 
-from vaegan_dist.serve.face_model import FaceModel, RequestError, to_uint8
-from vaegan_dist.serve.http import parse_attr
-from vaegan_dist.serve.model_server import _per_model, parse_scales, png
+from vaegan_dist.serve.face_model import FaceModel, to_uint8
+from vaegan_dist.serve.model_server import _per_model, png
+from vaegan_dist.serve.requests import RequestError, parse_attr, parse_scales
 
 
 def test_to_uint8_is_what_the_grids_write():
@@ -46,6 +46,48 @@ def test_request_fields():
     for bad, message in (("Smiling=1", "not JSON"), ("[1]", "non-empty JSON object"), ("{}", "non-empty")):
         with pytest.raises(RequestError, match=message):
             parse_scales(bad)
+
+
+def test_an_unreadable_upload_is_refused_in_our_words_and_a_large_png_before_it_is_decoded():
+    """No Python object reprs in what a client reads (PIL's text named `<_io.BytesIO object at 0x...>`)."""
+    from vaegan_dist.data.manifest import DataError
+    from vaegan_dist.data.user_images import MAX_UPLOAD_PIXELS, load_user_image_bytes
+
+    out = io.BytesIO()
+    Image.new("RGB", (64, 64), "red").save(out, format="png")
+    for data, reason in ((b"not an image at all", "its bytes are not an image of a known format"),
+                         (out.getvalue()[:60], "")):
+        with pytest.raises(DataError, match=f"^image: not a readable jpg, png or webp image \\({reason}") as err:
+            load_user_image_bytes(data, 32, "image")
+        assert "0x" not in str(err.value) and "BytesIO" not in str(err.value)
+    big = io.BytesIO()
+    side = int(MAX_UPLOAD_PIXELS**0.5) + 1
+    Image.new("RGB", (side, side)).save(big, format="png", compress_level=1)
+    with pytest.raises(DataError, match="megapixel limit"):
+        load_user_image_bytes(big.getvalue(), 32, "image")
+
+
+def test_a_refused_request_is_returned_and_logged_as_one_info_line(caplog):
+    """The model deployment's endpoints return a RequestError as a Refusal: raised, Serve would log it at ERROR
+    with its traceback; anything else still raises."""
+    import asyncio
+    import logging
+
+    from vaegan_dist.serve.model_server import refusing
+    from vaegan_dist.serve.requests import Refusal
+
+    @refusing
+    async def edit(field):
+        if field == "broken":
+            raise RuntimeError("a bug")
+        raise RequestError(f"{field}: not a readable image")
+
+    with caplog.at_level(logging.INFO, logger="vaegan_dist.serve"):
+        assert asyncio.run(edit("image")) == Refusal("image: not a readable image")
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.INFO, "refused edit: image: not a readable image")]
+    with pytest.raises(RuntimeError, match="a bug"):
+        asyncio.run(edit("broken"))
 
 
 def test_a_path_runs_from_one_code_to_the_other():
@@ -134,3 +176,98 @@ def test_a_replica_keeps_its_model_and_settings_through_a_bad_swap_and_forgets_t
     assert server.failed == "" and loads == ["run", "broken"]
     server.reconfigure({**GOOD, "batching": True})  # the switch alone: no reload
     assert server.batching is True and loads == ["run", "broken"]
+
+
+def _asgi_call(headers: list[tuple[str, str]], path: str = "/nope") -> tuple[int, dict]:
+    """One request through the FastAPI app as the Serve proxy hands it over (no HTTP client, no server)."""
+    import asyncio
+    import json
+
+    from vaegan_dist.serve.http import app
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"",
+             "headers": [(k.lower().encode(), v.encode()) for k, v in headers],
+             "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 50000)}
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    return sent[0]["status"], json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
+
+
+def test_only_the_hosts_the_service_was_started_for_and_bounded_headers(monkeypatch):
+    """DNS rebinding: a page on evil.example resolves its own name to this address and sends Host: evil.example."""
+    from vaegan_dist.serve import http
+
+    assert http.host_name("LocalHost:8000") == "localhost" and http.host_name("[::1]:8000") == "[::1]"
+    from starlette.datastructures import State
+
+    monkeypatch.setattr(http.app, "state", State({"allowed_hosts": ("localhost", "127.0.0.1", "[::1]", "faces.lab")}))
+    for host in ("127.0.0.1:8000", "localhost", "[::1]:8000", "FACES.lab:80"):
+        assert _asgi_call([("host", host)])[0] == 404, host  # past the check, to the router: no such route
+    status, body = _asgi_call([("host", "evil.example:8000")])
+    assert status == 400 and body == {"error": "Host: 'evil.example' is not a name this service answers to "
+                                                "(vaegan-dist serve --allow-host NAME adds one)"}
+    assert _asgi_call([])[0] == 400  # no Host header at all
+    status, body = _asgi_call([("host", "localhost"), ("x-big", "a" * (http.MAX_HEADER_BYTES + 1))])
+    assert status == 431 and "headers are" in body["error"]
+    http.app.state.allowed_hosts = ("*",)
+    assert _asgi_call([("host", "anything.example")])[0] == 404
+
+
+def test_a_repeated_file_field_is_refused_not_silently_dropped():
+    import asyncio
+
+    from starlette.datastructures import FormData
+
+    from vaegan_dist.serve.http import one_of_each
+
+    class Sent:
+        def __init__(self, *items):
+            self.items = items
+
+        async def form(self):
+            return FormData(list(self.items))
+
+    asyncio.run(one_of_each(Sent(("image", "a"), ("scales", "{}")), "image", "scales"))
+    with pytest.raises(RequestError, match="^image: given 2 times; send one$"):
+        asyncio.run(one_of_each(Sent(("image", "a"), ("image", "b")), "image"))
+
+
+def test_the_http_deployment_takes_its_host_names_from_its_user_config():
+    from types import SimpleNamespace
+
+    from vaegan_dist.serve import http
+    from vaegan_dist.serve.app import ServeSettings
+
+    replica = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace()))  # its __init__ needs Serve
+    reconfigure = http.Ingress.func_or_class.reconfigure
+    reconfigure(replica, ServeSettings(checkpoint="x", allowed_hosts=("localhost", "Faces.Lab")).ingress_config())
+    assert replica.app.state.allowed_hosts == ("localhost", "faces.lab")
+    for bad in ({}, {"allowed_hosts": []}, {"allowed_hosts": "faces.lab"}, {"allowed_hosts": [""]}):
+        with pytest.raises(ValueError, match="user_config.allowed_hosts"):
+            reconfigure(replica, bad)
+
+
+def test_a_taken_port_and_an_exposed_host_are_said_before_ray_starts():
+    import socket
+
+    from vaegan_dist.config import ConfigError
+    from vaegan_dist.serve.run import check_port_free, exposure_note
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"^--port {port}: cannot listen on 127.0.0.1:{port} .*choose another"):
+            check_port_free("127.0.0.1", port)
+    check_port_free("127.0.0.1", port)  # free again
+    assert exposure_note("127.0.0.1", ("localhost",)) == ""
+    note = exposure_note("0.0.0.0", ("localhost", "faces.lab"))
+    assert "without authentication" in note and "faces.lab" in note

@@ -5,6 +5,7 @@ parsers, built fresh per command so that one command's defaults never leak into 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 from vaegan_dist.data.convert import MAX_WORKERS, SIZE_RANGE
@@ -41,6 +42,14 @@ def finite_float(text: str) -> float:
     if value != value or value in (float("inf"), float("-inf")):
         raise argparse.ArgumentTypeError(f"{text.strip()!r} is not a finite number")
     return value
+
+
+def app_name(text: str) -> str:
+    """A Serve application name: letters, digits, '-', '_' and '.', as a name in a config file and a log."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", text):
+        raise argparse.ArgumentTypeError(f"{text[:70]!r} is not a name of letters, digits, '.', '_' and '-' (at "
+                                         "most 63, starting with a letter or digit)")
+    return text
 
 
 class OneLineParser(argparse.ArgumentParser):

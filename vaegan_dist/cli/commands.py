@@ -352,10 +352,16 @@ def report(args: argparse.Namespace) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from vaegan_dist.serve.run import serve_checkpoint, write_serve_config
+    from vaegan_dist.atomic import check_output_file
+    from vaegan_dist.serve.run import serve_checkpoint, settings_for, write_serve_config
 
-    if args.write_config:
-        print(f"wrote {write_serve_config(args).resolve()} (deploy it with: serve deploy {args.write_config})")
+    out = check_output_file(args.write_config, "--write-config", (".yaml", ".yml"), "a Serve config file") \
+        if args.write_config else None
+    settings = settings_for(args.checkpoint, args.data, args.vector_images, args.replicas, args.autoscale,
+                            batching=not args.no_batching, host=args.host, allow_hosts=tuple(args.allow_host))
+    if out is not None:
+        write_serve_config(settings, out, host=args.host, port=args.port, name=args.name)
+        print(f"wrote {out.resolve()} (deploy it with: serve deploy {args.write_config})")
         return 0
-    serve_checkpoint(args)
+    serve_checkpoint(settings, host=args.host, port=args.port, address=args.address, name=args.name)
     return 0

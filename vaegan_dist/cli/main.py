@@ -29,6 +29,7 @@ from vaegan_dist.cli import commands
 from vaegan_dist.cli.arguments import (
     MAX_GRID,
     OneLineParser,
+    app_name,
     checkpoint_option,
     data_options,
     evaluator_option,
@@ -267,6 +268,11 @@ def add_serve(commands_: Commands) -> None:
                        help="training images encoded for the attribute vectors (cached beside the checkpoint)")
     serve.add_argument("--no-batching", action="store_true", help="one network call per request (for comparison)")
     serve.add_argument("--address", default="", help="Ray cluster to serve on (default: start one here)")
+    serve.add_argument("--name", type=app_name, default="vaegan-dist",
+                       help="the Serve application's name (default %(default)s); stopping deletes this one only")
+    serve.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                       help="a name clients may reach the service under, besides localhost and --host "
+                            "(repeatable; * for any); other Host headers are refused")
     serve.add_argument("--write-config", default=None, metavar="YAML",
                        help="write a Serve config file for `serve deploy` on a cluster instead of serving")
     serve.set_defaults(func=commands.serve)

@@ -5,6 +5,7 @@ resize. Editing a face from a phone must see what training saw."""
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,7 +19,11 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 FOLDER_CROP = "center"  # what prepare folder uses
 
 
-MAX_UPLOAD_PIXELS = 4096 * 4096  # a phone photo; a request must not cost a replica the converter's 40 MP budget
+# A request must not cost a replica the converter's 40 MP budget. A JPEG is decoded at reduced size first (PIL's
+# draft, in load_image), so this bounds the size it decodes to; PNG and WebP decode whole: six concurrent 4096x4096
+# PNG uploads took 8-10 s each and grew a replica from 0.96 to 2.5 GB (the serve probe), a quarter of that here.
+MAX_UPLOAD_PIXELS = 2048 * 2048
+_OBJECT_REPR = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>")  # PIL names the file object it read: not for a user
 UPLOAD_FORMATS = ("JPEG", "PNG", "WEBP")  # what the service accepts, whatever else PIL could open
 UNREADABLE = (UnidentifiedImageError, ImageTooLarge, Image.DecompressionBombError, OSError, ValueError, SyntaxError)
 
@@ -31,9 +36,16 @@ def load_user_image_bytes(data: bytes, size: int, name: str) -> torch.Tensor:
     try:
         pixels = load_image(io.BytesIO(data), FOLDER_CROP, size, max_pixels=MAX_UPLOAD_PIXELS, formats=UPLOAD_FORMATS)
     except UNREADABLE as err:
-        raise DataError(f"{name}: not a readable jpg, png or webp image ({type(err).__name__}: "
-                        f"{str(err)[:200]})") from None
+        raise DataError(f"{name}: not a readable jpg, png or webp image ({why_unreadable(err)})") from None
     return torch.from_numpy(pixels.copy()).permute(2, 0, 1)
+
+
+def why_unreadable(err: BaseException) -> str:
+    """The reason an image could not be read, in words for the person who sent it (no Python object reprs)."""
+    if isinstance(err, UnidentifiedImageError):
+        return "its bytes are not an image of a known format"
+    text = _OBJECT_REPR.sub("the image", str(err)).strip()
+    return text[:200] if text else type(err).__name__
 
 
 def load_user_images(paths: Sequence[str | Path], size: int) -> torch.Tensor:
@@ -51,6 +63,6 @@ def load_user_images(paths: Sequence[str | Path], size: int) -> torch.Tensor:
         try:
             pixels = load_image(path, FOLDER_CROP, size)
         except UNREADABLE as err:
-            raise DataError(f"--image {path}: unreadable image ({type(err).__name__}: {str(err)[:200]})") from None
+            raise DataError(f"--image {path}: unreadable image ({why_unreadable(err)})") from None
         images.append(torch.from_numpy(pixels.copy()).permute(2, 0, 1))
     return torch.stack(images)

@@ -18,7 +18,7 @@ from ray.serve import Application
 
 from vaegan_dist.errors import ConfigError
 from vaegan_dist.evaluate.attribute_vectors import PAPER_IMAGES, VECTOR_IMAGES_RANGE
-from vaegan_dist.serve.http import Ingress
+from vaegan_dist.serve.http import LOCAL_HOSTS, Ingress
 from vaegan_dist.serve.model_server import ModelServer
 
 MAX_REPLICAS = 64
@@ -33,6 +33,12 @@ class ServeSettings:
     autoscale: tuple[int, int] | None = None  # (min, max) replicas
     batching: bool = True
     gpu: bool = False  # one GPU per model replica
+    # the names a request's Host header may give: no other site's page can reach the API by DNS rebinding
+    allowed_hosts: tuple[str, ...] = LOCAL_HOSTS
+
+    def ingress_config(self) -> dict[str, Any]:
+        """The HTTP deployment's user_config: the Host names it answers to."""
+        return {"allowed_hosts": list(self.allowed_hosts)}
 
     def model_config(self) -> dict[str, Any]:
         """The model deployment's user_config: what ``reconfigure`` loads (change it to swap the checkpoint)."""
@@ -65,17 +71,21 @@ def scaling_options(settings: ServeSettings) -> dict[str, Any]:
                                                            "initial_replicas": max(low, 1)}}
 
 
+def actor_options(settings: ServeSettings) -> dict[str, int]:
+    """A model replica's resources: a GPU where the cluster has them, a CPU otherwise."""
+    return {"num_cpus": 0 if settings.gpu else 1, "num_gpus": 1 if settings.gpu else 0}
+
+
 def build(settings: ServeSettings) -> Application:
-    actor = {"num_cpus": 0 if settings.gpu else 1, "num_gpus": 1 if settings.gpu else 0}
-    model = ModelServer.options(user_config=settings.model_config(), ray_actor_options=actor,
+    model = ModelServer.options(user_config=settings.model_config(), ray_actor_options=actor_options(settings),
                                 **scaling_options(settings))
-    return Ingress.bind(model.bind())
+    return Ingress.options(user_config=settings.ingress_config()).bind(model.bind())
 
 
 def app(args: dict[str, str]) -> Application:
     """The application builder for ``serve run vaegan_dist.serve.app:app checkpoint=RUN [data=SHARDS]
-    [replicas=N | autoscale=MIN-MAX] [vector_images=N] [batching=false] [gpu=true]`` and for a Serve config
-    file's ``args``."""
+    [replicas=N | autoscale=MIN-MAX] [vector_images=N] [batching=false] [gpu=true] [allowed_hosts=NAME,...]``
+    and for a Serve config file's ``args``; ``allowed_hosts`` adds to the local names (``*``: any)."""
     known = set(asdict(ServeSettings(checkpoint="")))
     unknown = sorted(set(args) - known)
     if unknown:
@@ -96,11 +106,13 @@ def app(args: dict[str, str]) -> Application:
             raise ConfigError(f"{key}={str(args[key])[:40]!r}: expected a whole number from {low} to {high}")
         return int(value)
 
+    hosts = tuple(h.strip().lower() for h in str(args.get("allowed_hosts", "")).split(",") if h.strip())
     settings = ServeSettings(checkpoint=str(args["checkpoint"]), data=args.get("data") or None,
                              vector_images=integer("vector_images", PAPER_IMAGES, *VECTOR_IMAGES_RANGE),
                              replicas=integer("replicas", 1, 1, MAX_REPLICAS),
                              autoscale=parse_autoscale(str(args["autoscale"])) if args.get("autoscale") else None,
-                             batching=boolean("batching", True), gpu=boolean("gpu", False))
+                             batching=boolean("batching", True), gpu=boolean("gpu", False),
+                             allowed_hosts=LOCAL_HOSTS + hosts)
     return build(settings)
 
 

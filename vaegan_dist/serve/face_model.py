@@ -19,14 +19,10 @@ import torch
 from vaegan_dist.data.codec import to_unit_range
 from vaegan_dist.errors import ConfigError
 from vaegan_dist.evaluate.attribute_vectors import PAPER_IMAGES, AttributeVectors, vectors_for
+from vaegan_dist.evaluate.editing import MAX_SCALE
 from vaegan_dist.model import VAEGAN, load_model
 from vaegan_dist.model.store import resolve_checkpoint, saved_evaluation
-
-MAX_SCALE = 100.0  # as `vaegan-dist edit --scale`
-
-
-class RequestError(ValueError):
-    """What a request asked for cannot be done with this model: a 4xx naming the field at fault."""
+from vaegan_dist.serve.requests import RequestError
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:

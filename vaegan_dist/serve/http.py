@@ -16,12 +16,12 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from vaegan_dist.serve.face_model import RequestError
-from vaegan_dist.serve.model_server import parse_scales
 from vaegan_dist.serve.page import editor_page
+from vaegan_dist.serve.requests import Refusal, RequestError, parse_attr, parse_scales
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # one photo
 MAX_BODY_BYTES = 2 * MAX_UPLOAD_BYTES + 64 * 1024  # two photos (interpolate) and the form's own bytes
+MAX_HEADER_BYTES = 32 * 1024  # all headers together
 MAX_SAMPLES = 64
 MAX_STEPS = 16
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
@@ -33,6 +33,34 @@ app = FastAPI(title="vaegan-dist", docs_url=None, redoc_url=None, openapi_url=No
 
 def refuse(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
+
+
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")  # the names the Host header may give unless configured
+
+
+def host_name(header: str) -> str:
+    """``Host: name:port`` -> ``name`` (an IPv6 literal keeps its brackets), lower case."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[:header.find("]") + 1] if "]" in header else header
+    return header.partition(":")[0]
+
+
+@app.middleware("http")
+async def known_host_and_bounded_headers(request: Request, call_next):
+    """Only the hosts the service was started for (a page on another site that rebinds its DNS name to this
+    address sends its own name), and headers of a bounded size (the body limit does not cover them; a 64 MB
+    header grew the proxy by 230 MB: the proxy's own HTTP server sets no limit, so put a reverse proxy with one in
+    front of a service reachable from other machines)."""
+    size = sum(len(name) + len(value) for name, value in request.scope.get("headers", ()))
+    if size > MAX_HEADER_BYTES:
+        return refuse(431, f"the request's headers are {size} bytes, more than {MAX_HEADER_BYTES}")
+    name = host_name(request.headers.get("host", ""))
+    allowed = getattr(request.app.state, "allowed_hosts", LOCAL_HOSTS)  # the replica's user_config sets them
+    if "*" not in allowed and name not in allowed:
+        return refuse(400, f"Host: {name[:60]!r} is not a name this service answers to (vaegan-dist serve "
+                           "--allow-host NAME adds one)")
+    return await call_next(request)
 
 
 @app.middleware("http")
@@ -63,12 +91,23 @@ async def internal_error(request: Request, err: Exception) -> JSONResponse:
 async def invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
     first = err.errors()[0] if err.errors() else {}
     field = ".".join(str(p) for p in first.get("loc", ())[1:]) or "request"
-    return refuse(422, f"{field}: {first.get('msg', 'invalid')}")
+    message = str(first.get("msg", "invalid"))
+    if "UploadFile" in message:  # FastAPI's words: "Expected UploadFile, received: <class 'str'>"
+        message = "expected a file (a file part of a multipart/form-data body), got a plain field"
+    return refuse(422, f"{field}: {message[:200]}")
+
+
+async def one_of_each(request: Request, *fields: str) -> None:
+    """FastAPI takes the last of a repeated file field without a word: a request that sends two is refused."""
+    form = await request.form()  # parsed once already for the route's parameters: this is the same form
+    for field in fields:
+        if len(form.getlist(field)) > 1:
+            raise RequestError(f"{field}: given {len(form.getlist(field))} times; send one")
 
 
 async def read_upload(upload: UploadFile, field: str) -> bytes:
     if upload.content_type not in IMAGE_TYPES:
-        raise RequestError(f"{field}: content type {str(upload.content_type)[:60]!r} is not one of "
+        raise _WrongType(f"{field}: content type {str(upload.content_type)[:60]!r} is not one of "
                            f"{', '.join(IMAGE_TYPES)}")
     data = await upload.read(MAX_UPLOAD_BYTES + 1)
     if len(data) > MAX_UPLOAD_BYTES:
@@ -80,19 +119,12 @@ class _TooLarge(RequestError):
     pass
 
 
-def parse_attr(items: list[str]) -> dict[str, int]:
-    """``attr=Eyeglasses:1`` query items -> {name: 0 or 1}."""
-    if len(items) > 64:
-        raise RequestError(f"attr: {len(items)} settings; at most 64")
-    settings: dict[str, int] = {}
-    for item in items:
-        name, sep, value = item.partition(":")
-        if not sep or value.strip() not in ("0", "1") or not name:
-            raise RequestError(f"attr: {item[:60]!r} is not NAME:0 or NAME:1")
-        if name in settings:
-            raise RequestError(f"attr: {name[:60]!r} given twice")
-        settings[name] = int(value)
-    return settings
+class _WrongType(RequestError):
+    pass
+
+
+def status_of(err: RequestError) -> int:
+    return 413 if isinstance(err, _TooLarge) else 415 if isinstance(err, _WrongType) else 400
 
 
 # Serve's default admits 5 requests per replica at a time: the rest wait in the proxy, and the model
@@ -103,16 +135,27 @@ class Ingress:
     def __init__(self, model: DeploymentHandle):
         self.model = model
 
+    def reconfigure(self, config: dict[str, Any]) -> None:
+        """``{"allowed_hosts": [...]}``: the Host names this replica's app answers to (``*``: any). Kept on the app
+        this replica serves (Serve's ``app`` property): Serve froze a copy of the module's app, so a module global
+        set here would not be the one the middleware reads."""
+        hosts = config.get("allowed_hosts") if isinstance(config, dict) else None
+        if not isinstance(hosts, list) or not hosts or not all(isinstance(h, str) and h for h in hosts):
+            raise ValueError("user_config.allowed_hosts: expected a non-empty list of host names (* for any)")
+        self.app.state.allowed_hosts = tuple(h.lower() for h in hosts)
+
     async def _call(self, method: str, *args: Any) -> Response:
         """Call the model deployment; its refusals become 4xx, anything else a 500 without internals."""
         try:
             result = await getattr(self.model, method).remote(*args)
         except RequestError as err:  # Ray re-raises the replica's exception as a subclass of its type
             original = getattr(err, "cause", None) or err  # without Ray's traceback text
-            return refuse(413 if isinstance(err, _TooLarge) else 400, str(original))
+            return refuse(status_of(err), str(original))
         except Exception:  # noqa: BLE001 - logged here; the client learns only that it failed
             logger.exception("%s failed", method)
             return refuse(500, f"{method} failed inside the service; see the service's log")
+        if isinstance(result, Refusal):
+            return refuse(400, result.message)
         return Response(result, media_type=PNG) if isinstance(result, bytes) else JSONResponse(result)
 
     @app.get("/", response_class=HTMLResponse)
@@ -139,20 +182,22 @@ class Ingress:
         return await self._call("sample", n, seed, settings)
 
     @app.post("/reconstruct")
-    async def reconstruct(self, image: Annotated[UploadFile, File()]) -> Response:
+    async def reconstruct(self, request: Request, image: Annotated[UploadFile, File()]) -> Response:
         try:
+            await one_of_each(request, "image")
             data = await read_upload(image, "image")
         except RequestError as err:
-            return refuse(413 if isinstance(err, _TooLarge) else 415, str(err))
+            return refuse(status_of(err), str(err))
         return await self._call("reconstruct", data)
 
     @app.post("/edit")
-    async def edit(self, image: Annotated[UploadFile, File()],
+    async def edit(self, request: Request, image: Annotated[UploadFile, File()],
                    scales: Annotated[str, Form(max_length=4096)]) -> Response:
         try:
+            await one_of_each(request, "image", "scales")
             data = await read_upload(image, "image")
         except RequestError as err:
-            return refuse(413 if isinstance(err, _TooLarge) else 415, str(err))
+            return refuse(status_of(err), str(err))
         try:
             parsed = parse_scales(scales)
         except RequestError as err:
@@ -160,10 +205,12 @@ class Ingress:
         return await self._call("edit", data, parsed)
 
     @app.post("/interpolate")
-    async def interpolate(self, image_a: Annotated[UploadFile, File()], image_b: Annotated[UploadFile, File()],
+    async def interpolate(self, request: Request, image_a: Annotated[UploadFile, File()],
+                          image_b: Annotated[UploadFile, File()],
                           steps: Annotated[int, Form(ge=2, le=MAX_STEPS)] = 8) -> Response:
         try:
+            await one_of_each(request, "image_a", "image_b", "steps")
             first, second = await read_upload(image_a, "image_a"), await read_upload(image_b, "image_b")
         except RequestError as err:
-            return refuse(413 if isinstance(err, _TooLarge) else 415, str(err))
+            return refuse(status_of(err), str(err))
         return await self._call("interpolate", first, second, steps)

@@ -11,10 +11,10 @@ ever holds calls for one model: its items carry the model they were made for.
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
-import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import torch
@@ -25,12 +25,14 @@ from torchvision.utils import make_grid
 from vaegan_dist.data.codec import GRID_ROW
 from vaegan_dist.data.user_images import load_user_image_bytes
 from vaegan_dist.evaluate.attribute_vectors import PAPER_IMAGES, VECTOR_IMAGES_RANGE
-from vaegan_dist.serve.face_model import MAX_SCALE, FaceModel, RequestError
+from vaegan_dist.serve.face_model import FaceModel
+from vaegan_dist.serve.requests import Refusal, RequestError
 
 MAX_BATCH = 32  # requests per network call
 BATCH_ALONE = 8  # a request with more images than this (a grid of samples, a morph) is a batch of its own:
 # 32 of them would be one call on 2,048 images, its memory and its latency
 BATCH_WAIT_S = 0.005  # how long a call waits for others to join its batch
+DECODES_AT_ONCE = 2  # uploads decoded at a time per replica: each holds its whole image in memory while it decodes
 logger = logging.getLogger("vaegan_dist.serve")
 
 
@@ -70,6 +72,20 @@ def checked_user_config(config: Any) -> tuple[dict[str, Any], bool]:
     return {"checkpoint": checkpoint, "data": data or None, "vector_images": images}, batching
 
 
+def refusing(endpoint: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """An endpoint whose RequestError comes back as a :class:`Refusal` (logged as one line at info level)."""
+
+    @functools.wraps(endpoint)
+    async def answer(*args: Any) -> Any:
+        try:
+            return await endpoint(*args)
+        except RequestError as err:
+            logger.info("refused %s: %s", endpoint.__name__, str(err)[:300])
+            return Refusal(str(err))
+
+    return answer
+
+
 @serve.deployment(name="model", ray_actor_options={"num_cpus": 1}, max_ongoing_requests=256)
 class ModelServer:
     def __init__(self) -> None:
@@ -77,6 +93,7 @@ class ModelServer:
         self.face: FaceModel | None = None
         self.loaded: dict[str, Any] = {}
         self.failed = ""  # the last swap that did not load
+        self.decodes = asyncio.Semaphore(DECODES_AT_ONCE)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         """``{"checkpoint": ..., "data": ..., "vector_images": ..., "batching": ...}``: check, load, then swap.
@@ -111,6 +128,7 @@ class ModelServer:
     def info(self) -> dict[str, Any]:
         return {**self._face().info(), "last_swap_failed": self.failed or None}
 
+    @refusing
     async def sample(self, n: int, seed: int, settings: Mapping[str, int]) -> bytes:
         face = self._face()
         y = face.condition(n, settings, seed) if face.model.conditioned else None
@@ -118,15 +136,18 @@ class ModelServer:
             raise RequestError("attr: this model is not conditioned on attributes; edit a photo with POST /edit")
         return png(await self._decode(face, face.sample_codes(n, seed), y))
 
+    @refusing
     async def reconstruct(self, image: bytes) -> bytes:
         face = self._face()
         return png(await self._decode(face, await self._encode(face, await self._photo(face, image, "image"))))
 
+    @refusing
     async def edit(self, image: bytes, scales: Mapping[str, float]) -> bytes:
         face = self._face()
         codes = await self._encode(face, await self._photo(face, image, "image"))
         return png(await self._decode(face, face.edited(codes, scales)))
 
+    @refusing
     async def interpolate(self, first: bytes, second: bytes, steps: int) -> bytes:
         face = self._face()
         a = await self._encode(face, await self._photo(face, first, "image_a"))
@@ -140,17 +161,18 @@ class ModelServer:
             raise RuntimeError("no model loaded: the deployment has no user_config with a checkpoint")
         return self.face
 
-    @staticmethod
-    async def _photo(face: FaceModel, data: bytes, field: str) -> torch.Tensor:
+    async def _photo(self, face: FaceModel, data: bytes, field: str) -> torch.Tensor:
         """The upload decoded in a thread: a 16 MP JPEG takes 0.11 s to decode and crop (measured here), and on
-        the event loop it would hold up every other request's batch."""
+        the event loop it would hold up every other request's batch. At most DECODES_AT_ONCE at a time: the rest
+        wait their turn rather than each holding a decoded image in memory."""
         if not face.model.can_reconstruct or face.model.conditioned:
             raise RequestError(f"{field}: this {face.model.kind} model cannot encode a photo (it needs an "
                                "unconditioned model with an encoder)")
         from vaegan_dist.data.manifest import DataError
 
         try:
-            return (await asyncio.to_thread(load_user_image_bytes, data, face.image_size, field))[None]
+            async with self.decodes:
+                return (await asyncio.to_thread(load_user_image_bytes, data, face.image_size, field))[None]
         except DataError as err:
             raise RequestError(str(err)) from None
 
@@ -192,18 +214,3 @@ def _per_model(items: list[tuple[FaceModel, Any]], run) -> list[torch.Tensor]:
         for i, chunk in zip(mine, run(face, parts).split(sizes)):
             out[i] = chunk
     return out  # type: ignore[return-value]
-
-
-def parse_scales(text: str) -> dict[str, float]:
-    """The ``scales`` form field: a JSON object of attribute -> number."""
-    try:
-        scales = json.loads(text)
-    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
-        raise RequestError("scales: not JSON (expected an object such as {\"Eyeglasses\": 1.5})") from None
-    if not isinstance(scales, dict) or not scales:
-        raise RequestError("scales: expected a non-empty JSON object of attribute -> number")
-    for name, value in scales.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not abs(value) <= MAX_SCALE:
-            raise RequestError(f"scales.{name[:60]}: {str(value)[:40]!r} is not a finite number within "
-                               f"+-{MAX_SCALE:g}")  # abs() first: an int of 400 digits is not a float
-    return scales
