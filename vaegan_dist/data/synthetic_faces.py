@@ -8,6 +8,8 @@ way a model can learn, with CelebA's names so that the same code runs on either 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from PIL import Image, ImageDraw
 
@@ -94,25 +96,54 @@ def _background(rng: np.random.Generator) -> Image.Image:
     return bg
 
 
+@dataclass
+class _Head:
+    """Where one face is drawn and what it is: the canvas's draw, the head's centre and half-axes, the sideways
+    shift of the features (yaw), skin and hair colours, the attributes and the face's random stream. The steps
+    below draw on it back to front; each draws from ``rng`` in a fixed order, so a face is the same image for
+    the same (seed, index) whatever else changes (the cached data sets and the evaluator depend on it)."""
+
+    d: ImageDraw.ImageDraw
+    rng: np.random.Generator
+    a: dict[str, int]
+    cx: float
+    cy: float
+    hw: float
+    hh: float
+    yaw: float
+    skin: tuple[int, int, int]
+    hair: tuple[int, int, int]
+
+    @property
+    def long_hair(self) -> bool:
+        return not self.a["Male"] and not self.a["Bald"]
+
+
 def render_face(rng: np.random.Generator, a: dict[str, int]) -> Image.Image:
     """Draw one face with attributes ``a`` on a CANVAS x CANVAS RGB image."""
-    C = CANVAS
     skin = _rgb(_PALE[rng.integers(len(_PALE))] if a["Pale_Skin"] else _SKIN[rng.integers(len(_SKIN))], rng, 6)
     hair = _rgb(_hair_colour(a), rng, 12)
-    layer = Image.new("RGBA", (C, C), (0, 0, 0, 0))
-    d = ImageDraw.Draw(layer)
-    cx, cy = C / 2, C / 2 + 4
+    layer = Image.new("RGBA", (CANVAS, CANVAS), (0, 0, 0, 0))
     hw, hh = (27 if a["Male"] else 24) + rng.normal(0, 1.5), 33 + rng.normal(0, 1.5)  # head half-axes
     yaw = rng.uniform(-5, 5)  # features shift sideways, as if the head turned
-    long_hair = not a["Male"] and not a["Bald"]
+    head = _Head(ImageDraw.Draw(layer), rng, a, CANVAS / 2, CANVAS / 2 + 4, hw, hh, yaw, skin, hair)
+    for step in (_shoulders_and_hair_behind, _ears_head_and_jaw, _hair_and_hat, _eyes_and_glasses,
+                 _nose_cheeks_and_mouth):
+        step(head)
+    return _posed_on_background(layer, head)
 
-    # Shoulders, neck, hair behind the head.
-    d.ellipse([cx - 52, cy + hh + 2, cx + 52, cy + hh + 70], fill=_rgb(rng.integers(0, 256, 3)))
-    d.rectangle([cx - 10, cy + hh - 10, cx + 10, cy + hh + 12], fill=skin)
-    if long_hair:
-        d.rounded_rectangle([cx - hw - 7, cy - hh - 4, cx + hw + 7, cy + hh + rng.uniform(5, 25)], 14, fill=hair)
 
-    # Ears (with earrings), head, jaw.
+def _shoulders_and_hair_behind(h: _Head) -> None:
+    d, cx, cy, hw, hh = h.d, h.cx, h.cy, h.hw, h.hh
+    d.ellipse([cx - 52, cy + hh + 2, cx + 52, cy + hh + 70], fill=_rgb(h.rng.integers(0, 256, 3)))
+    d.rectangle([cx - 10, cy + hh - 10, cx + 10, cy + hh + 12], fill=h.skin)
+    if h.long_hair:
+        d.rounded_rectangle([cx - hw - 7, cy - hh - 4, cx + hw + 7, cy + hh + h.rng.uniform(5, 25)], 14, fill=h.hair)
+
+
+def _ears_head_and_jaw(h: _Head) -> None:
+    """Ears (with earrings), head, jaw, beard, and an older face's lines."""
+    d, a, cx, cy, hw, hh, yaw, skin = h.d, h.a, h.cx, h.cy, h.hw, h.hh, h.yaw, h.skin
     for side in (-1, 1):
         ex = cx + side * (hw - 1)
         d.ellipse([ex - 5, cy - 6, ex + 5, cy + 8], fill=skin)
@@ -123,7 +154,7 @@ def render_face(rng: np.random.Generator, a: dict[str, int]) -> Image.Image:
         d.rectangle([cx - hw + 3, cy + 4, cx + hw - 3, cy + hh - 10], fill=skin)
         d.ellipse([cx - hw + 3, cy + hh - 22, cx + hw - 3, cy + hh + 1], fill=skin)
     if not a["No_Beard"]:
-        d.chord([cx - hw + 2, cy - 4, cx + hw - 2, cy + hh + 2], 0, 180, fill=hair)
+        d.chord([cx - hw + 2, cy - 4, cx + hw - 2, cy + hh + 2], 0, 180, fill=h.hair)
     if not a["Young"]:  # forehead lines and nose-to-mouth folds, thick enough to survive 32 px
         wrinkle = _rgb(np.array(skin) * 0.62)
         for k in range(3):
@@ -132,9 +163,12 @@ def render_face(rng: np.random.Generator, a: dict[str, int]) -> Image.Image:
         for side in (-1, 1):
             d.line([cx + side * 7 + yaw, cy + 6, cx + side * 13 + yaw, cy + 20], fill=wrinkle, width=3)
 
-    # Hair on top, bangs, hat.
+
+def _hair_and_hat(h: _Head) -> None:
+    """Hair on top (or a bald head's sides), bangs, hat."""
+    d, a, cx, cy, hw, hh, hair = h.d, h.a, h.cx, h.cy, h.hw, h.hh, h.hair
     if not a["Bald"]:
-        top = [cx - hw - 2, cy - hh - 5, cx + hw + 2, cy + hh * (0.2 if long_hair else -0.1)]
+        top = [cx - hw - 2, cy - hh - 5, cx + hw + 2, cy + hh * (0.2 if h.long_hair else -0.1)]
         d.chord(top, 180, 360, fill=hair)
     else:
         for side in (-1, 1):
@@ -147,12 +181,15 @@ def render_face(rng: np.random.Generator, a: dict[str, int]) -> Image.Image:
         pts += [(cx + hw - 2, cy - hh * 0.55), (cx + hw - 4, cy - hh * 0.85), (cx - hw + 4, cy - hh * 0.85)]
         d.polygon(pts, fill=hair)
     if a["Wearing_Hat"]:
-        hat = _rgb(rng.integers(0, 256, 3))
+        hat = _rgb(h.rng.integers(0, 256, 3))
         d.chord([cx - hw - 3, cy - hh - 16, cx + hw + 3, cy - hh * 0.2], 180, 360, fill=hat)
         d.rectangle([cx - hw - 10, cy - hh * 0.45, cx + hw + 10, cy - hh * 0.3], fill=hat)
 
-    # Eyes, brows, make-up, glasses.
-    ey = cy - 5
+
+def _eyes_and_glasses(h: _Head) -> None:
+    """Eyes, brows, make-up, glasses."""
+    d, a, rng, cx, yaw = h.d, h.a, h.rng, h.cx, h.yaw
+    ey = h.cy - 5
     for side in (-1, 1):
         ex = cx + side * 11 + yaw
         if a["Heavy_Makeup"]:
@@ -160,25 +197,30 @@ def render_face(rng: np.random.Generator, a: dict[str, int]) -> Image.Image:
         d.ellipse([ex - 6, ey - 3, ex + 6, ey + 3], fill=(250, 250, 250))
         d.ellipse([ex - 2.5, ey - 2.5, ex + 2.5, ey + 2.5], fill=_rgb([60, 40, 30], rng, 15))
         brow = 6 if a["Bushy_Eyebrows"] else 2
-        d.line([ex - 7, ey - 8, ex + 7, ey - 8 - side * 0.5], fill=hair if not a["Bald"] else (60, 50, 40), width=brow)
+        d.line([ex - 7, ey - 8, ex + 7, ey - 8 - side * 0.5], fill=h.hair if not a["Bald"] else (60, 50, 40),
+               width=brow)
     if a["Eyeglasses"]:
         frame = _rgb([20, 20, 20] if rng.random() < 0.6 else rng.integers(0, 256, 3))
         for side in (-1, 1):
             ex = cx + side * 11 + yaw
             d.ellipse([ex - 9, ey - 7, ex + 9, ey + 7], outline=frame, width=3)
-            d.line([ex + side * 9, ey, cx + side * hw, ey - 2], fill=frame, width=3)
+            d.line([ex + side * 9, ey, cx + side * h.hw, ey - 2], fill=frame, width=3)
         d.line([cx - 2 + yaw, ey, cx + 2 + yaw, ey], fill=frame, width=3)
 
-    # Nose, cheeks, mouth, moustache.
-    d.line([cx + yaw, ey + 3, cx + yaw + 2, ey + 13, cx + yaw - 2, ey + 14], fill=_rgb(np.array(skin) * 0.7), width=1)
+
+def _nose_cheeks_and_mouth(h: _Head) -> None:
+    """Nose, cheeks, mouth, moustache. The mouth: closed (a line), slightly open (a dark oval), smiling (a wide
+    half-moon showing teeth, dark inside too when also open). Sizes in canvas pixels: at 32 px each is 4 canvas
+    pixels."""
+    d, a, cx, yaw = h.d, h.a, h.cx, h.yaw
+    ey = h.cy - 5
+    d.line([cx + yaw, ey + 3, cx + yaw + 2, ey + 13, cx + yaw - 2, ey + 14], fill=_rgb(np.array(h.skin) * 0.7), width=1)
     if a["Rosy_Cheeks"]:
         for side in (-1, 1):
             x = cx + side * 15 + yaw
             d.ellipse([x - 5, ey + 10, x + 5, ey + 17], fill=(235, 120, 130))
-    # Mouth: closed (a line), slightly open (a dark oval), smiling (a wide half-moon showing teeth, dark
-    # inside too when also open). Sizes in canvas pixels: at 32 px each is 4 canvas pixels.
-    my, mw = cy + 18, 9 + (5 if a["Smiling"] else 0)
-    lips = (200, 30, 50) if a["Wearing_Lipstick"] else _rgb(np.array(skin) * [0.75, 0.55, 0.55])
+    my, mw = h.cy + 18, 9 + (5 if a["Smiling"] else 0)
+    lips = (200, 30, 50) if a["Wearing_Lipstick"] else _rgb(np.array(h.skin) * [0.75, 0.55, 0.55])
     if a["Smiling"]:
         depth = 12 if a["Mouth_Slightly_Open"] else 8
         d.chord([cx - mw + yaw, my - depth, cx + mw + yaw, my + depth], 0, 180,
@@ -190,16 +232,19 @@ def render_face(rng: np.random.Generator, a: dict[str, int]) -> Image.Image:
     else:
         d.line([cx - mw + yaw, my, cx + mw + yaw, my], fill=lips, width=4)
     if a["Mustache"]:
-        d.chord([cx - 10 + yaw, my - 9, cx + 10 + yaw, my - 1], 180, 360, fill=hair)
+        d.chord([cx - 10 + yaw, my - 9, cx + 10 + yaw, my - 1], 180, 360, fill=h.hair)
 
-    # Pose: roll about the face centre, then shift and scale, onto the background.
+
+def _posed_on_background(layer: Image.Image, h: _Head) -> Image.Image:
+    """Roll about the face centre, then shift and scale, onto the background."""
+    rng = h.rng
     scale = rng.uniform(0.82, 1.08)
-    size = max(1, int(round(C * scale)))
-    layer = layer.rotate(rng.uniform(-15, 15), resample=Image.BICUBIC, center=(cx, cy)).resize(
+    size = max(1, int(round(CANVAS * scale)))
+    layer = layer.rotate(rng.uniform(-15, 15), resample=Image.BICUBIC, center=(h.cx, h.cy)).resize(
         (size, size), Image.BICUBIC)
     bg = _background(rng).convert("RGBA")
-    ox = (C - size) // 2 + int(rng.normal(0, 4))
-    oy = (C - size) // 2 + int(rng.normal(0, 3))
+    ox = (CANVAS - size) // 2 + int(rng.normal(0, 4))
+    oy = (CANVAS - size) // 2 + int(rng.normal(0, 3))
     bg.alpha_composite(layer, dest=(max(0, ox), max(0, oy)), source=(max(0, -ox), max(0, -oy)))
     return bg.convert("RGB")
 
