@@ -18,12 +18,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from vaegan_dist.config import ConfigError, build_config
+from vaegan_dist.config import Config, ConfigError, build_config
 from vaegan_dist.evaluate import CHEAP_METRICS, better
 from vaegan_dist.evaluate.model_metrics import NEEDS_ENCODER
 from vaegan_dist.objectives import model_kind
 from vaegan_dist.ray_compat import tune_without_tensorboard_logger
 from vaegan_dist.train.cluster import check_reachable, connect
+from vaegan_dist.train.job import TrainJob
 from vaegan_dist.train.launcher import check_sync_batchnorm
 from vaegan_dist.train.resolve import resolve_run
 from vaegan_dist.train.runtime import use_gpu
@@ -251,6 +252,47 @@ def run_sweep(settings: SweepSettings, resume: bool = False, now: datetime.datet
 
     from vaegan_tune.trial import TrialPlan, run_trial
 
+    settings, base, space = _checked_settings(settings, now)
+    num_samples, trials = space.trial_count(settings.search, settings.trials)
+    # The base job: data opened and checked, evaluator resolved, once for every trial.
+    job = resolve_run(dataclasses.replace(base, train=dataclasses.replace(base.train, name=f"{settings.name}-base")))
+    kinds = next((list(d.values) for d in space.dimensions if d.key == "model.kind"), [base.model.kind])
+    check_metric(settings.metric, kinds, job.evaluator is not None, base.train.eval_every)
+    store = sweep_storage(job.cfg.train.storage_path, settings.name)
+    if not resume:
+        check_new_sweep_dir(store)
+
+    connect(base.ray.address)
+    job, placement = _placed_on_cluster(job, settings)
+    concurrent = min(placement.fits, trials)
+    if not store.remote:
+        check_reachable(job.cfg)
+    if not resume:  # sweep.json, not a run marker: `vaegan-dist train` must never take this directory for a run
+        store.write_text(SWEEP_FILE, json.dumps(dataclasses.asdict(settings), indent=2) + "\n")
+
+    runs_path = f"{store.url}/runs" if store.remote else str(store.local_dir / "runs")
+    plan = TrialPlan(job, runs_path, settings.metric, placement.gpu, tuple(d.key for d in space.dimensions))
+    trainable = tune.with_resources(tune.with_parameters(run_trial, plan=plan), {"cpu": DRIVER_CPU})
+    at_once = "as many at a time as when it started" if resume else f"{concurrent} at a time"
+    print(f"sweep {settings.name}: {trials} trial(s) of {placement.workers} worker(s) each, {at_once}, "
+          f"{settings.search} search, {settings.scheduler} on {settings.metric} ({settings.resolved_mode()})\n"
+          f"  directory:   {store.where()}\n  TensorBoard: tensorboard --logdir {runs_path}", flush=True)
+    tune_without_tensorboard_logger()
+    experiment = store.url if store.remote else str(store.local_dir)
+    if resume:
+        tuner = _restored_tuner(experiment, trainable)
+    else:
+        tuner = _new_tuner(settings, trainable, space.for_search(settings.search), num_samples, concurrent, base,
+                           job.cfg.train.storage_path)
+    tuner.fit()  # Ctrl-C: Tune saves the sweep and returns; summarise then says how to resume it
+    summarise(settings, plan, store)
+    return store.where()
+
+
+def _checked_settings(settings: SweepSettings, now: datetime.datetime | None
+                      ) -> tuple[SweepSettings, Config, SearchSpace]:
+    """The settings checked and named (``sweep-<time>`` when the user gave no --name), the base config and the
+    parsed space: everything a user can get wrong, before Ray starts."""
     if settings.scheduler not in SCHEDULERS:
         raise ConfigError(f"--scheduler {settings.scheduler!r}: use one of {', '.join(SCHEDULERS)}")
     if settings.search not in SEARCHES:
@@ -267,76 +309,72 @@ def run_sweep(settings: SweepSettings, resume: bool = False, now: datetime.datet
         raise ConfigError(f"config key 'train.workers' is {base.train.workers!r}; each trial of a sweep runs a fixed "
                           "number (>= 1) of Ray Train workers")
     space: SearchSpace = parse_space(settings.space, settings.space_file, base)
-    num_samples, trials = space.trial_count(settings.search, settings.trials)
-    param_space = space.for_search(settings.search)
+    space.trial_count(settings.search, settings.trials)  # refuses a grid with --trials, before Ray starts
     if settings.search == "optuna":
         require_optuna()
-    mode = settings.resolved_mode()
     if not settings.name:
         settings = dataclasses.replace(settings,
                                        name=f"sweep-{(now or datetime.datetime.now()).strftime('%Y%m%d-%H%M%S')}")
-    # The base job: data opened and checked, evaluator resolved, once for every trial.
-    job = resolve_run(dataclasses.replace(base, train=dataclasses.replace(base.train, name=f"{settings.name}-base")))
-    kinds = next((list(d.values) for d in space.dimensions if d.key == "model.kind"), [base.model.kind])
-    check_metric(settings.metric, kinds, job.evaluator is not None, base.train.eval_every)
-    store = sweep_storage(job.cfg.train.storage_path, settings.name)
-    if not resume:
-        check_new_sweep_dir(store)
+    return settings, base, space
 
-    connect(base.ray.address)
+
+@dataclass(frozen=True)
+class _Placement:
+    workers: int  # per trial
+    cpus: float  # per worker
+    gpu: bool
+    fits: int  # trials the cluster holds at once
+
+
+def _placed_on_cluster(job: TrainJob, settings: SweepSettings) -> tuple[TrainJob, _Placement]:
+    """A trial's workers fitted to the connected cluster (unless the user set them), and how many fit at once;
+    a trial that fits nowhere is refused now rather than left pending."""
     import ray
 
+    cfg = job.cfg
+    low = cfg.train.worker_range()[0]
     resources = ray.cluster_resources()
-    gpu = use_gpu(base.train.device, resources.get("GPU", 0))
-    check_sync_batchnorm(base, gpu, "sweep")
+    gpu = use_gpu(cfg.train.device, resources.get("GPU", 0))
+    check_sync_batchnorm(cfg, gpu, "sweep")
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
     given = {o.partition("=")[0].strip() for o in settings.overrides} & set(RESOURCE_KEYS)
-    workers, cpus = fit_trial(resources, nodes, low, base.train.cpus_per_worker, gpu, given)
-    if (workers, cpus) != (low, base.train.cpus_per_worker):
+    workers, cpus = fit_trial(resources, nodes, low, cfg.train.cpus_per_worker, gpu, given)
+    if (workers, cpus) != (low, cfg.train.cpus_per_worker):
         print(f"sweep: a trial fits this cluster ({resources.get('CPU', 0):g} CPU) as {workers} worker(s) x "
-              f"{cpus:g} CPU (the preset's {low} x {base.train.cpus_per_worker:g} plus the trial's driver do not); "
+              f"{cpus:g} CPU (the preset's {low} x {cfg.train.cpus_per_worker:g} plus the trial's driver do not); "
               f"set {' and '.join(RESOURCE_KEYS)} to choose", flush=True)
-        fitted = dataclasses.replace(job.cfg.train, workers=str(workers), cpus_per_worker=cpus)  # "N" or "N-M"
-        job = dataclasses.replace(job, cfg=dataclasses.replace(job.cfg, train=fitted))
-        low = workers
-    fits = placeable_trials(resources, low, cpus, gpu, nodes)
+        fitted = dataclasses.replace(cfg.train, workers=str(workers), cpus_per_worker=cpus)  # "N" or "N-M"
+        job = dataclasses.replace(job, cfg=dataclasses.replace(cfg, train=fitted))
+    fits = placeable_trials(resources, workers, cpus, gpu, nodes)
     if fits < 1:
-        raise ConfigError(f"{_need(low, cpus, gpu, resources, nodes)}: lower "
+        raise ConfigError(f"{_need(workers, cpus, gpu, resources, nodes)}: lower "
                           "train.cpus_per_worker (fractions are fine, e.g. 0.49) or train.workers")
-    concurrent = min(fits, trials)
-    search_alg = _search_algorithm(settings, mode, concurrent)
-    if not store.remote:
-        check_reachable(job.cfg)
-    if not resume:  # sweep.json, not a run marker: `vaegan-dist train` must never take this directory for a run
-        store.write_text(SWEEP_FILE, json.dumps(dataclasses.asdict(settings), indent=2) + "\n")
+    return job, _Placement(workers, cpus, gpu, fits)
 
-    runs_path = f"{store.url}/runs" if store.remote else str(store.local_dir / "runs")
-    plan = TrialPlan(job, runs_path, settings.metric, gpu, tuple(d.key for d in space.dimensions))
-    trainable = tune.with_resources(tune.with_parameters(run_trial, plan=plan), {"cpu": DRIVER_CPU})
-    at_once = "as many at a time as when it started" if resume else f"{concurrent} at a time"
-    print(f"sweep {settings.name}: {trials} trial(s) of {low} worker(s) each, {at_once}, "
-          f"{settings.search} search, {settings.scheduler} on {settings.metric} ({mode})\n"
-          f"  directory:   {store.where()}\n  TensorBoard: tensorboard --logdir {runs_path}", flush=True)
-    tune_without_tensorboard_logger()
+
+def _restored_tuner(experiment: str, trainable):
+    from ray import tune
+
+    if not tune.Tuner.can_restore(experiment):
+        raise ConfigError(f"--resume: {experiment} has no Tune experiment state to restore (the sweep was stopped "
+                          "before its first trial started); start it again under another --name")
+    return tune.Tuner.restore(experiment, trainable, resume_unfinished=True, resume_errored=True)
+
+
+def _new_tuner(settings: SweepSettings, trainable, param_space: dict, num_samples: int, concurrent: int,
+               base: Config, storage_path: str):
+    from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
-    experiment = store.url if store.remote else str(store.local_dir)
-    if resume:
-        if not tune.Tuner.can_restore(experiment):
-            raise ConfigError(f"--resume: {experiment} has no Tune experiment state to restore (the sweep was stopped "
-                              "before its first trial started); start it again under another --name")
-        tuner = tune.Tuner.restore(experiment, trainable, resume_unfinished=True, resume_errored=True)
-    else:
-        tuner = tune.Tuner(
-            trainable,
-            param_space=param_space,
-            tune_config=tune.TuneConfig(metric=settings.metric, mode=mode, num_samples=num_samples,
-                                        scheduler=_scheduler(settings, base.train.steps, base.train.eval_every,
-                                                             base.train.log_every),
-                                        search_alg=search_alg),
-            run_config=tune.RunConfig(name=settings.name, storage_path=job.cfg.train.storage_path, verbose=1,
-                                      failure_config=tune.FailureConfig(max_failures=0),
-                                      callbacks=[JsonLoggerCallback(), CSVLoggerCallback()]),
-        )
-    tuner.fit()  # Ctrl-C: Tune saves the sweep and returns; summarise then says how to resume it
-    summarise(settings, plan, store)
-    return store.where()
+
+    mode = settings.resolved_mode()
+    return tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(metric=settings.metric, mode=mode, num_samples=num_samples,
+                                    scheduler=_scheduler(settings, base.train.steps, base.train.eval_every,
+                                                         base.train.log_every),
+                                    search_alg=_search_algorithm(settings, mode, concurrent)),
+        run_config=tune.RunConfig(name=settings.name, storage_path=storage_path, verbose=1,
+                                  failure_config=tune.FailureConfig(max_failures=0),
+                                  callbacks=[JsonLoggerCallback(), CSVLoggerCallback()]),
+    )
