@@ -16,7 +16,9 @@ then change ``RAY_VERSION`` and the files above together:
 4. :data:`WORKER_ENV`: ``RAY_TRAIN_ENABLE_PRINT_PATCH=0``, else every print of a worker shows twice (also in
    cluster/runtime_env.yaml for jobs submitted with it).
 5. :func:`tune_without_tensorboard_logger`: ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS``, read when the Tuner starts.
-6. vaegan_dist/train/ray_reaper.py reads Ray's process tree: the agents' names (``ray::DashboardAgent``), the
+6. :func:`token_auth_for_a_local_cluster`: a local ``ray.init()`` turns token authentication on by default and
+   warns that it did unless ``RAY_AUTH_MODE`` is set (``ray/_private/authentication/authentication_token_setup``).
+7. vaegan_dist/train/ray_reaper.py reads Ray's process tree: the agents' names (``ray::DashboardAgent``), the
    ``RAY_NODE_ID`` and ``RAY_RAYLET_PID`` in their environments, and relies on the 60 s timeout of
    ``ray._private.utils.publish_error_to_driver`` being why they outlive a killed driver. It stays a module of
    its own (a process of its own, Linux only); its docstring says what it measured.
@@ -52,6 +54,23 @@ def set_worker_start_timeout(seconds: float) -> None:
     """How long one attempt to start the worker group waits (item 3): the one process-wide environment write of
     a training run."""
     os.environ["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = str(seconds)
+
+
+def token_auth_for_a_local_cluster(address: str | None) -> None:
+    """Say explicitly what Ray 2.60 does by default for a cluster that ``ray.init(address)`` starts here (item 6):
+    token authentication. Left implicit, Ray warns that it chose it on every run of the main job. A user's own
+    ``RAY_AUTH_MODE`` wins, and nothing changes where ``ray.init`` would join a running cluster (``RAY_ADDRESS``,
+    the latest ``ray start`` here): that cluster's mode is whatever it was started with."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    from ray._private.services import canonicalize_bootstrap_address
+
+    try:
+        starts_a_cluster = canonicalize_bootstrap_address(address or None) is None
+    except Exception:  # noqa: BLE001 - an address Ray cannot read: ray.init says so in its own words
+        return
+    if starts_a_cluster:
+        os.environ["RAY_AUTH_MODE"] = "token"
 
 
 def tune_without_tensorboard_logger() -> None:
