@@ -135,3 +135,24 @@ def test_every_file_that_pins_ray_names_ray_compats_version():
     for path in everywhere:
         pins = re.findall(r"(?:==|rayVersion: \"|rayproject/ray:)(\d+\.\d+\.\d+)", path.read_text())
         assert pins and set(pins) == {RAY_VERSION}, path.name
+
+
+def test_token_auth_is_said_explicitly_only_for_a_cluster_we_start(monkeypatch):
+    """A new local Ray gets RAY_AUTH_MODE=token (Ray's own default, without its warning); joining a cluster
+    (RAY_ADDRESS, an address) leaves the mode to that cluster, and a user's own setting wins."""
+    import os
+
+    from vaegan_dist.ray_compat import token_auth_for_a_local_cluster
+
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
+    token_auth_for_a_local_cluster("")
+    assert "RAY_AUTH_MODE" not in os.environ
+    monkeypatch.delenv("RAY_ADDRESS")
+    token_auth_for_a_local_cluster("127.0.0.1:6379")
+    assert "RAY_AUTH_MODE" not in os.environ
+    token_auth_for_a_local_cluster("local")  # what ray.init("local") does: start one here
+    assert os.environ["RAY_AUTH_MODE"] == "token"
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    token_auth_for_a_local_cluster("local")
+    assert os.environ["RAY_AUTH_MODE"] == "disabled"
