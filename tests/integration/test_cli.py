@@ -18,6 +18,18 @@ def run_cli(*args, timeout=120):
                           timeout=timeout)
 
 
+def cli(capsys, *args) -> tuple[int, str, str]:
+    """The CLI in this process, as its entry point calls it (``sys.exit(main())``): exit code, stdout, stderr.
+    Each command in a fresh process cost ~1.8 s of imports; test_the_entry_point_runs_as_its_own_process keeps
+    the real process honest."""
+    try:
+        code = main(list(args))
+    except SystemExit as exit_:  # argparse: --help exits 0, a usage error 2
+        code = exit_.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
 # What each command's --help must show: its own usage line and the options or subcommands a user needs.
 HELP = {
     (): ("usage: vaegan-dist [-h] COMMAND", "prepare", "train", "sample", "reconstruct", "evaluate", "evaluator",
@@ -35,11 +47,22 @@ HELP = {
 
 
 @pytest.mark.parametrize("command", list(HELP), ids=lambda c: " ".join(c) or "top")
-def test_help_for_every_command(command):
-    out = run_cli(*command, "--help")
-    assert out.returncode == 0 and out.stderr == ""
-    missing = [text for text in HELP[command] if text not in out.stdout]
-    assert not missing, f"--help of {' '.join(command) or 'vaegan-dist'} lacks {missing}:\n{out.stdout}"
+def test_help_for_every_command(command, capsys):
+    code, out, err = cli(capsys, *command, "--help")
+    assert code == 0 and err == ""
+    missing = [text for text in HELP[command] if text not in out]
+    assert not missing, f"--help of {' '.join(command) or 'vaegan-dist'} lacks {missing}:\n{out}"
+
+
+def test_the_entry_point_runs_as_its_own_process():
+    """`python -m vaegan_dist.cli.main` (what the vaegan-dist script runs): help on stdout, and a user's mistake as
+    exit code 2 with one line on stderr."""
+    out = run_cli("--help")
+    assert out.returncode == 0 and out.stderr == "" and out.stdout.startswith("usage: vaegan-dist [-h] COMMAND")
+    out = run_cli("train", "train.stepz=5")
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.strip() == ("vaegan-dist train: error: unknown config key 'train.stepz' (did you mean "
+                                  "'train.steps'?)")
 
 
 def commands_of(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -105,11 +128,11 @@ def test_each_command_keeps_its_own_defaults():
     (["edit", "--checkpoint", "/no/such/run", "--attribute", "Smiling", "--scale", "-1e0", "2", "--out", "x.png"],
      "/no/such/run: no such checkpoint"),  # parsed as -1.0: the error is the next one
 ])
-def test_bad_input_is_one_line_naming_the_culprit(args, message):
-    out = run_cli(*args)
-    assert out.returncode == 2
-    assert message in out.stderr
-    assert out.stderr.strip().count("\n") == 0, out.stderr
+def test_bad_input_is_one_line_naming_the_culprit(args, message, capsys):
+    code, _, err = cli(capsys, *args)
+    assert code == 2
+    assert message in err
+    assert err.strip().count("\n") == 0, err
 
 
 def test_wrong_image_size_for_the_data(faces32, capsys):

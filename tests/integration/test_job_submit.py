@@ -53,9 +53,10 @@ def test_job_submission_trains_across_the_two_nodes(local_cluster, faces32, tmp_
     assert "'train.storage_path' is a local path" in refused.stdout + refused.stderr
 
 
-def test_stopping_the_local_cluster_leaves_other_ray_clusters_alone():
+def test_stopping_the_local_cluster_leaves_other_ray_clusters_alone(local_cluster):
     """`local_cluster.sh stop` stops its own cluster only (`ray stop` would take every Ray on the machine,
-    a user's ray.init and a running sweep included)."""
+    a user's ray.init and a running sweep included). It stops the module's cluster (started once for both tests:
+    a start and a stop cost ~25 s), so it runs last; the fixture's own stop then finds nothing to stop."""
     ray_tmp = tempfile.mkdtemp(prefix="rs", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "RAY_AUTH_MODE": "token"}
     env.pop("RAY_ADDRESS", None)
@@ -66,12 +67,13 @@ def test_stopping_the_local_cluster_leaves_other_ray_clusters_alone():
     try:
         assert other.stdout.readline().strip() == "up"
         script = str(ROOT / "cluster" / "local_cluster.sh")
-        subprocess.run(["bash", script, "start", "6393", "8277"], env=env, check=True, timeout=180, capture_output=True)
-        stopped = subprocess.run(["bash", script, "stop", "6393"], env=env, timeout=120, capture_output=True, text=True)
-        assert stopped.returncode == 0 and "stopped the cluster on GCS port 6393" in stopped.stdout
-        assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and _names_port(p, "6393")]
-        current = Path(os.environ.get("RAY_TMPDIR", "/tmp")) / "ray" / "ray_current_cluster"
-        assert not current.exists() or not current.read_text().strip().endswith(":6393")  # ray.init() starts its own
+        assert [p for p in Path("/proc").iterdir() if p.name.isdigit() and _names_port(p, GCS_PORT)]
+        stopped = subprocess.run(["bash", script, "stop", GCS_PORT], env=env, timeout=120, capture_output=True,
+                                 text=True)
+        assert stopped.returncode == 0 and f"stopped the cluster on GCS port {GCS_PORT}" in stopped.stdout
+        assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and _names_port(p, GCS_PORT)]
+        current = Path(os.environ.get("RAY_TMPDIR", "/tmp")) / "ray" / "ray_current_cluster"  # ray.init(): its own
+        assert not current.exists() or not current.read_text().strip().endswith(f":{GCS_PORT}")
         out, _ = other.communicate("\n", timeout=60)
         assert "still alive" in out
     finally:

@@ -1,8 +1,8 @@
-"""`vaegan-dist tune` for real: a Ray Tune sweep of Ray Train trials on a local Ray started by the CLI.
+"""`vaegan-dist tune` for real: Ray Tune sweeps of Ray Train trials.
 
-Each sweep runs as a subprocess with its own RAY_TMPDIR, so that whatever Ray processes it leaves (a
-driver killed with SIGKILL leaves its local cluster) are found and stopped by that directory, never by
-`ray stop`, which would reach other clusters on the machine.
+The kill test runs the CLI as a subprocess with its own RAY_TMPDIR, so that whatever Ray processes the killed
+driver leaves are found and stopped by that directory, never by `ray stop`, which would reach other clusters
+on the machine. The other sweeps run the CLI's main() in this process on one shared local Ray (``ray_here``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.conftest import kill_processes_naming
+from vaegan_dist.cli.main import main
 from vaegan_dist.model.store import find_checkpoints, load_state
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.ray]
@@ -72,41 +73,6 @@ def tune_saved_a_finished_trial(sweep: Path) -> bool:
         return any(trial.status == "TERMINATED" for trial in ExperimentAnalysis(str(sweep)).trials)
     except Exception:  # noqa: BLE001 - a state file caught while Tune rewrites it: look again
         return False
-
-
-def test_an_asha_sweep_stops_bad_trials_and_names_the_best(faces_eval, evaluator_cache, tmp_path, ray_tmp):
-    space = tmp_path / "space.yaml"
-    space.write_text("objective.gamma: {grid: [1.0e-6, 1.0e-2]}\noptim.lr_decoder: {grid: [1.0e-6, 1.0e-3]}\n")
-    proc = _tune(["--space", str(space), "--search", "grid", "--name", "asha", *TRIAL, "train.steps=40",
-                  f"data.source={faces_eval}", f"data.cache_dir={evaluator_cache}", f"train.storage_path={tmp_path}"],
-                 ray_tmp)
-    out = _finish(proc, timeout=540)
-    sweep = tmp_path / "asha"
-    rows = _results(sweep)
-    assert len(rows) == 4
-    assert {r["status"] for r in rows} <= {"completed", "stopped early"}
-    assert any(r["status"] == "stopped early" and int(r["step"]) < 40 for r in rows), rows
-    assert any(r["status"] == "completed" and r["step"] == "40" for r in rows), rows
-    fds = [float(r["eval/fd"]) for r in rows]
-    assert fds == sorted(fds)  # best first (fd: lower is better)
-    best = rows[0]
-    assert f"best trial: {best['trial_id']} (eval/fd {float(best['eval/fd']):.4g}" in out
-    assert f"train.name={best['trial_id']}" in out and f"train.storage_path={sweep / 'runs'}" in out
-    # Every trial is its own run: its config names it, its TensorBoard holds its own eval curve and hparams.
-    gammas = set()
-    for row in rows:
-        run = sweep / "runs" / row["trial_id"]
-        assert row["run_dir"] == str(run)
-        assert f"name: {row['trial_id']}" in (run / "config.yaml").read_text()
-        events = EventAccumulator(str(run / "tensorboard"))
-        events.Reload()
-        steps = [e.step for e in events.Scalars("eval/fd")]
-        assert steps and steps[-1] == int(row["step"])
-        assert "_hparams_/session_start_info" in events.summary_metadata
-        gammas.add(float(row["objective.gamma"]))
-        if row["status"] == "completed":
-            assert load_state(run)["step"] == 40 and Path(row["checkpoint"]) == find_checkpoints(run)[-1]
-    assert gammas == {1e-6, 1e-2}
 
 
 def test_a_killed_sweep_resumes_without_rerunning_finished_trials(faces_eval, evaluator_cache, tmp_path, ray_tmp):
@@ -163,7 +129,58 @@ def test_a_killed_sweep_resumes_without_rerunning_finished_trials(faces_eval, ev
     assert (first_checkpoint / "state.pt").stat().st_mtime_ns == first_mtime
 
 
-def test_a_sweep_without_resource_flags_is_fitted_to_its_cluster(faces_eval, evaluator_cache, tmp_path, ray_tmp):
+@pytest.fixture(scope="module")
+def ray_here():
+    """A 2-CPU Ray in this process for the sweeps that do not kill their driver: `vaegan-dist tune` runs here
+    (main(), as its entry point does) and joins it, instead of a process and a Ray of its own per test. Started
+    after the kill test, which needs a driver and a Ray of its own, so the two never run at once."""
+    import ray
+
+    path = Path(tempfile.mkdtemp(prefix="rh", dir="/tmp"))  # short: Ray's socket paths must fit in 107 bytes
+    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=str(path))
+    yield
+    ray.shutdown()
+    kill_processes_naming(str(path))
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_an_asha_sweep_stops_bad_trials_and_names_the_best(faces_eval, evaluator_cache, tmp_path, ray_here, capsys):
+    space = tmp_path / "space.yaml"
+    space.write_text("objective.gamma: {grid: [1.0e-6, 1.0e-2]}\noptim.lr_decoder: {grid: [1.0e-6, 1.0e-3]}\n")
+    code = main(["tune", "--space", str(space), "--search", "grid", "--name", "asha", *TRIAL, "train.steps=40",
+                 f"data.source={faces_eval}", f"data.cache_dir={evaluator_cache}", f"train.storage_path={tmp_path}"])
+    out = capsys.readouterr().out
+    assert code == 0, out[-4000:]
+    sweep = tmp_path / "asha"
+    rows = _results(sweep)
+    assert len(rows) == 4
+    assert {r["status"] for r in rows} <= {"completed", "stopped early"}
+    assert any(r["status"] == "stopped early" and int(r["step"]) < 40 for r in rows), rows
+    assert any(r["status"] == "completed" and r["step"] == "40" for r in rows), rows
+    fds = [float(r["eval/fd"]) for r in rows]
+    assert fds == sorted(fds)  # best first (fd: lower is better)
+    best = rows[0]
+    assert f"best trial: {best['trial_id']} (eval/fd {float(best['eval/fd']):.4g}" in out
+    assert f"train.name={best['trial_id']}" in out and f"train.storage_path={sweep / 'runs'}" in out
+    # Every trial is its own run: its config names it, its TensorBoard holds its own eval curve and hparams.
+    gammas = set()
+    for row in rows:
+        run = sweep / "runs" / row["trial_id"]
+        assert row["run_dir"] == str(run)
+        assert f"name: {row['trial_id']}" in (run / "config.yaml").read_text()
+        events = EventAccumulator(str(run / "tensorboard"))
+        events.Reload()
+        steps = [e.step for e in events.Scalars("eval/fd")]
+        assert steps and steps[-1] == int(row["step"])
+        assert "_hparams_/session_start_info" in events.summary_metadata
+        gammas.add(float(row["objective.gamma"]))
+        if row["status"] == "completed":
+            assert load_state(run)["step"] == 40 and Path(row["checkpoint"]) == find_checkpoints(run)[-1]
+    assert gammas == {1e-6, 1e-2}
+
+
+def test_a_sweep_without_resource_flags_is_fitted_to_its_cluster(faces_eval, evaluator_cache, tmp_path, ray_here,
+                                                                  capsys):
     """The smoke preset (2 workers x 1 CPU) on a 2-CPU cluster: with the trial's driver it does not fit, so the
     sweep gives each worker 0.99 CPU, says so in one line, and the trial trains."""
     space = tmp_path / "space.yaml"
@@ -172,9 +189,9 @@ def test_a_sweep_without_resource_flags_is_fitted_to_its_cluster(faces_eval, eva
             "loss/l_llike", "data.loader_workers=0", "data.batch_size=8", "train.steps=4", "train.eval_every=0",
             "train.image_every=4", "train.log_every=2", "train.start_timeout_s=60",
             f"data.source={faces_eval}", f"data.cache_dir={evaluator_cache}", f"train.storage_path={tmp_path}"]
-    proc = _tune(args, ray_tmp, env={**os.environ, "RAY_TMPDIR": str(ray_tmp), "PYTHONUNBUFFERED": "1",
-                                     "RAY_OVERRIDE_RESOURCES": '{"CPU": 2}'})  # the same cluster on any machine
-    out = _finish(proc, timeout=300)
+    code = main(["tune", *args])  # on ray_here: a 2-CPU cluster on any machine
+    out = capsys.readouterr().out
+    assert code == 0, out[-4000:]
     assert ("sweep: a trial fits this cluster (2 CPU) as 2 worker(s) x 0.99 CPU (the preset's 2 x 1 plus the "
             "trial's driver do not); set train.workers and train.cpus_per_worker to choose") in out
     (row,) = _results(tmp_path / "fitted")
@@ -182,13 +199,11 @@ def test_a_sweep_without_resource_flags_is_fitted_to_its_cluster(faces_eval, eva
     assert "cpus_per_worker: 0.99" in (tmp_path / "fitted" / "runs" / row["trial_id"] / "config.yaml").read_text()
 
 
-def test_a_sweep_that_cannot_be_placed_is_refused_at_once(faces_eval, evaluator_cache, tmp_path, ray_tmp):
-    proc = _tune(["--space", "gamma", "--trials", "2", *TRIAL, "train.workers=2", "train.cpus_per_worker=1",
-                  f"data.source={faces_eval}", f"data.cache_dir={evaluator_cache}", f"train.storage_path={tmp_path}"],
-                 ray_tmp)
-    out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 2
-    last = out.strip().splitlines()[-1]
+def test_a_sweep_that_cannot_be_placed_is_refused_at_once(faces_eval, evaluator_cache, tmp_path, ray_here, capsys):
+    code = main(["tune", "--space", "gamma", "--trials", "2", *TRIAL, "train.workers=2", "train.cpus_per_worker=1",
+                 f"data.source={faces_eval}", f"data.cache_dir={evaluator_cache}", f"train.storage_path={tmp_path}"])
+    assert code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("vaegan-dist tune: error: a trial needs 2 worker(s) x 1 CPU and 0.01 CPU for its driver; "
                            "the cluster has 2 CPU"), last
     assert not (tmp_path / "sweep").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith("sweep-")]

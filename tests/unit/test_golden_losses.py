@@ -24,7 +24,6 @@ import os
 
 import numpy as np
 import pytest
-import torch
 
 from tests.golden import ASSET, COSTS, OBJECTIVES, STEPS, assert_follows_golden, golden, smoke_curve
 
@@ -59,14 +58,3 @@ def test_no_equilibrium_decision_is_a_coin_flip(objective):
     costs = np.array([curves[c] for c in COSTS]).ravel()
     assert np.abs(costs[:, None] - thresholds[None, :]).min() > DECISION_MARGIN
     assert (costs < thresholds[0]).any() or (costs > thresholds[1]).any()
-
-
-@pytest.mark.parametrize("threads", [1])  # the suite runs with 2 (tests/conftest.py)
-def test_thread_count_stays_within_the_tolerance(threads):
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        curve = smoke_curve()
-    finally:
-        torch.set_num_threads(previous)
-    assert_follows_golden(curve, "smoke")
