@@ -17,7 +17,10 @@ then change ``RAY_VERSION`` and the files above together:
    cluster/runtime_env.yaml for jobs submitted with it).
 5. :func:`tune_without_tensorboard_logger`: ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS``, read when the Tuner starts.
 6. :func:`token_auth_for_a_local_cluster`: a local ``ray.init()`` turns token authentication on by default and
-   warns that it did unless ``RAY_AUTH_MODE`` is set (``ray/_private/authentication/authentication_token_setup``).
+   warns that it did unless ``RAY_AUTH_MODE`` is set (``ray/_private/authentication/authentication_token_setup``);
+   we turn it on with that module's private ``_enable_token_auth``, which also refreshes the process's cached
+   RayConfig (the variable alone, set after ``import ray``, left this process's client 'disabled' against a
+   GCS that wanted a token: "Failed to start GCS").
 7. vaegan_dist/train/ray_reaper.py reads Ray's process tree: the agents' names (``ray::DashboardAgent``), the
    ``RAY_NODE_ID`` and ``RAY_RAYLET_PID`` in their environments, and relies on the 60 s timeout of
    ``ray._private.utils.publish_error_to_driver`` being why they outlive a killed driver. It stays a module of
@@ -70,7 +73,9 @@ def token_auth_for_a_local_cluster(address: str | None) -> None:
     except Exception:  # noqa: BLE001 - an address Ray cannot read: ray.init says so in its own words
         return
     if starts_a_cluster:
-        os.environ["RAY_AUTH_MODE"] = "token"
+        from ray._private.authentication.authentication_token_setup import _enable_token_auth
+
+        _enable_token_auth()  # RAY_AUTH_MODE=token, for this process's cached config and its children
 
 
 def tune_without_tensorboard_logger() -> None:

@@ -271,8 +271,9 @@ def test_cli_refusals_and_the_config_file(trained, faces32, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert f"--port {port}: cannot listen" in err and len(err.splitlines()) == 1
     assert time.monotonic() - started < 20
-    assert main(["serve", "--checkpoint", str(trained), "--name", "../x"]) == 2
-    assert "argument --name: '../x' is not a name" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # argparse's own refusal: exit code 2
+        main(["serve", "--checkpoint", str(trained), "--name", "../x"])
+    assert exit_.value.code == 2 and "argument --name: '../x' is not a name" in capsys.readouterr().err
     from vaegan_dist.serve.app import app
 
     with pytest.raises(ConfigError, match="shards: not an argument"):
@@ -295,7 +296,7 @@ def test_a_config_file_deployed_again_swaps_the_checkpoint_under_load_and_a_brok
     assert main(["serve", "--checkpoint", str(trained), "--data", str(faces32), "--vector-images",
                  str(VECTOR_IMAGES), "--write-config", str(out)]) == 0
     config = yaml.safe_load(out.read_text())
-    (model,) = config["applications"][0]["deployments"]
+    model, _ = config["applications"][0]["deployments"]  # and the HTTP deployment's allowed hosts
 
     def deploy(checkpoint: str) -> None:
         """Deploy the file with this checkpoint and wait until Serve has rolled it out."""

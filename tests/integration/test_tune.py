@@ -1,8 +1,11 @@
 """`vaegan-dist tune` for real: Ray Tune sweeps of Ray Train trials.
 
-The kill test runs the CLI as a subprocess with its own RAY_TMPDIR, so that whatever Ray processes the killed
-driver leaves are found and stopped by that directory, never by `ray stop`, which would reach other clusters
-on the machine. The other sweeps run the CLI's main() in this process on one shared local Ray (``ray_here``).
+The kill and ASHA tests run the CLI as a subprocess with its own RAY_TMPDIR, so that whatever Ray processes it
+leaves (a driver killed with SIGKILL leaves its local cluster) are found and stopped by that directory, never by
+`ray stop`, which would reach other clusters on the machine. The ASHA sweep's early-stopped trials also leave
+Train's placement groups behind for a while, so it needs its own Ray too (on a shared one, a later sweep waited
+for their CPUs and timed out). The two short sweeps run the CLI's main() in this process on one local Ray
+(``ray_here``).
 """
 
 from __future__ import annotations
@@ -102,7 +105,9 @@ def test_a_killed_sweep_resumes_without_rerunning_finished_trials(faces_eval, ev
             second = others[0]
             break
         time.sleep(0.5)
-    assert proc.poll() is None and first is not None and second is not None, "the sweep never got midway"
+    ended = proc.poll() is not None
+    assert not ended and first is not None and second is not None, \
+        f"the sweep never got midway{':' + chr(10) + proc.communicate()[0][-4000:] if ended else ''}"
     from vaegan_dist.train.ray_reaper import descendants
 
     started = descendants(proc.pid)  # the driver's Ray, its trial actors and workers (they rename themselves)
@@ -129,28 +134,13 @@ def test_a_killed_sweep_resumes_without_rerunning_finished_trials(faces_eval, ev
     assert (first_checkpoint / "state.pt").stat().st_mtime_ns == first_mtime
 
 
-@pytest.fixture(scope="module")
-def ray_here():
-    """A 2-CPU Ray in this process for the sweeps that do not kill their driver: `vaegan-dist tune` runs here
-    (main(), as its entry point does) and joins it, instead of a process and a Ray of its own per test. Started
-    after the kill test, which needs a driver and a Ray of its own, so the two never run at once."""
-    import ray
-
-    path = Path(tempfile.mkdtemp(prefix="rh", dir="/tmp"))  # short: Ray's socket paths must fit in 107 bytes
-    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=str(path))
-    yield
-    ray.shutdown()
-    kill_processes_naming(str(path))
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def test_an_asha_sweep_stops_bad_trials_and_names_the_best(faces_eval, evaluator_cache, tmp_path, ray_here, capsys):
+def test_an_asha_sweep_stops_bad_trials_and_names_the_best(faces_eval, evaluator_cache, tmp_path, ray_tmp):
     space = tmp_path / "space.yaml"
     space.write_text("objective.gamma: {grid: [1.0e-6, 1.0e-2]}\noptim.lr_decoder: {grid: [1.0e-6, 1.0e-3]}\n")
-    code = main(["tune", "--space", str(space), "--search", "grid", "--name", "asha", *TRIAL, "train.steps=40",
-                 f"data.source={faces_eval}", f"data.cache_dir={evaluator_cache}", f"train.storage_path={tmp_path}"])
-    out = capsys.readouterr().out
-    assert code == 0, out[-4000:]
+    proc = _tune(["--space", str(space), "--search", "grid", "--name", "asha", *TRIAL, "train.steps=40",
+                  f"data.source={faces_eval}", f"data.cache_dir={evaluator_cache}", f"train.storage_path={tmp_path}"],
+                 ray_tmp)
+    out = _finish(proc, timeout=540)
     sweep = tmp_path / "asha"
     rows = _results(sweep)
     assert len(rows) == 4
@@ -177,6 +167,21 @@ def test_an_asha_sweep_stops_bad_trials_and_names_the_best(faces_eval, evaluator
         if row["status"] == "completed":
             assert load_state(run)["step"] == 40 and Path(row["checkpoint"]) == find_checkpoints(run)[-1]
     assert gammas == {1e-6, 1e-2}
+
+
+@pytest.fixture(scope="module")
+def ray_here():
+    """A 2-CPU Ray in this process for the sweeps that do not kill their driver: `vaegan-dist tune` runs here
+    (main(), as its entry point does) and joins it, instead of a process and a Ray of its own per test. Started
+    after the kill and ASHA tests, which need a driver and a Ray of their own, so the two never run at once."""
+    import ray
+
+    path = Path(tempfile.mkdtemp(prefix="rh", dir="/tmp"))  # short: Ray's socket paths must fit in 107 bytes
+    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=str(path))
+    yield
+    ray.shutdown()
+    kill_processes_naming(str(path))
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def test_a_sweep_without_resource_flags_is_fitted_to_its_cluster(faces_eval, evaluator_cache, tmp_path, ray_here,

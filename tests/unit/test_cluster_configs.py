@@ -138,21 +138,23 @@ def test_every_file_that_pins_ray_names_ray_compats_version():
 
 
 def test_token_auth_is_said_explicitly_only_for_a_cluster_we_start(monkeypatch):
-    """A new local Ray gets RAY_AUTH_MODE=token (Ray's own default, without its warning); joining a cluster
-    (RAY_ADDRESS, an address) leaves the mode to that cluster, and a user's own setting wins."""
-    import os
+    """A new local Ray gets token authentication turned on our side (Ray's own default, without its warning);
+    joining a cluster (RAY_ADDRESS, an address) leaves the mode to that cluster, and a user's own setting wins.
+    Ray's switch is recorded here, not thrown: it would change this process's cached Ray config for later tests."""
+    from ray._private.authentication import authentication_token_setup
 
     from vaegan_dist.ray_compat import token_auth_for_a_local_cluster
 
+    switched = []
+    monkeypatch.setattr(authentication_token_setup, "_enable_token_auth", lambda: switched.append(True))
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
     token_auth_for_a_local_cluster("")
-    assert "RAY_AUTH_MODE" not in os.environ
     monkeypatch.delenv("RAY_ADDRESS")
     token_auth_for_a_local_cluster("127.0.0.1:6379")
-    assert "RAY_AUTH_MODE" not in os.environ
+    assert switched == []
     token_auth_for_a_local_cluster("local")  # what ray.init("local") does: start one here
-    assert os.environ["RAY_AUTH_MODE"] == "token"
+    assert switched == [True]
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     token_auth_for_a_local_cluster("local")
-    assert os.environ["RAY_AUTH_MODE"] == "disabled"
+    assert switched == [True]
