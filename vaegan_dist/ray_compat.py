@@ -16,12 +16,17 @@ then change ``RAY_VERSION`` and the files above together:
 4. :data:`WORKER_ENV`: ``RAY_TRAIN_ENABLE_PRINT_PATCH=0``, else every print of a worker shows twice (also in
    cluster/runtime_env.yaml for jobs submitted with it).
 5. :func:`tune_without_tensorboard_logger`: ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS``, read when the Tuner starts.
-6. :func:`token_auth_for_a_local_cluster`: a local ``ray.init()`` turns token authentication on by default and
+6. :func:`quiet_local_cluster`: a local ``ray.init()`` turns token authentication on by default and
    warns that it did unless ``RAY_AUTH_MODE`` is set (``ray/_private/authentication/authentication_token_setup``);
    we turn it on with that module's private ``_enable_token_auth``, which also refreshes the process's cached
    RayConfig (the variable alone, set after ``import ray``, left this process's client 'disabled' against a
    GCS that wanted a token: "Failed to start GCS").
-7. vaegan_dist/train/ray_reaper.py reads Ray's process tree: the agents' names (``ray::DashboardAgent``), the
+7. :func:`quiet_local_cluster` also turns off Train V2's preemption watcher (``RAY_TRAIN_ENABLE_PREEMPTION_WATCHER``,
+   propagated from the driver to the controller): on a cluster started here no node is ever drained, and its
+   actor is created in a way that Ray's own core worker reports as an error-level line on every run
+   (``core_worker.cc: ... 'PreemptionWatcher' ... has constructor arguments in the object store and
+   max_restarts > 0``, ray-project/ray#53727). Check whether a new Ray still prints it.
+8. vaegan_dist/train/ray_reaper.py reads Ray's process tree: the agents' names (``ray::DashboardAgent``), the
    ``RAY_NODE_ID`` and ``RAY_RAYLET_PID`` in their environments, and relies on the 60 s timeout of
    ``ray._private.utils.publish_error_to_driver`` being why they outlive a killed driver. It stays a module of
    its own (a process of its own, Linux only); its docstring says what it measured.
@@ -59,20 +64,22 @@ def set_worker_start_timeout(seconds: float) -> None:
     os.environ["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = str(seconds)
 
 
-def token_auth_for_a_local_cluster(address: str | None) -> None:
-    """Say explicitly what Ray 2.60 does by default for a cluster that ``ray.init(address)`` starts here (item 6):
-    token authentication. Left implicit, Ray warns that it chose it on every run of the main job. A user's own
-    ``RAY_AUTH_MODE`` wins, and nothing changes where ``ray.init`` would join a running cluster (``RAY_ADDRESS``,
-    the latest ``ray start`` here): that cluster's mode is whatever it was started with."""
-    if "RAY_AUTH_MODE" in os.environ:
-        return
+def quiet_local_cluster(address: str | None) -> None:
+    """Before ``ray.init(address)`` starts a cluster here: say explicitly what Ray 2.60 chooses by default, token
+    authentication (item 6; left implicit, Ray warns that it chose it on every run of the main job), and turn off
+    the preemption watcher (item 7). A user's own setting of either variable wins, and nothing changes where
+    ``ray.init`` would join a running cluster (``RAY_ADDRESS``, the latest ``ray start`` here): that cluster is as
+    it was started, and a real cluster's drains are worth watching."""
     from ray._private.services import canonicalize_bootstrap_address
 
     try:
         starts_a_cluster = canonicalize_bootstrap_address(address or None) is None
     except Exception:  # noqa: BLE001 - an address Ray cannot read: ray.init says so in its own words
         return
-    if starts_a_cluster:
+    if not starts_a_cluster:
+        return
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+    if "RAY_AUTH_MODE" not in os.environ:
         from ray._private.authentication.authentication_token_setup import _enable_token_auth
 
         _enable_token_auth()  # RAY_AUTH_MODE=token, for this process's cached config and its children

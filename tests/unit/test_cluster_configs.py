@@ -137,24 +137,27 @@ def test_every_file_that_pins_ray_names_ray_compats_version():
         assert pins and set(pins) == {RAY_VERSION}, path.name
 
 
-def test_token_auth_is_said_explicitly_only_for_a_cluster_we_start(monkeypatch):
+def test_a_cluster_we_start_is_quieted_and_one_we_join_is_left_as_it_is(monkeypatch):
     """A new local Ray gets token authentication turned on our side (Ray's own default, without its warning);
     joining a cluster (RAY_ADDRESS, an address) leaves the mode to that cluster, and a user's own setting wins.
     Ray's switch is recorded here, not thrown: it would change this process's cached Ray config for later tests."""
+    import os
+
     from ray._private.authentication import authentication_token_setup
 
-    from vaegan_dist.ray_compat import token_auth_for_a_local_cluster
+    from vaegan_dist.ray_compat import quiet_local_cluster
 
     switched = []
     monkeypatch.setattr(authentication_token_setup, "_enable_token_auth", lambda: switched.append(True))
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    monkeypatch.delenv("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", raising=False)
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
-    token_auth_for_a_local_cluster("")
+    quiet_local_cluster("")
     monkeypatch.delenv("RAY_ADDRESS")
-    token_auth_for_a_local_cluster("127.0.0.1:6379")
-    assert switched == []
-    token_auth_for_a_local_cluster("local")  # what ray.init("local") does: start one here
-    assert switched == [True]
+    quiet_local_cluster("127.0.0.1:6379")
+    assert switched == [] and "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER" not in os.environ
+    quiet_local_cluster("local")  # what ray.init("local") does: start one here
+    assert switched == [True] and os.environ["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] == "0"
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-    token_auth_for_a_local_cluster("local")
+    quiet_local_cluster("local")
     assert switched == [True]

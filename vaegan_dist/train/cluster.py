@@ -10,7 +10,7 @@ from pathlib import Path
 from vaegan_dist.config import Config, ConfigError
 from vaegan_dist.data.manifest import DataError
 from vaegan_dist.data.sources import is_remote
-from vaegan_dist.ray_compat import token_auth_for_a_local_cluster
+from vaegan_dist.ray_compat import quiet_local_cluster
 from vaegan_dist.train.ray_reaper import start_reaper  # imported before ray.init: see connect
 from vaegan_dist.train.storage import is_url
 
@@ -24,7 +24,7 @@ def connect(address: str) -> None:
         # Nothing of ours is imported between ray.init and start_reaper: under `ray job submit` to two Ray nodes
         # on one machine, the driver's ray.init makes the other node unpack the job's working directory again
         # into the same session directory, and an import in those ~30 ms failed (CI, 2026-12-02).
-        token_auth_for_a_local_cluster(address)
+        quiet_local_cluster(address)
         context = ray.init(address=address or None)
         if not address:
             start_reaper(str(context.address_info.get("session_dir", "")), ray.get_runtime_context().get_node_id())
