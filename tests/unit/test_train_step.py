@@ -50,18 +50,24 @@ def test_a_masked_step_ends_exactly_where_a_skipped_step_does(algorithm):
     assert int(state_b[0]["step"]) == sum(pattern)
 
 
+def _stepped_model_and_optimisers(cfg):
+    """The smoke model on the CPU and its optimisers after one step: state to save and load."""
+    torch.manual_seed(0)
+    model = build_model(cfg.model, 32)
+    optimizers = build_optimizers(model, cfg.optim)
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    for opt in optimizers.values():
+        opt.step()
+    return model, optimizers
+
+
 @pytest.mark.parametrize("algorithm", ["rmsprop", "adam"])
 def test_optimisers_saved_capturable_on_a_gpu_resume_on_a_cpu(algorithm):
     """A GPU run's optimisers are saved with capturable=True; loaded on a CPU, apply_settings makes them
     non-capturable again, and the next step equals the step of optimisers that never left the CPU."""
     cfg = build_config("smoke", [f"optim.algorithm={algorithm}"])
-    torch.manual_seed(0)
-    model = build_model(cfg.model, 32)
-    saved = build_optimizers(model, cfg.optim)
-    for p in model.parameters():
-        p.grad = torch.randn_like(p)
-    for opt in saved.values():
-        opt.step()
+    model, saved = _stepped_model_and_optimisers(cfg)
     # load_state_dict keeps tensors that are already in place: copies, so that each optimiser has its own
     states = {name: copy.deepcopy(opt.state_dict()) for name, opt in saved.items()}
     for state in states.values():
@@ -89,12 +95,7 @@ def test_optimisers_saved_on_a_cpu_resume_capturable_on_a_gpu():
     """The other way round: a CPU run's optimisers, loaded on a GPU, become capturable with their step counters
     on the device (else Adam reads its counter on the host every step)."""
     cfg = build_config("smoke", ["optim.algorithm=adam"])
-    model = build_model(cfg.model, 32)
-    saved = build_optimizers(model, cfg.optim)
-    for p in model.parameters():
-        p.grad = torch.randn_like(p)
-    for opt in saved.values():
-        opt.step()
+    model, saved = _stepped_model_and_optimisers(cfg)
     on_gpu = copy.deepcopy(model).cuda()
     resumed = build_optimizers(on_gpu, cfg.optim)
     for name, opt in resumed.items():
