@@ -177,3 +177,34 @@ def test_the_adaptive_gamma_of_two_ranks_is_the_whole_batchs(tmp_path):
     for value in per_rank:
         torch.testing.assert_close(value, whole, rtol=1e-12, atol=0)
     assert abs(float(own_half) - float(whole)) > 1e-3 * float(whole)  # the halves alone do differ
+
+
+def _count_on_rank_0_worker(rank: int, port: int, out: str) -> None:
+    """Rank 0 counts a step's FLOPs with the adaptive gamma on (as train/loop.py does before training) while rank 1
+    goes straight to the next collective: if the count issued one, the two would pair up wrongly or hang."""
+    import datetime
+
+    from vaegan_dist.objectives import model_kind
+    from vaegan_dist.train.flops import count_step_flops
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD, timeout=datetime.timedelta(seconds=60))
+    cfg = build_config("smoke", ["model.width=0.125", "model.encoder_fc=16", f"model.latent_dim={LATENT}",
+                                 "model.discriminator_fc=8", "objective.adaptive_gamma=true"])
+    if rank == 0:
+        model = build_model(cfg.model, 32)
+        count_step_flops(model.networks(), model_kind("vaegan"), cfg.objective, LATENT, 32, 4)
+    value = torch.tensor([float(rank + 1)])
+    dist.all_reduce(value)
+    torch.save(value, f"{out}/sum{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_counting_flops_on_rank_0_alone_issues_no_collective(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_count_on_rank_0_worker, args=(port, str(tmp_path)), nprocs=WORLD, join=True)
+    assert [float(torch.load(tmp_path / f"sum{r}.pt")) for r in range(WORLD)] == [3.0, 3.0]

@@ -31,6 +31,7 @@ from torch.utils.flop_counter import flop_registry
 
 from vaegan_dist.config import ObjectiveConfig
 from vaegan_dist.objectives import GanPhase, ModelKind
+from vaegan_dist.objectives.ranks import this_rank_only
 from vaegan_kernels.dispatch import use_backend
 
 _COUNT_BATCH = 2
@@ -79,7 +80,7 @@ def count_step_flops(networks: dict[str, nn.Module], kind: ModelKind, objective:
 
     def one(r1_now: bool) -> float:
         counter = _CountFlops()
-        with use_backend("reference"), counter:
+        with use_backend("reference"), this_rank_only(), counter:  # rank 0 counts alone (train/loop.py)
             kind.forward_backward(copies, x, eps, z_p, objective, contextlib.nullcontext, y,
                                   GanPhase(gan_on=True, r1_now=r1_now))
         return counter.total * batch / b
