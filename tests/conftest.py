@@ -3,6 +3,7 @@ Triton kernels on the CPU through the interpreter)."""
 
 from __future__ import annotations
 
+import multiprocessing.util
 import os
 import sys
 
@@ -97,11 +98,23 @@ _unit_process_starts: list[str] | None = None  # a list while a unit test runs
 
 
 def _record_process_start(event: str, args: tuple) -> None:
-    if _unit_process_starts is not None and event in _PROCESS_EVENTS:
+    if _unit_process_starts is not None and event in (*_PROCESS_EVENTS, "multiprocessing.spawn"):
         _unit_process_starts.append(f"{event} {str(args)[:160]}")
 
 
 sys.addaudithook(_record_process_start)
+
+
+def _recording_spawn(spawn):
+    """multiprocessing's spawn and forkserver start methods (torch.multiprocessing.spawn too) start their processes
+    through _posixsubprocess, which raises no audit event: recorded here instead."""
+    def spawnv_passfds(path, args, passfds):
+        _record_process_start("multiprocessing.spawn", tuple(args))
+        return spawn(path, args, passfds)
+    return spawnv_passfds
+
+
+multiprocessing.util.spawnv_passfds = _recording_spawn(multiprocessing.util.spawnv_passfds)
 
 
 @pytest.hookimpl(wrapper=True)

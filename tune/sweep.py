@@ -252,7 +252,7 @@ def run_sweep(settings: SweepSettings, resume: bool = False, now: datetime.datet
 
     from vaegan_tune.trial import TrialPlan, run_trial
 
-    settings, base, space = _checked_settings(settings, now)
+    settings, base, space, param_space = _checked_settings(settings, now)
     num_samples, trials = space.trial_count(settings.search, settings.trials)
     # The base job: data opened and checked, evaluator resolved, once for every trial.
     job = resolve_run(dataclasses.replace(base, train=dataclasses.replace(base.train, name=f"{settings.name}-base")))
@@ -282,17 +282,16 @@ def run_sweep(settings: SweepSettings, resume: bool = False, now: datetime.datet
     if resume:
         tuner = _restored_tuner(experiment, trainable)
     else:
-        tuner = _new_tuner(settings, trainable, space.for_search(settings.search), num_samples, concurrent, base,
-                           job.cfg.train.storage_path)
+        tuner = _new_tuner(settings, trainable, param_space, num_samples, concurrent, base, job.cfg.train.storage_path)
     tuner.fit()  # Ctrl-C: Tune saves the sweep and returns; summarise then says how to resume it
     summarise(settings, plan, store)
     return store.where()
 
 
 def _checked_settings(settings: SweepSettings, now: datetime.datetime | None
-                      ) -> tuple[SweepSettings, Config, SearchSpace]:
-    """The settings checked and named (``sweep-<time>`` when the user gave no --name), the base config and the
-    parsed space: everything a user can get wrong, before Ray starts."""
+                      ) -> tuple[SweepSettings, Config, SearchSpace, dict]:
+    """The settings checked and named (``sweep-<time>`` when the user gave no --name), the base config, the parsed
+    space and Tune's form of it for the search: everything a user can get wrong, before Ray starts."""
     if settings.scheduler not in SCHEDULERS:
         raise ConfigError(f"--scheduler {settings.scheduler!r}: use one of {', '.join(SCHEDULERS)}")
     if settings.search not in SEARCHES:
@@ -310,12 +309,13 @@ def _checked_settings(settings: SweepSettings, now: datetime.datetime | None
                           "number (>= 1) of Ray Train workers")
     space: SearchSpace = parse_space(settings.space, settings.space_file, base)
     space.trial_count(settings.search, settings.trials)  # refuses a grid with --trials, before Ray starts
+    param_space = space.for_search(settings.search)  # refuses a distribution the search cannot take
     if settings.search == "optuna":
         require_optuna()
     if not settings.name:
         settings = dataclasses.replace(settings,
                                        name=f"sweep-{(now or datetime.datetime.now()).strftime('%Y%m%d-%H%M%S')}")
-    return settings, base, space
+    return settings, base, space, param_space
 
 
 @dataclass(frozen=True)

@@ -75,5 +75,5 @@ def check_output_file(path: str | Path, option: str, suffixes: tuple[str, ...] =
     if path.is_dir():
         raise IsADirectoryError(f"{option} {path}: is a directory; name the file to write")
     if not path.parent.is_dir():
-        raise FileNotFoundError(f"{path.parent}: output directory does not exist")
+        raise FileNotFoundError(f"{option} {path}: output directory does not exist ({path.parent})")
     return path

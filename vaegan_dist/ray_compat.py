@@ -64,19 +64,24 @@ def set_worker_start_timeout(seconds: float) -> None:
     os.environ["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = str(seconds)
 
 
+def starts_a_cluster(address: str | None) -> bool:
+    """Whether ``ray.init(address)`` would start a cluster here rather than join one (``RAY_ADDRESS``, the latest
+    ``ray start`` on this machine, an address): Ray's own reading of the address (private, item 6)."""
+    from ray._private.services import canonicalize_bootstrap_address
+
+    try:
+        return canonicalize_bootstrap_address(address or None) is None
+    except Exception:  # noqa: BLE001 - an address Ray cannot read: ray.init says so in its own words
+        return False
+
+
 def quiet_local_cluster(address: str | None) -> None:
     """Before ``ray.init(address)`` starts a cluster here: say explicitly what Ray 2.60 chooses by default, token
     authentication (item 6; left implicit, Ray warns that it chose it on every run of the main job), and turn off
     the preemption watcher (item 7). A user's own setting of either variable wins, and nothing changes where
     ``ray.init`` would join a running cluster (``RAY_ADDRESS``, the latest ``ray start`` here): that cluster is as
     it was started, and a real cluster's drains are worth watching."""
-    from ray._private.services import canonicalize_bootstrap_address
-
-    try:
-        starts_a_cluster = canonicalize_bootstrap_address(address or None) is None
-    except Exception:  # noqa: BLE001 - an address Ray cannot read: ray.init says so in its own words
-        return
-    if not starts_a_cluster:
+    if not starts_a_cluster(address):
         return
     os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     if "RAY_AUTH_MODE" not in os.environ:

@@ -62,7 +62,7 @@ def _train_worker_pids() -> list[int]:
 
 def test_killed_worker_resumes_from_the_last_checkpoint_and_finishes(two_nodes, faces32, tmp_path):
     cfg = tiny_config(faces32, tmp_path, "fault", *ray_args(
-        "train.steps=120", "train.checkpoint_every=20", "train.log_every=20", "train.image_every=1000",
+        "train.steps=160", "train.checkpoint_every=20", "train.log_every=20", "train.image_every=1000",
         "train.keep_checkpoints=100", "train.max_failures=2", "train.shared_storage=true"))
     errors = []
 
@@ -87,7 +87,7 @@ def test_killed_worker_resumes_from_the_last_checkpoint_and_finishes(two_nodes, 
     runner.join(timeout=300)
     assert not runner.is_alive() and not errors, errors
     final = load_state(tmp_path / "fault")
-    assert final["step"] == 120
+    assert final["step"] == 160
     restarts = {load_state(c)["data_position"]["stream_id"] for c in find_checkpoints(tmp_path / "fault")}
     assert restarts - {0}, "no checkpoint was written after a restart"
     assert min(restarts - {0}) >= killed_after  # resumed from a checkpoint at or after the kill, not from scratch

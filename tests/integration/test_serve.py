@@ -78,7 +78,8 @@ def service(trained, faces32):
     ray_tmp = Path(tempfile.mkdtemp(prefix="rs", dir="/tmp"))  # short: Ray's socket paths must fit in 107 bytes
     port = free_port()
     ray.init(address="local", num_cpus=4, include_dashboard=False, _temp_dir=str(ray_tmp))
-    settings = ServeSettings(checkpoint=str(trained), data=str(faces32), vector_images=VECTOR_IMAGES)
+    settings = ServeSettings(checkpoint=str(trained), data=str(faces32), vector_images=VECTOR_IMAGES,
+                             allowed_hosts=("localhost", "127.0.0.1", "[::1]", "faces.test"))
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(build(settings), name=APP_NAME, route_prefix="/", logging_config=QUIET)
@@ -92,6 +93,14 @@ def service(trained, faces32):
 
 def post(service, path: str, files: dict, data: dict | None = None) -> requests.Response:
     return requests.post(service["url"] + path, files=files, data=data or {}, timeout=60)
+
+
+def test_a_name_given_to_the_http_deployment_is_served_and_another_is_not(service):
+    """The allowed names travel in the http deployment's user_config to the app the replica serves (a fallback to
+    the local names would refuse faces.test too)."""
+    named = requests.get(service["url"] + "/info", headers={"Host": "faces.test:8000"}, timeout=30)
+    assert named.status_code == 200 and "step" in named.json()
+    assert requests.get(service["url"] + "/info", headers={"Host": "other.test"}, timeout=30).status_code == 400
 
 
 def test_info_and_health(service, trained):
@@ -258,6 +267,11 @@ def test_cli_refusals_and_the_config_file(trained, faces32, tmp_path, capsys):
     assert model["user_config"]["checkpoint"].endswith("state.pt") and model["user_config"]["batching"] is True
     assert ingress == {"name": "http", "user_config": {"allowed_hosts": ["localhost", "127.0.0.1", "[::1]"]}}
     assert config["http_options"] == {"host": "127.0.0.1", "port": 8000, "request_timeout_s": 120.0}
+    # A config file for a cluster names the data as the cluster's nodes see it: not opened here
+    assert main(["serve", "--checkpoint", str(trained), "--data", "/cluster/only/shards", "--write-config",
+                 str(out)]) == 0
+    assert yaml.safe_load(out.read_text())["applications"][0]["deployments"][0]["user_config"]["data"] == \
+        "/cluster/only/shards"
     # Checked before Ray starts, one line each (a missing data set took 47 s and 237 lines; a taken port 26 s)
     started = time.monotonic()
     assert main(["serve", "--checkpoint", str(trained), "--data", str(tmp_path / "no-data")]) == 2

@@ -203,6 +203,8 @@ def _asgi_call(headers: list[tuple[str, str]], path: str = "/nope") -> tuple[int
 
 def test_only_the_hosts_the_service_was_started_for_and_bounded_headers(monkeypatch):
     """DNS rebinding: a page on evil.example resolves its own name to this address and sends Host: evil.example."""
+    from ray.serve.exceptions import RayServeException
+
     from vaegan_dist.serve import http
 
     assert http.host_name("LocalHost:8000") == "localhost" and http.host_name("[::1]:8000") == "[::1]"
@@ -217,6 +219,11 @@ def test_only_the_hosts_the_service_was_started_for_and_bounded_headers(monkeypa
     assert _asgi_call([])[0] == 400  # no Host header at all
     status, body = _asgi_call([("host", "localhost"), ("x-big", "a" * (http.MAX_HEADER_BYTES + 1))])
     assert status == 431 and "headers are" in body["error"]
+    try:  # a load balancer's probe names an IP: /healthz is not held to the names
+        probe = _asgi_call([("host", "10.1.2.3:8000")], path="/healthz")[0]
+    except RayServeException as err:  # the route itself ran, which needs a Serve replica: the check let it through
+        probe = str(err)
+    assert probe != 400
     http.app.state.allowed_hosts = ("*",)
     assert _asgi_call([("host", "anything.example")])[0] == 404
 
@@ -271,3 +278,27 @@ def test_a_taken_port_and_an_exposed_host_are_said_before_ray_starts():
     assert exposure_note("127.0.0.1", ("localhost",)) == ""
     note = exposure_note("0.0.0.0", ("localhost", "faces.lab"))
     assert "without authentication" in note and "faces.lab" in note
+
+
+def test_allowed_host_names_are_checked_on_the_command_line_and_named_as_a_host_header_does():
+    import argparse
+
+    from vaegan_dist.cli.arguments import host_name
+    from vaegan_dist.serve.run import exposure_note, host_header_name
+
+    assert [host_name(t) for t in ("Faces.Lab", "10.0.0.7", "::1", "[fe80::1]", "*")] == [
+        "faces.lab", "10.0.0.7", "::1", "fe80::1", "*"]
+    for bad in ("faces.lab:8080", "", "a b", "x/y", "10.0.0.1:80"):
+        with pytest.raises(argparse.ArgumentTypeError, match="not a host name or IP address without a port"):
+            host_name(bad)
+    assert host_header_name("::1") == "[::1]" and host_header_name("FACES.lab") == "faces.lab"
+    assert "no protection against DNS rebinding" in exposure_note("0.0.0.0", ("localhost", "*"))
+
+
+def test_a_refusal_is_one_line_whatever_the_client_sent():
+    import json
+
+    from vaegan_dist.serve.http import refuse
+
+    body = json.loads(refuse(400, "scales.a\nFAKE LOG LINE\r: not a number").body)
+    assert body == {"error": "scales.a FAKE LOG LINE : not a number"}

@@ -52,6 +52,17 @@ def app_name(text: str) -> str:
     return text
 
 
+def host_name(text: str) -> str:
+    """A name the Host header may give (``--allow-host``): a host name or IP address without a port, or ``*``."""
+    name = text.strip()
+    if name == "*":
+        return name
+    bare = name[1:-1] if name.startswith("[") and name.endswith("]") else name
+    if not bare or not re.fullmatch(r"[A-Za-z0-9._-]+|[0-9A-Fa-f:.]+", bare) or (":" in bare and bare.count(":") < 2):
+        raise argparse.ArgumentTypeError(f"{text[:70]!r} is not a host name or IP address without a port (or *)")
+    return bare.lower()
+
+
 class OneLineParser(argparse.ArgumentParser):
     """Usage errors as one line naming the argument (argparse prints its whole usage block first), and
     negative numbers that argparse would take for options (``--scale -inf``, ``-1e3``) passed as values."""

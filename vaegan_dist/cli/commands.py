@@ -358,7 +358,8 @@ def serve(args: argparse.Namespace) -> int:
     out = check_output_file(args.write_config, "--write-config", (".yaml", ".yml"), "a Serve config file") \
         if args.write_config else None
     settings = settings_for(args.checkpoint, args.data, args.vector_images, args.replicas, args.autoscale,
-                            batching=not args.no_batching, host=args.host, allow_hosts=tuple(args.allow_host))
+                            batching=not args.no_batching, host=args.host, allow_hosts=tuple(args.allow_host),
+                            open_data=out is None)
     if out is not None:
         write_serve_config(settings, out, host=args.host, port=args.port, name=args.name)
         print(f"wrote {out.resolve()} (deploy it with: serve deploy {args.write_config})")

@@ -34,6 +34,7 @@ from vaegan_dist.cli.arguments import (
     data_options,
     evaluator_option,
     finite_float,
+    host_name,
     int_range,
     json_option,
     num_option,
@@ -270,7 +271,7 @@ def add_serve(commands_: Commands) -> None:
     serve.add_argument("--address", default="", help="Ray cluster to serve on (default: start one here)")
     serve.add_argument("--name", type=app_name, default="vaegan-dist",
                        help="the Serve application's name (default %(default)s); stopping deletes this one only")
-    serve.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+    serve.add_argument("--allow-host", action="append", default=[], metavar="NAME", type=host_name,
                        help="a name clients may reach the service under, besides localhost and --host "
                             "(repeatable; * for any); other Host headers are refused")
     serve.add_argument("--write-config", default=None, metavar="YAML",

@@ -17,7 +17,7 @@ from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vaegan_dist.serve.page import editor_page
-from vaegan_dist.serve.requests import Refusal, RequestError, parse_attr, parse_scales
+from vaegan_dist.serve.requests import Refusal, RequestError, one_line, parse_attr, parse_scales
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # one photo
 MAX_BODY_BYTES = 2 * MAX_UPLOAD_BYTES + 64 * 1024  # two photos (interpolate) and the form's own bytes
@@ -32,7 +32,8 @@ app = FastAPI(title="vaegan-dist", docs_url=None, redoc_url=None, openapi_url=No
 
 
 def refuse(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+    """The one shape of every refusal: ``{"error": "<field>: ..."}``, on one line whatever a client sent."""
+    return JSONResponse({"error": one_line(message)}, status_code=status)
 
 
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")  # the names the Host header may give unless configured
@@ -57,7 +58,7 @@ async def known_host_and_bounded_headers(request: Request, call_next):
         return refuse(431, f"the request's headers are {size} bytes, more than {MAX_HEADER_BYTES}")
     name = host_name(request.headers.get("host", ""))
     allowed = getattr(request.app.state, "allowed_hosts", LOCAL_HOSTS)  # the replica's user_config sets them
-    if "*" not in allowed and name not in allowed:
+    if "*" not in allowed and name not in allowed and request.url.path != "/healthz":  # probes name an IP
         return refuse(400, f"Host: {name[:60]!r} is not a name this service answers to (vaegan-dist serve "
                            "--allow-host NAME adds one)")
     return await call_next(request)
@@ -140,8 +141,9 @@ class Ingress:
         this replica serves (Serve's ``app`` property): Serve froze a copy of the module's app, so a module global
         set here would not be the one the middleware reads."""
         hosts = config.get("allowed_hosts") if isinstance(config, dict) else None
-        if not isinstance(hosts, list) or not hosts or not all(isinstance(h, str) and h for h in hosts):
-            raise ValueError("user_config.allowed_hosts: expected a non-empty list of host names (* for any)")
+        if not isinstance(hosts, list) or not hosts or not all(isinstance(h, str) and h.strip() for h in hosts):
+            raise ValueError(f"user_config.allowed_hosts: {str(hosts)[:80]!r} is not a non-empty list of host "
+                             "names (* for any)")
         self.app.state.allowed_hosts = tuple(h.lower() for h in hosts)
 
     async def _call(self, method: str, *args: Any) -> Response:

@@ -26,7 +26,7 @@ from vaegan_dist.data.codec import GRID_ROW
 from vaegan_dist.data.user_images import load_user_image_bytes
 from vaegan_dist.evaluate.attribute_vectors import PAPER_IMAGES, VECTOR_IMAGES_RANGE
 from vaegan_dist.serve.face_model import FaceModel
-from vaegan_dist.serve.requests import Refusal, RequestError
+from vaegan_dist.serve.requests import Refusal, RequestError, one_line
 
 MAX_BATCH = 32  # requests per network call
 BATCH_ALONE = 8  # a request with more images than this (a grid of samples, a morph) is a batch of its own:
@@ -80,7 +80,7 @@ def refusing(endpoint: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable
         try:
             return await endpoint(*args)
         except RequestError as err:
-            logger.info("refused %s: %s", endpoint.__name__, str(err)[:300])
+            logger.info("refused %s: %s", endpoint.__name__, one_line(str(err))[:300])
             return Refusal(str(err))
 
     return answer

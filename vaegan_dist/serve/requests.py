@@ -1,6 +1,6 @@
 """What a request may ask, for every layer of the service: the error that answers a 4xx naming the field at
-fault (raised by the HTTP ingress, the model deployment and the model alike), and the parsing of the fields that
-carry more than one value."""
+fault (raised by the HTTP ingress and the model; the model deployment returns it as a :class:`Refusal`), and the
+parsing of the fields that carry more than one value."""
 
 from __future__ import annotations
 
@@ -12,6 +12,12 @@ from vaegan_dist.evaluate.editing import MAX_SCALE  # as `vaegan-dist edit --sca
 
 class RequestError(ValueError):
     """What a request asked for cannot be done with this model: a 4xx naming the field at fault."""
+
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks and other control characters as spaces: a message that quotes a client's field
+    (a JSON key with a newline in it) stays one line in the response and in the log."""
+    return "".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in text)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import yaml
 
 from vaegan_dist.errors import ConfigError
 from vaegan_dist.evaluate.attribute_vectors import PAPER_IMAGES
+from vaegan_dist.ray_compat import starts_a_cluster
 from vaegan_dist.serve.app import LOCAL_HOSTS, ServeSettings, actor_options, parse_autoscale, scaling_options
 
 APP_NAME = "vaegan-dist"  # the default --name
@@ -22,9 +23,10 @@ _EVERY_INTERFACE = ("0.0.0.0", "::", "")
 
 def settings_for(checkpoint: str, data: str | None = None, vector_images: int = PAPER_IMAGES, replicas: int = 1,
                  autoscale: str | None = None, batching: bool = True, host: str = "127.0.0.1",
-                 allow_hosts: tuple[str, ...] = ()) -> ServeSettings:
-    """The service's settings, with the checkpoint and the data of its attribute vectors opened here, before
-    Ray starts: a mistake is one line now, not a replica that fails after a minute."""
+                 allow_hosts: tuple[str, ...] = (), open_data: bool = True) -> ServeSettings:
+    """The service's settings, with the checkpoint and (``open_data``: serving from here) the data of its attribute
+    vectors opened here, before Ray starts: a mistake is one line now, not a replica that fails after a minute. A
+    config file for a cluster names paths as the cluster's nodes see them: there the data is not opened."""
     from vaegan_dist.data.sources import open_source
     from vaegan_dist.evaluate.run import data_to_use
     from vaegan_dist.model import load_model
@@ -33,18 +35,29 @@ def settings_for(checkpoint: str, data: str | None = None, vector_images: int = 
     path = resolve_checkpoint(checkpoint)  # FileNotFoundError: one line naming it
     model, cfg, _ = load_model(path)  # CheckpointError: one line
     if model.can_reconstruct and not model.conditioned:  # the attribute vectors need the data
-        data = data_to_use(cfg, data, " (the attribute vectors for POST /edit come from it)")
-        open_source(data, "train")  # DataError: one line naming it
-    bound = (host.lower(),) if host not in _EVERY_INTERFACE else ()
-    hosts = LOCAL_HOSTS + bound + tuple(h.lower() for h in allow_hosts)
+        if open_data:
+            data = data_to_use(cfg, data, " (the attribute vectors for POST /edit come from it)")
+            open_source(data, "train")  # DataError: one line naming it
+        else:
+            data = data or cfg.data.source
+    bound = (host_header_name(host),) if host not in _EVERY_INTERFACE else ()
+    hosts = LOCAL_HOSTS + bound + tuple(host_header_name(h) for h in allow_hosts)
     return ServeSettings(checkpoint=str(path), data=data, vector_images=vector_images, replicas=replicas,
                          autoscale=parse_autoscale(autoscale) if autoscale else None, batching=batching,
                          allowed_hosts=tuple(dict.fromkeys(hosts)))
 
 
+def host_header_name(host: str) -> str:
+    """How a Host header names ``host``: lower case, an IPv6 literal in brackets."""
+    host = host.strip().lower()
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
 def check_port_free(host: str, port: int) -> None:
-    """The port a local Ray's proxy will listen on, tried now: taken, Serve would fail after ~30 s."""
+    """The port a local Ray's proxy will listen on, tried now: taken, Serve would fail after ~30 s. With
+    SO_REUSEADDR, as the proxy's own server binds: a port whose last connections wait in TIME_WAIT is free."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host or "0.0.0.0", port))
         except OSError as err:
@@ -56,6 +69,9 @@ def exposure_note(host: str, allowed_hosts: tuple[str, ...]) -> str:
     """What a user should know when the API listens beyond this machine: it has no authentication."""
     if host in ("127.0.0.1", "localhost", "::1"):
         return ""
+    if "*" in allowed_hosts:
+        return (f"note: --host {host} serves an API without authentication to every machine that reaches this one, "
+                "under any name (--allow-host '*': no protection against DNS rebinding)")
     return (f"note: --host {host} serves an API without authentication to every machine that reaches this one; "
             f"requests must name one of {', '.join(allowed_hosts)} in their Host header (--allow-host adds one)")
 
@@ -67,7 +83,7 @@ def serve_checkpoint(settings: ServeSettings, *, host: str, port: int, address: 
     from vaegan_dist.serve.app import build
     from vaegan_dist.train.cluster import connect
 
-    if not address:
+    if starts_a_cluster(address):  # joining a cluster: its proxy may hold the port already, for another app
         check_port_free(host, port)
     note = exposure_note(host, settings.allowed_hosts)
     if note:
