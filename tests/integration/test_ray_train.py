@@ -72,7 +72,8 @@ def test_the_run_directory_is_the_launchers_choice_never_the_configs(ray_local, 
     from vaegan_dist.train.storage import RunStorage
 
     common = ["train.workers=2", "train.checkpoint_every=3", "train.log_every=3", "train.collective_timeout_s=120"]
-    launch(tiny_config(faces32, tmp_path, "shared", "train.steps=3", *common))
+    # the run the config names: any run will do, so it trains here (train.workers=0), without a Ray Train start
+    launch(tiny_config(faces32, tmp_path, "shared", "train.steps=3", *common, "train.workers=0"))
     before = {p: p.read_bytes() for p in (tmp_path / "shared").rglob("*") if p.is_file()}
 
     job = resolve_run(tiny_config(faces32, tmp_path, "shared", "train.steps=6", *common))

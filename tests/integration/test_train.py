@@ -114,7 +114,7 @@ def test_resume_restores_the_weight_average_exactly_and_load_model_uses_it(faces
 def test_killed_run_resumes_from_its_last_checkpoint(faces32, tmp_path):
     args = [f"data.source={faces32}", f"train.storage_path={tmp_path}", "train.name=killed", "train.workers=0",
             "data.batch_size=8", "data.loader_workers=0", "model.width=0.125", "model.encoder_fc=32",
-            "model.latent_dim=8", "model.discriminator_fc=16", "train.grid_size=8", "train.steps=400",
+            "model.latent_dim=8", "model.discriminator_fc=16", "train.grid_size=8", "train.steps=200",
             "train.checkpoint_every=10", "train.keep_checkpoints=100", "train.log_every=10"]
     cmd = [sys.executable, "-m", "vaegan_dist.cli.main", "train", "--preset", "smoke", *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -126,12 +126,12 @@ def test_killed_run_resumes_from_its_last_checkpoint(faces32, tmp_path):
     kept = find_checkpoints(tmp_path / "killed")
     assert len(kept) >= 3 and proc.returncode == -signal.SIGKILL
     last = load_state(kept[-1])["step"]
-    assert last < 400
+    assert last < 200
 
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert f"resuming from checkpoint_{last:08d} at step {last}" in out.stdout
-    assert load_state(tmp_path / "killed")["step"] == 400
+    assert load_state(tmp_path / "killed")["step"] == 200
 
 
 def test_tensorboard_holds_scalars_images_and_hparams(faces32, tmp_path, capsys):
