@@ -36,10 +36,6 @@ TRIAL = ["--preset", "smoke", "train.workers=1", "train.cpus_per_worker=0.49", "
          "train.image_every=20", "train.start_timeout_s=60", "train.collective_timeout_s=120"]
 
 
-# tests/conftest.py's tiny networks: where a sweep need not be caught midway, a step costs a few milliseconds
-TINY = ["model.width=0.125", "model.encoder_fc=32", "model.discriminator_fc=16", "model.latent_dim=8"]
-
-
 @pytest.fixture
 def ray_tmp():
     path = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # short: Ray's socket paths must fit in 107 bytes
@@ -141,7 +137,7 @@ def test_a_killed_sweep_resumes_without_rerunning_finished_trials(faces_eval, ev
 def test_an_asha_sweep_stops_bad_trials_and_names_the_best(faces_eval, evaluator_cache, tmp_path, ray_tmp):
     space = tmp_path / "space.yaml"
     space.write_text("objective.gamma: {grid: [1.0e-6, 1.0e-2]}\noptim.lr_decoder: {grid: [1.0e-6, 1.0e-3]}\n")
-    proc = _tune(["--space", str(space), "--search", "grid", "--name", "asha", *TRIAL, *TINY, "train.steps=40",
+    proc = _tune(["--space", str(space), "--search", "grid", "--name", "asha", *TRIAL, "train.steps=40",
                   f"data.source={faces_eval}", f"data.cache_dir={evaluator_cache}", f"train.storage_path={tmp_path}"],
                  ray_tmp)
     out = _finish(proc, timeout=540)

@@ -1,9 +1,14 @@
 """Worker processes that never outlive the process that started them.
 
-A SIGKILLed parent runs no cleanup: its DataLoader workers (children of the forkserver, which exits when
-its parent does) and its converter pool workers (blocked on a queue nobody writes to any more) would run
-on. On Linux each worker asks the kernel for SIGKILL when its parent exits (``prctl(PR_SET_PDEATHSIG)``);
-elsewhere this is a no-op.
+A SIGKILLed parent runs no cleanup: its DataLoader workers and its converter pool workers (blocked on a queue
+nobody writes to any more) would run on. On Linux each worker asks the kernel for SIGKILL when its parent exits
+(``prctl(PR_SET_PDEATHSIG)``); elsewhere this is a no-op.
+
+A DataLoader worker started through the forkserver is the forkserver's child, so the kernel watches the forkserver,
+not the owner. The forkserver exits when the last holder of its "alive" pipe is gone, and each worker it forks
+holds that pipe itself: the two could wait for each other for ever. Seen in CI: a killed training stream's
+forkserver and worker still running 15 s later, in some runs of the full suite. Such a worker also watches the
+owner itself, from a thread that looks once a second (the owner's pid and start time, so a recycled pid is no owner).
 """
 
 from __future__ import annotations
@@ -12,19 +17,31 @@ import ctypes
 import os
 import signal
 import sys
+import threading
+import time
 from dataclasses import dataclass
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs: neither gone nor a zombie waiting for its own parent to reap it."""
+WATCH_S = 1.0  # how often a forkserver-started worker looks for its owner
+
+
+def _stat(pid: int) -> tuple[bytes, int] | None:
+    """(state, start time in clock ticks) of ``pid``, or None when it is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rsplit(b")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in (b"Z", b"X")
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return fields[0], int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _alive(pid: int, started: int | None = None) -> bool:
+    """Whether ``pid`` runs (neither gone nor a zombie waiting for its own parent to reap it) and, if ``started``
+    is given, is the process that started then, not a later one with a recycled pid."""
+    stat = _stat(pid)
+    return stat is not None and stat[0] not in (b"Z", b"X") and (started is None or stat[1] == started)
 
 
 @dataclass(frozen=True)
@@ -36,6 +53,7 @@ class DieWithParent:
     """
 
     owner_pid: int
+    owner_started: int | None = None  # its start time (/proc/<pid>/stat), where known
 
     def __call__(self, *_: object) -> None:
         if not sys.platform.startswith("linux"):
@@ -43,10 +61,18 @@ class DieWithParent:
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
             return  # best effort: a kernel or sandbox without prctl leaves the worker as before
-        if not _alive(self.owner_pid):
+        if not _alive(self.owner_pid, self.owner_started):
             os._exit(1)
+        if os.getppid() != self.owner_pid:  # started through the forkserver: see the module docstring
+            threading.Thread(target=self._exit_with_owner, name="exit-with-owner", daemon=True).start()
+
+    def _exit_with_owner(self) -> None:
+        while _alive(self.owner_pid, self.owner_started):
+            time.sleep(WATCH_S)
+        os._exit(1)
 
 
 def die_with_parent() -> DieWithParent:
     """The initializer for workers started from this process."""
-    return DieWithParent(os.getpid())
+    stat = _stat(os.getpid())
+    return DieWithParent(os.getpid(), stat[1] if stat else None)
