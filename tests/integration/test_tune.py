@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.conftest import kill_processes_naming
@@ -34,6 +35,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.ray]
 TRIAL = ["--preset", "smoke", "train.workers=1", "train.cpus_per_worker=0.49", "data.loader_workers=0",
          "data.batch_size=8", "train.log_every=10", "train.eval_every=10", "train.eval_samples=64",
          "train.image_every=20", "train.start_timeout_s=60", "train.collective_timeout_s=120"]
+
+
+# tests/conftest.py's tiny networks: where a sweep need not be caught midway, a step costs a few milliseconds
+TINY = ["model.width=0.125", "model.encoder_fc=32", "model.discriminator_fc=16", "model.latent_dim=8"]
 
 
 @pytest.fixture
@@ -137,7 +142,7 @@ def test_a_killed_sweep_resumes_without_rerunning_finished_trials(faces_eval, ev
 def test_an_asha_sweep_stops_bad_trials_and_names_the_best(faces_eval, evaluator_cache, tmp_path, ray_tmp):
     space = tmp_path / "space.yaml"
     space.write_text("objective.gamma: {grid: [1.0e-6, 1.0e-2]}\noptim.lr_decoder: {grid: [1.0e-6, 1.0e-3]}\n")
-    proc = _tune(["--space", str(space), "--search", "grid", "--name", "asha", *TRIAL, "train.steps=40",
+    proc = _tune(["--space", str(space), "--search", "grid", "--name", "asha", *TRIAL, *TINY, "train.steps=40",
                   f"data.source={faces_eval}", f"data.cache_dir={evaluator_cache}", f"train.storage_path={tmp_path}"],
                  ray_tmp)
     out = _finish(proc, timeout=540)
@@ -157,7 +162,8 @@ def test_an_asha_sweep_stops_bad_trials_and_names_the_best(faces_eval, evaluator
     for row in rows:
         run = sweep / "runs" / row["trial_id"]
         assert row["run_dir"] == str(run)
-        assert f"name: {row['trial_id']}" in (run / "config.yaml").read_text()
+        # read as YAML: an id such as 99191_00002 is an integer to YAML 1.1, so the file quotes it
+        assert yaml.safe_load((run / "config.yaml").read_text())["train"]["name"] == row["trial_id"]
         events = EventAccumulator(str(run / "tensorboard"))
         events.Reload()
         steps = [e.step for e in events.Scalars("eval/fd")]
