@@ -21,27 +21,19 @@ import threading
 import time
 from dataclasses import dataclass
 
+from vaegan_dist.procfs import process_stat
+
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 WATCH_S = 1.0  # how often a forkserver-started worker looks for its owner
 
 
-def _stat(pid: int) -> tuple[bytes, int] | None:
-    """(state, start time in clock ticks) of ``pid``, or None when it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-        return fields[0], int(fields[19])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
 def _alive(pid: int, started: int | None = None) -> bool:
     """Whether ``pid`` runs (neither gone nor a zombie waiting for its own parent to reap it) and, if ``started``
     is given, is the process that started then, not a later one with a recycled pid."""
-    stat = _stat(pid)
-    return stat is not None and stat[0] not in (b"Z", b"X") and (started is None or stat[1] == started)
+    stat = process_stat(pid)
+    return stat is not None and (started is None or stat[1] == started)
 
 
 @dataclass(frozen=True)
@@ -74,5 +66,5 @@ class DieWithParent:
 
 def die_with_parent() -> DieWithParent:
     """The initializer for workers started from this process."""
-    stat = _stat(os.getpid())
+    stat = process_stat(os.getpid())
     return DieWithParent(os.getpid(), stat[1] if stat else None)

@@ -34,6 +34,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from vaegan_dist.procfs import process_stat
+
 GRACE_S = 2.0  # after the driver's end: Ray's own shutdown (a normal exit) finishes in this time
 TERM_S = 2.0  # between SIGTERM and SIGKILL
 SNAPSHOT_S = 1.0  # how often the driver's descendants are noted
@@ -89,15 +91,7 @@ def _is_node_id(text: str) -> bool:
     return len(text) == 56 and all(c in "0123456789abcdef" for c in text)
 
 
-def _stat(pid: int) -> tuple[int, int] | None:
-    """(parent pid, start time in clock ticks) of a process, or None when it is gone. A zombie is gone: a killed
-    driver stays one, with its pid and start time, until its own parent waits for it."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return None if fields[0] in ("Z", "X") else (int(fields[1]), int(fields[19]))
-    except (OSError, IndexError, ValueError):
-        return None
+_stat = process_stat  # what the snapshot reads of each process (tests call it by this name)
 
 
 def _parent(pid: int) -> int | None:
