@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 import shlex
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from typing import Any
 from vaegan_dist.errors import TrainingError
 from vaegan_dist.model.store import find_checkpoints
 from vaegan_dist.train.storage import RunStorage
+from vaegan_tune.schedule import SCHEDULES_CSV, lineage, replay_commands, schedules_csv
 
 RESULTS_FILE = "results.csv"
 
@@ -60,8 +62,14 @@ def last_evaluation(run_dir: str) -> tuple[int, dict[str, float]] | None:
         return None
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(board), size_guidance={"scalars": 0, "images": 1, "tensors": 1,
-                                                         "histograms": 1}).Reload()
+    quiet = logging.getLogger("tensorboard")  # a resumed run's purged events are expected, not news
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        events = EventAccumulator(str(board), size_guidance={"scalars": 0, "images": 1, "tensors": 1,
+                                                             "histograms": 1}).Reload()
+    finally:
+        quiet.setLevel(level)
     scalars = {tag: events.Scalars(tag) for tag in events.Tags()["scalars"] if tag.startswith(("eval/", "loss/"))}
     evaluations = [e for tag, found in scalars.items() if tag.startswith("eval/") for e in found]
     if not evaluations:
@@ -167,4 +175,31 @@ def summarise(settings, plan, store: RunStorage) -> list[TrialRow]:
           f"{best.step})\n  checkpoint: {best.checkpoint or '(none yet)'}\n  continue it: "
           + continue_command(settings.preset, list(settings.overrides), best.params, plan.runs_path, best.trial_id,
                              steps if best.step < steps else 2 * steps))
+    if plan.pbt:
+        print_schedule(settings, plan, store, rows, best)
     return rows
+
+
+def print_schedule(settings, plan, store: RunStorage, rows: list[TrialRow], best: TrialRow) -> None:
+    """A PBT sweep: every trial's schedule into schedule.csv, and the commands that rerun the best trial's from
+    scratch (its lineage through the trials it copied), or why they cannot be given."""
+    runs = Path(plan.runs_path)
+    store.write_text(SCHEDULES_CSV, schedules_csv(runs, [r.trial_id for r in rows]))
+    print(f"schedules: {store.where()}/{SCHEDULES_CSV}")
+    try:
+        chain = lineage(runs, best.trial_id)
+    except TrainingError as err:
+        print(f"  its schedule cannot be replayed: {err}")
+        return
+    train = plan.base.cfg.train
+    fixed = [f"train.workers={train.workers}", f"train.cpus_per_worker={train.cpus_per_worker:g}",
+             f"train.eval_every={train.eval_every}", f"train.checkpoint_every={train.checkpoint_every}"]
+    # Each key once: the sweep's overrides less those the commands set themselves.
+    replaced = {a.partition("=")[0] for a in fixed} | {"train.steps", "train.name"} | set(best.params)
+    kept = [o for o in settings.overrides if o.partition("=")[0].strip() not in replaced]
+    args = ["--preset", settings.preset, *kept, *fixed]
+    trials = " -> ".join(dict.fromkeys(trial for trial, _ in chain))
+    print(f"  its schedule ({len(chain)} segment(s), through {trials}); replay it from scratch, one command after "
+          "the other:")
+    for command in replay_commands(chain, best.step, args, f"{store.name}-replay-{best.trial_id}"):
+        print(f"    {command}")

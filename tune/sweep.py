@@ -29,12 +29,22 @@ from vaegan_dist.train.launcher import check_sync_batchnorm
 from vaegan_dist.train.resolve import resolve_run
 from vaegan_dist.train.runtime import use_gpu
 from vaegan_dist.train.storage import RunStorage, is_url
+from vaegan_tune.pbt import (
+    DEFAULT_QUANTILE,
+    DEFAULT_RESAMPLE,
+    TUNE_CHECKPOINTS_KEPT,
+    check_fractions,
+    check_pbt_space,
+    gated_drivers,
+    pbt_cadence,
+    pbt_scheduler,
+)
 from vaegan_tune.results import summarise
 from vaegan_tune.space import SearchSpace, parse_space
 
 DRIVER_CPU = 0.01  # a trial's own actor only waits on its trainer
 SWEEP_FILE = "sweep.json"
-SCHEDULERS = ("asha", "fifo")
+SCHEDULERS = ("asha", "fifo", "pbt")
 SEARCHES = ("random", "grid", "optuna")
 TRAINING_METRICS = ("loss/l_llike", "loss/l_prior", "loss/l_gan", "loss/l_gen")
 
@@ -55,6 +65,9 @@ class SweepSettings:
     mode: str = ""  # "" = from the metric (min for fd, max for attr_agreement, ...)
     name: str = ""
     seed: int = 0
+    perturb_every: int = 0  # pbt: steps between perturbations (0: the evaluation interval)
+    quantile: float = DEFAULT_QUANTILE  # pbt: the share of trials that copy, and of trials copied
+    resample: float = DEFAULT_RESAMPLE  # pbt: the chance a perturbed value is drawn anew from the space
 
     def resolved_mode(self) -> str:
         if self.mode:
@@ -154,7 +167,7 @@ def check_new_sweep_dir(store: RunStorage) -> None:
 
 
 _FIELD_TYPES = {"space": str, "space_file": str, "preset": str, "scheduler": str, "search": str, "metric": str,
-                "mode": str, "name": str, "seed": int}
+                "mode": str, "name": str, "seed": int, "perturb_every": int, "quantile": float, "resample": float}
 
 
 def saved_settings(name: str, overrides: tuple[str, ...]) -> SweepSettings:
@@ -236,11 +249,14 @@ def _search_algorithm(settings: SweepSettings, mode: str, concurrent: int):
                               max_concurrent=concurrent)
 
 
-def _scheduler(settings: SweepSettings, steps: int, eval_every: int, log_every: int):
+def _scheduler(settings: SweepSettings, steps: int, eval_every: int, log_every: int, space: SearchSpace | None = None,
+               perturb_every: int = 0):
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     if settings.scheduler == "fifo":
         return FIFOScheduler()
+    if settings.scheduler == "pbt":
+        return pbt_scheduler(space, perturb_every, settings.quantile, settings.resample, settings.seed)
     # Rungs at the evaluation steps: each forwarded report carries the newest metric and its step.
     first = eval_every if settings.metric.startswith("eval/") else log_every
     return ASHAScheduler(time_attr="step", max_t=steps, grace_period=max(1, min(first, steps)), reduction_factor=2)
@@ -271,18 +287,24 @@ def run_sweep(settings: SweepSettings, resume: bool = False, now: datetime.datet
         store.write_text(SWEEP_FILE, json.dumps(dataclasses.asdict(settings), indent=2) + "\n")
 
     runs_path = f"{store.url}/runs" if store.remote else str(store.local_dir / "runs")
-    plan = TrialPlan(job, runs_path, settings.metric, placement.gpu, tuple(d.key for d in space.dimensions))
-    trainable = tune.with_resources(tune.with_parameters(run_trial, plan=plan), {"cpu": DRIVER_CPU})
+    pbt = settings.scheduler == "pbt"
+    plan = TrialPlan(job, runs_path, settings.metric, placement.gpu, tuple(d.key for d in space.dimensions), pbt)
+    resources: dict | object = {"cpu": DRIVER_CPU}
+    if pbt and trials > concurrent:  # the population exists whole; its drivers' share of the head bounds how many run
+        concurrent, bundle = gated_drivers(concurrent)
+        resources = tune.PlacementGroupFactory([bundle])
+    trainable = tune.with_resources(tune.with_parameters(run_trial, plan=plan), resources)
     at_once = "as many at a time as when it started" if resume else f"{concurrent} at a time"
     print(f"sweep {settings.name}: {trials} trial(s) of {placement.workers} worker(s) each, {at_once}, "
-          f"{settings.search} search, {settings.scheduler} on {settings.metric} ({settings.resolved_mode()})\n"
+          f"{settings.search} search, {settings.scheduler} on {settings.metric} ({settings.resolved_mode()})"
+          + (f", perturbed every {settings.perturb_every} steps" if pbt else "") + "\n"
           f"  directory:   {store.where()}\n  TensorBoard: tensorboard --logdir {runs_path}", flush=True)
     tune_without_tensorboard_logger()
     experiment = store.url if store.remote else str(store.local_dir)
     if resume:
         tuner = _restored_tuner(experiment, trainable)
     else:
-        tuner = _new_tuner(settings, trainable, param_space, num_samples, concurrent, base, job.cfg.train.storage_path)
+        tuner = _new_tuner(settings, trainable, param_space, num_samples, concurrent, job.cfg, space)
     tuner.fit()  # Ctrl-C: Tune saves the sweep and returns; summarise then says how to resume it
     summarise(settings, plan, store)
     return store.where()
@@ -308,6 +330,7 @@ def _checked_settings(settings: SweepSettings, now: datetime.datetime | None
         raise ConfigError(f"config key 'train.workers' is {base.train.workers!r}; each trial of a sweep runs a fixed "
                           "number (>= 1) of Ray Train workers")
     space: SearchSpace = parse_space(settings.space, settings.space_file, base)
+    settings, base = _checked_schedule(settings, base, space)
     space.trial_count(settings.search, settings.trials)  # refuses a grid with --trials, before Ray starts
     param_space = space.for_search(settings.search)  # refuses a distribution the search cannot take
     if settings.search == "optuna":
@@ -316,6 +339,34 @@ def _checked_settings(settings: SweepSettings, now: datetime.datetime | None
         settings = dataclasses.replace(settings,
                                        name=f"sweep-{(now or datetime.datetime.now()).strftime('%Y%m%d-%H%M%S')}")
     return settings, base, space, param_space
+
+
+def _checked_schedule(settings: SweepSettings, base: Config, space: SearchSpace) -> tuple[SweepSettings, Config]:
+    """PBT's settings checked, its perturbation interval resolved (what sweep.json keeps) and the trials' checkpoint
+    interval set to it; the other schedulers refuse PBT's options."""
+    if settings.scheduler != "pbt":
+        given = [option for option, value, default in (("--perturb-every", settings.perturb_every, 0),
+                                                        ("--quantile", settings.quantile, DEFAULT_QUANTILE),
+                                                        ("--resample", settings.resample, DEFAULT_RESAMPLE))
+                 if value != default]
+        if given:
+            raise ConfigError(f"{given[0]} is a setting of --scheduler pbt (got --scheduler {settings.scheduler})")
+        return settings, base
+    check_fractions(settings.quantile, settings.resample)
+    if settings.search == "optuna":
+        raise ConfigError("--scheduler pbt draws its population at random (or on a grid) and then explores itself; "
+                          "use --search random or grid")
+    if is_url(base.train.storage_path):
+        raise ConfigError(f"--scheduler pbt: train.storage_path={base.train.storage_path} is a URL; a trial adopts "
+                          "its donor's checkpoint in a local or shared (NFS) directory")
+    check_pbt_space(space)
+    given = {o.partition("=")[0].strip() for o in settings.overrides}
+    cadence = pbt_cadence(base, settings.metric, settings.perturb_every, given)
+    if cadence.checkpoint_every != base.train.checkpoint_every:
+        print(f"sweep: trials checkpoint every {cadence.checkpoint_every} steps (the perturbation interval; "
+              f"train.checkpoint_every was {base.train.checkpoint_every})", flush=True)
+    base = dataclasses.replace(base, train=dataclasses.replace(base.train, checkpoint_every=cadence.checkpoint_every))
+    return dataclasses.replace(settings, perturb_every=cadence.perturb_every), base
 
 
 @dataclass(frozen=True)
@@ -362,19 +413,23 @@ def _restored_tuner(experiment: str, trainable):
 
 
 def _new_tuner(settings: SweepSettings, trainable, param_space: dict, num_samples: int, concurrent: int,
-               base: Config, storage_path: str):
+               cfg: Config, space: SearchSpace):
+    """``cfg``: the trials' base config as the sweep resolved it (for PBT, checkpointing at the perturbation
+    steps)."""
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-    mode = settings.resolved_mode()
+    mode, pbt, train = settings.resolved_mode(), settings.scheduler == "pbt", cfg.train
     return tune.Tuner(
         trainable,
         param_space=param_space,
-        tune_config=tune.TuneConfig(metric=settings.metric, mode=mode, num_samples=num_samples,
-                                    scheduler=_scheduler(settings, base.train.steps, base.train.eval_every,
-                                                         base.train.log_every),
-                                    search_alg=_search_algorithm(settings, mode, concurrent)),
-        run_config=tune.RunConfig(name=settings.name, storage_path=storage_path, verbose=1,
+        tune_config=tune.TuneConfig(metric=settings.metric, mode=mode, num_samples=num_samples, reuse_actors=False,
+                                    scheduler=_scheduler(settings, train.steps, train.eval_every, train.log_every,
+                                                         space, settings.perturb_every),
+                                    search_alg=_search_algorithm(settings, mode, 0 if pbt else concurrent)),
+        run_config=tune.RunConfig(name=settings.name, storage_path=train.storage_path, verbose=1,
                                   failure_config=tune.FailureConfig(max_failures=0),
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=TUNE_CHECKPOINTS_KEPT if pbt
+                                                                          else None),
                                   callbacks=[JsonLoggerCallback(), CSVLoggerCallback()]),
     )

@@ -10,19 +10,25 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import threading
 import time
+from pathlib import Path
 from typing import Any
 
-from ray.tune.integration.ray_train import TuneReportCallback
+from ray.train.v2.api.callback import UserCallback
 
 from vaegan_dist.config import Config, set_key, validate
+from vaegan_dist.model.store import checkpoint_step, find_checkpoints
 from vaegan_dist.ray_compat import set_worker_start_timeout
 from vaegan_dist.train.job import TrainJob
 from vaegan_dist.train.launcher import build_trainer, run_trainer
 from vaegan_dist.train.resume import check_run_dir, record_run
 from vaegan_dist.train.storage import RunStorage
+from vaegan_tune.adopt import adopt_checkpoint
+from vaegan_tune.schedule import Segment, record_segment
 
 TRIAL_STARTED = "perf/trial_started_unix"  # reported with every result: overhead = first step - this
+CHECKPOINT_PATH = "checkpoint_path"  # the run's checkpoint of a result that has one (Ray's TuneReportCallback's key)
 
 
 def trial_config(base: Config, params: dict[str, Any]) -> Config:
@@ -38,17 +44,45 @@ def trial_overrides(params: dict[str, Any]) -> list[str]:
     return [f"{key}={value!r}" if isinstance(value, float) else f"{key}={value}" for key, value in params.items()]
 
 
-class MetricReportCallback(TuneReportCallback):
-    """Forward rank 0's reports to Tune once they hold the sweep's metric (Tune refuses results without it,
-    and a scheduler has nothing to compare before the first evaluation), with the trial's start time."""
+class TrialReports(UserCallback):
+    """Runs in the trial's Train controller: hands rank 0's reports to the trial's driver through a queue, once they
+    hold the sweep's metric (Tune refuses results without it, and a scheduler has nothing to compare before the
+    first evaluation), with the trial's start time and the checkpoint's path. Ray's ``TuneReportCallback`` does the
+    same but drops the checkpoint; a PBT trial's driver reports the checkpoint to Tune (``with_checkpoints``), and
+    forwards only reports that have one: PBT copies the donor's last reported checkpoint, which must be the one of
+    the step it was ranked on."""
 
-    def __init__(self, metric: str, started_unix: float):
-        super().__init__()
-        self.metric, self.started_unix = metric, started_unix
+    def __init__(self, queue, metric: str, started_unix: float, with_checkpoints: bool):
+        self.queue, self.metric, self.started_unix = queue, metric, started_unix
+        self.with_checkpoints = with_checkpoints
 
     def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint) -> None:
-        if metrics and self.metric in metrics[0]:
-            super().after_report(run_context, [{**metrics[0], TRIAL_STARTED: self.started_unix}], checkpoint)
+        if not metrics or self.metric not in metrics[0] or (self.with_checkpoints and checkpoint is None):
+            return
+        extra = {TRIAL_STARTED: self.started_unix, **({CHECKPOINT_PATH: checkpoint.path} if checkpoint else {})}
+        self.queue.put({**metrics[0], **extra})  # blocks while the driver has not taken the previous one
+
+
+def _forward_reports(queue, training: threading.Thread, with_checkpoints: bool) -> None:
+    """The driver's side (the Tune function's own thread, where ``tune.report`` belongs): every report the
+    controller queued, until training ends, then what is left."""
+    from ray import tune
+    from ray.util.queue import Empty
+
+    def forward(metrics: dict[str, Any]) -> None:
+        path = metrics.get(CHECKPOINT_PATH) if with_checkpoints else None
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(path) if path else None)
+
+    while training.is_alive():
+        try:
+            forward(queue.get(timeout=1.0))
+        except Empty:
+            continue
+    while True:
+        try:
+            forward(queue.get_nowait())
+        except Empty:
+            return
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,20 +94,63 @@ class TrialPlan:
     metric: str
     gpu: bool
     hparam_keys: tuple[str, ...]
+    pbt: bool = False  # checkpoints go to Tune, and a trial may start from another's
+
+
+def _start(job: TrainJob, params: dict[str, Any], trial_id: str, pbt: bool) -> int:
+    """The run directory ready for this start of the trial: ours, holding the checkpoint Tune chose (PBT), checked
+    against the resume policy, with the segment it starts recorded; returns the step it resumes from."""
+    from ray import tune
+
+    job.run.check_ours()
+    adopted = None
+    given = tune.get_checkpoint() if pbt else None
+    if given is not None:
+        job.run.local_dir.mkdir(parents=True, exist_ok=True)
+        with given.as_directory() as directory:
+            adopted = adopt_checkpoint(job.run.local_dir, trial_id, Path(directory))
+        if adopted is not None and adopted.run != trial_id:
+            print(f"trial {trial_id}: continues from trial {adopted.run}'s checkpoint of step {adopted.step}",
+                  flush=True)
+    check_run_dir(job)
+    record_run(job)
+    own = [] if job.run.remote else find_checkpoints(job.run.local_dir)
+    step = adopted.step if adopted else (checkpoint_step(own[-1]) if own else 0)
+    if pbt:
+        copied = adopted.run if adopted and adopted.run != trial_id else None
+        record_segment(job.run.local_dir, Segment(step, dict(params), copied))
+    return step
 
 
 def run_trial(params: dict[str, Any], plan: TrialPlan) -> None:
     """Tune's trainable (a function of the sampled params): train the trial's run to the end, or until Tune
-    stops it."""
+    stops or pauses it."""
     from ray import tune
+    from ray.util.queue import Queue
 
     started = time.time()
     trial_id = tune.get_context().get_trial_id()
     job = dataclasses.replace(plan.base, cfg=trial_config(plan.base.cfg, params), hparam_keys=plan.hparam_keys)
     job = job.with_run(RunStorage(plan.runs_path, trial_id))
-    check_run_dir(job)
-    record_run(job)
+    step = _start(job, params, trial_id, plan.pbt)
     print(f"trial {trial_id}: {' '.join(trial_overrides(params))} -> {job.run.where()}", flush=True)
+    if step >= job.cfg.train.steps:  # PBT paused it at its last step: starting Train only to stop costs ~10 s
+        print(f"trial {trial_id}: its run is at step {step} of {job.cfg.train.steps}; nothing to do", flush=True)
+        return
     set_worker_start_timeout(job.cfg.train.start_timeout_s)
-    run_trainer(lambda: build_trainer(job, plan.gpu, {"callbacks": [MetricReportCallback(plan.metric, started)]}),
-                job.cfg.train.max_failures)
+    queue = Queue(maxsize=1, actor_options={"num_cpus": 0})
+    reports = TrialReports(queue, plan.metric, started, plan.pbt)
+    failure: list[BaseException] = []
+
+    def train() -> None:
+        try:
+            run_trainer(lambda: build_trainer(job, plan.gpu, {"callbacks": [reports]}), job.cfg.train.max_failures)
+        except BaseException as err:  # noqa: BLE001 - raised again in the trial's own thread, below
+            failure.append(err)
+
+    training = threading.Thread(target=train, name=f"train-{trial_id}", daemon=True)
+    training.start()
+    _forward_reports(queue, training, plan.pbt)
+    training.join()
+    if failure:
+        raise failure[0]

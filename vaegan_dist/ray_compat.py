@@ -30,16 +30,31 @@ then change ``RAY_VERSION`` and the files above together:
    ``RAY_NODE_ID`` and ``RAY_RAYLET_PID`` in their environments, and relies on the 60 s timeout of
    ``ray._private.utils.publish_error_to_driver`` being why they outlive a killed driver. It stays a module of
    its own (a process of its own, Linux only); its docstring says what it measured.
+9. :func:`forget_train_checkpoints`: Train V2 keeps the checkpoints it knows of in
+   ``<run>/checkpoint_manager_snapshot.json`` (``CHECKPOINT_MANAGER_SNAPSHOT_FILENAME`` in
+   ``ray.train.v2._internal.constants``) and, on a new fit of the same run, returns its latest from
+   ``get_checkpoint()``. A PBT trial that adopts another trial's checkpoint removes it together with its own
+   checkpoints, so Train starts the run knowing none and the loop resumes from the adopted one on disk
+   (vaegan_tune/adopt.py).
+10. :data:`HEAD_NODE_RESOURCE`: the head node has a resource ``node:__internal_head__`` of 1 (Ray's name, used by
+   Serve and the autoscaler); a PBT sweep's trial drivers each take a share of 0.9 of it, which bounds how many
+   run at once (vaegan_tune/pbt.py). Train V2 places each run's placement-group cleaner with 0.001 of the same
+   resource: with all of it taken, a trial's worker group started and then waited for the cleaner forever
+   (measured).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 RAY_VERSION = "2.60.0"
 
 WORKER_ENV = {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
+
+HEAD_NODE_RESOURCE = "node:__internal_head__"  # item 10
+TRAIN_RUN_STATE_FILE = "checkpoint_manager_snapshot.json"  # item 9
 
 
 def quiet_report_log() -> None:
@@ -88,6 +103,12 @@ def quiet_local_cluster(address: str | None) -> None:
         from ray._private.authentication.authentication_token_setup import _enable_token_auth
 
         _enable_token_auth()  # RAY_AUTH_MODE=token, for this process's cached config and its children
+
+
+def forget_train_checkpoints(run_dir: Path) -> None:
+    """Make Train V2 forget the checkpoints of the run in ``run_dir`` (item 9): its next fit of that run starts
+    from none of them. A missing file is fine (Train wrote none yet)."""
+    (Path(run_dir) / TRAIN_RUN_STATE_FILE).unlink(missing_ok=True)
 
 
 def tune_without_tensorboard_logger() -> None:

@@ -270,15 +270,25 @@ def test_asha_compares_trials_at_the_evaluation_steps():
 
 
 def test_only_reports_holding_the_metric_reach_tune():
-    from vaegan_tune.trial import TRIAL_STARTED, MetricReportCallback
+    from vaegan_tune.trial import TRIAL_STARTED, TrialReports
 
     sent = []
-    callback = MetricReportCallback.__new__(MetricReportCallback)  # outside a Tune session: no queue to open
-    callback.metric, callback.started_unix = "eval/fd", 123.0
-    callback._training_actor_item_queue = SimpleNamespace(put=sent.append)
+    callback = TrialReports(SimpleNamespace(put=sent.append), "eval/fd", 123.0, with_checkpoints=False)
     callback.after_report(None, [{"step": 20, "loss/l_gan": 1.0}], None)
     callback.after_report(None, [{"step": 40, "eval/fd": 9.0}, {"step": 40}], SimpleNamespace(path="/r/checkpoint_40"))
     assert sent == [{"step": 40, "eval/fd": 9.0, TRIAL_STARTED: 123.0, "checkpoint_path": "/r/checkpoint_40"}]
+
+
+def test_a_pbt_trial_forwards_only_reports_with_a_checkpoint():
+    """PBT copies a donor's last reported checkpoint: a report without one (an evaluation between checkpoints)
+    would leave Tune ranking a step whose checkpoint it does not hold."""
+    from vaegan_tune.trial import TrialReports
+
+    sent = []
+    callback = TrialReports(SimpleNamespace(put=sent.append), "eval/fd", 0.0, with_checkpoints=True)
+    callback.after_report(None, [{"step": 40, "eval/fd": 9.0}], None)
+    callback.after_report(None, [{"step": 80, "eval/fd": 8.0}], SimpleNamespace(path="/r/checkpoint_80"))
+    assert [m["step"] for m in sent] == [80]
 
 
 def test_a_trial_is_fitted_to_the_cluster_only_where_the_user_left_the_choice():

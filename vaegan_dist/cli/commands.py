@@ -62,11 +62,13 @@ def train(args: argparse.Namespace) -> int:
 
 def tune(args: argparse.Namespace) -> int:
     from vaegan_dist.config import ConfigError
+    from vaegan_tune.pbt import DEFAULT_QUANTILE, DEFAULT_RESAMPLE
     from vaegan_tune.space import load_space_text, ready_spaces
     from vaegan_tune.sweep import SweepSettings, run_sweep, saved_settings
 
     options = {"--space": args.space, "--trials": args.trials, "--scheduler": args.scheduler, "--search": args.search,
-               "--metric": args.metric, "--mode": args.mode, "--preset": args.preset, "--seed": args.seed}
+               "--metric": args.metric, "--mode": args.mode, "--preset": args.preset, "--seed": args.seed,
+               "--perturb-every": args.perturb_every, "--quantile": args.quantile, "--resample": args.resample}
     if args.resume:
         if not args.name:
             raise ConfigError("--resume needs --name: the sweep to continue")
@@ -82,7 +84,9 @@ def tune(args: argparse.Namespace) -> int:
                                  overrides=tuple(args.overrides), trials=args.trials,
                                  scheduler=args.scheduler or "asha", search=args.search or "random",
                                  metric=args.metric or "eval/fd", mode=args.mode or "", name=args.name,
-                                 seed=args.seed or 0)
+                                 seed=args.seed or 0, perturb_every=args.perturb_every or 0,
+                                 quantile=DEFAULT_QUANTILE if args.quantile is None else args.quantile,
+                                 resample=DEFAULT_RESAMPLE if args.resample is None else args.resample)
     run_sweep(settings, resume=args.resume)
     return 0
 

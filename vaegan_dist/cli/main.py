@@ -5,6 +5,7 @@
     vaegan-dist train --preset smoke                          # 2 Ray workers on the built-in faces
     vaegan-dist train --preset celeba64 data.source=/data/celeba64 train.workers=8
     vaegan-dist tune --space gamma --trials 8 train.workers=1 train.cpus_per_worker=0.49
+    vaegan-dist tune --space gamma --scheduler pbt --trials 4    # population-based training
     vaegan-dist sample --checkpoint ~/vaegan-dist/runs/<run> --out samples.png
     vaegan-dist reconstruct --checkpoint ~/vaegan-dist/runs/<run> --out recon.png
     vaegan-dist edit --checkpoint ~/vaegan-dist/runs/<run> --attribute Eyeglasses --image me.jpg --out edits.png
@@ -123,8 +124,17 @@ def add_tune(commands_: Commands) -> None:
                       help=f"search space file, or {' | '.join(ready_spaces())} (tune/spaces)")
     tune.add_argument("--trials", type=int_range(1, 10_000), default=None,
                       help="samples to draw (random, optuna; default 8); grid search runs every combination once")
-    tune.add_argument("--scheduler", default=None, choices=("asha", "fifo"),
-                      help="asha (default) stops bad trials at the evaluation steps; fifo runs every trial to the end")
+    tune.add_argument("--scheduler", default=None, choices=("asha", "fifo", "pbt"),
+                      help="asha (default) stops bad trials at the evaluation steps; fifo runs every trial to the end; "
+                           "pbt (population-based training) has the bottom trials copy the top ones' checkpoints and "
+                           "go on with their values, perturbed")
+    tune.add_argument("--perturb-every", type=int_range(1), default=None, metavar="STEPS",
+                      help="pbt: steps between perturbations (default: train.eval_every)")
+    tune.add_argument("--quantile", type=finite_float, default=None,
+                      help="pbt: the share of trials that copy, and of trials copied (default 0.25, at most 0.5)")
+    tune.add_argument("--resample", type=finite_float, default=None,
+                      help="pbt: the chance that a perturbed value is drawn anew from the space instead of "
+                           "multiplied by 0.8 or 1.2 (default 0.25)")
     tune.add_argument("--search", default=None, choices=("random", "grid", "optuna"),
                       help="default random; optuna needs the optional extra: pip install 'vaegan-dist[optuna]'")
     tune.add_argument("--metric", default=None, help="what trials are compared on (default eval/fd)")

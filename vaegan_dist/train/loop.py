@@ -37,7 +37,7 @@ from vaegan_dist.train.progress import MetricMeter, progress_line
 from vaegan_dist.train.runtime import Runtime, runtime_for
 from vaegan_dist.train.session import RaySession, Session, check_same_step, checkpoint_write_failed
 from vaegan_dist.train.step import TrainStep
-from vaegan_dist.train.tb_logger import TensorBoardLogger
+from vaegan_dist.train.tb_logger import TensorBoardLogger, swept_values
 
 
 @torch.no_grad()
@@ -209,6 +209,8 @@ class _WorkerRun:
         self.x_fixed: torch.Tensor | None = None
         self.y_fixed: torch.Tensor | None = None
         self.meter = MetricMeter()
+        # A sweep's trial: the swept values as scalars, so that a PBT trial's schedule shows as curves over steps.
+        self.schedule = swept_values(job.cfg, job.hparam_keys)
         self.first_step_at: float | None = None  # wall clock: start-up latency is measured against the submit time
         self.loop_started = 0.0  # perf_counter at the first step
 
@@ -293,6 +295,7 @@ class _WorkerRun:
         if due.log:
             self.tb.scalars({k: v for k, v in self.last.items()
                              if k != "perf/first_step_unix" and k not in self.last_eval}, done)
+            self.tb.scalars(self.schedule, done)
             print(progress_line(done, self.total, self.last, self.session.world_size, self.kind.progress),
                   flush=True)
         if due.eval and self.evaluation is not None:

@@ -13,7 +13,7 @@ from vaegan_dist.train.job import TrainJob
 
 # A resumed run cannot change these: the checkpoint's tensors have their shapes.
 # optim.algorithm: RMSProp's state cannot continue as Adam's (or the other way round).
-_ARCHITECTURE_KEYS = ("model.kind", "data.image_size", "model.latent_dim", "model.encoder_fc",
+ARCHITECTURE_KEYS = ("model.kind", "data.image_size", "model.latent_dim", "model.encoder_fc",
                       "model.discriminator_fc", "model.width", "model.condition", "model.spectral_norm",
                       "model.discriminator_norm",
                       "optim.algorithm")
@@ -35,7 +35,7 @@ def check_run_dir(job: TrainJob) -> None:
     if not saved:
         return
     weights = next(iter(saved.values()))  # what the newest checkpoint's tensors were built with
-    fixed = [f"{k}={weights[k]!r} (got {new[k]!r})" for k in _ARCHITECTURE_KEYS if weights.get(k) != new.get(k)]
+    fixed = [f"{k}={weights[k]!r} (got {new[k]!r})" for k in ARCHITECTURE_KEYS if weights.get(k) != new.get(k)]
     if fixed:
         raise ConfigError(f"run {job.run.name} was started with {', '.join(fixed)}; a resumed run cannot "
                           "change the architecture or the optimiser: keep those values or choose another train.name")

@@ -17,6 +17,16 @@ def flat_hparams(cfg: Config) -> dict[str, float | int | str | bool]:
     return {"preset": cfg.preset, **{k: v for k, v in flat.items() if isinstance(v, (int, float, str, bool))}}
 
 
+SCHEDULE_TAG = "schedule/"
+
+
+def swept_values(cfg: Config, keys: tuple[str, ...]) -> dict[str, float]:
+    """``schedule/<key>``: the numeric values of a sweep's keys (``keys``; none outside a sweep), one scalar each."""
+    flat = config_to_flat_dict(cfg)
+    return {f"{SCHEDULE_TAG}{k}": float(flat[k]) for k in keys
+            if isinstance(flat.get(k), (int, float)) and not isinstance(flat.get(k), bool)}
+
+
 class TensorBoardLogger:
     """Scalars, image grids and hparams under ``run_dir/tensorboard``; grids also under ``run_dir/samples``."""
 

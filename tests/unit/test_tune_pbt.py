@@ -1,0 +1,216 @@
+"""Population-based training's parts, without Ray: what a PBT space may hold, when trials are perturbed, the head
+node's shares that bound how many run at once, a trial adopting another's checkpoint, and the schedule history."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+import torch
+
+from vaegan_dist.cli.main import main
+from vaegan_dist.config import ConfigError, build_config
+from vaegan_dist.errors import TrainingError
+from vaegan_dist.model.store import checkpoint_name, find_checkpoints
+from vaegan_dist.ray_compat import HEAD_NODE_RESOURCE, TRAIN_RUN_STATE_FILE
+from vaegan_tune.adopt import adopt_checkpoint
+from vaegan_tune.pbt import (
+    MAX_GATED,
+    RAY_CLEANER_SHARE,
+    check_pbt_space,
+    clamp_to_space,
+    gated_drivers,
+    pbt_cadence,
+    pbt_scheduler,
+)
+from vaegan_tune.schedule import Segment, lineage, read_schedule, record_segment, replay_commands, schedules_csv
+from vaegan_tune.space import parse_space
+
+pytestmark = pytest.mark.unit
+SMOKE = build_config("smoke", ["train.steps=400", "train.eval_every=100", "train.checkpoint_every=100"])
+
+
+def test_a_pbt_space_refuses_what_cannot_change_during_a_run():
+    for line in ("model.width: {choice: [0.5, 1.0]}", "model.latent_dim: {choice: [32, 64]}",
+                 "optim.algorithm: {choice: [rmsprop, adam]}"):
+        parsed = parse_space(f"objective.gamma: {{loguniform: [1.0e-6, 1.0e-2]}}\n{line}\n", "s.yaml", SMOKE)
+        with pytest.raises(ConfigError, match=rf"^s.yaml: key '{line.split(':')[0]}' cannot change during a run"):
+            check_pbt_space(parsed)
+    check_pbt_space(parse_space("objective.gamma: {loguniform: [1.0e-6, 1.0e-2]}\ndata.batch_size: {choice: [8, 16]}\n",
+                                "s.yaml", SMOKE))  # a batch size may change: the data position counts images
+
+
+def test_trials_are_perturbed_at_evaluations_that_have_a_checkpoint():
+    cadence = pbt_cadence(SMOKE, "eval/fd", 0, given=set())
+    assert (cadence.perturb_every, cadence.checkpoint_every) == (100, 100)  # default: the evaluation interval
+    assert pbt_cadence(SMOKE, "eval/fd", 200, given=set()).checkpoint_every == 200
+    # the user's checkpoint interval is kept where it divides the perturbation interval
+    cfg = build_config("smoke", ["train.steps=400", "train.eval_every=50", "train.checkpoint_every=100"])
+    assert pbt_cadence(cfg, "eval/fd", 200, given={"train.checkpoint_every"}).checkpoint_every == 100
+    with pytest.raises(ConfigError, match="train.checkpoint_every=100 does not divide it"):
+        pbt_cadence(cfg, "eval/fd", 150, given={"train.checkpoint_every"})
+    with pytest.raises(ConfigError, match=r"^--perturb-every 150: .* evaluated every train.eval_every=100 steps"):
+        pbt_cadence(SMOKE, "eval/fd", 150, given=set())
+    with pytest.raises(ConfigError, match=r"^--perturb-every 400: at or beyond train.steps=400"):
+        pbt_cadence(SMOKE, "eval/fd", 400, given=set())
+    assert pbt_cadence(SMOKE, "loss/l_llike", 30, given=set()).perturb_every == 30  # a loss is there at every report
+    one = build_config("smoke", ["train.steps=400", "train.eval_every=100", "train.keep_checkpoints=1"])
+    with pytest.raises(ConfigError, match="'train.keep_checkpoints' is 1; --scheduler pbt needs 2 or more"):
+        pbt_cadence(one, "eval/fd", 0, given=set())
+
+
+def test_a_perturbed_value_stays_inside_the_bounds_that_were_checked():
+    bounds = {"objective.gamma": (1e-6, 1e-2)}
+    assert clamp_to_space({"objective.gamma": 1.2e-2, "data.batch_size": 16}, bounds) == {
+        "objective.gamma": 1e-2, "data.batch_size": 16}
+    assert clamp_to_space({"objective.gamma": 0.8e-6}, bounds)["objective.gamma"] == 1e-6
+    assert clamp_to_space({"objective.gamma": 3e-4}, bounds)["objective.gamma"] == 3e-4
+
+
+def test_pbt_mutates_every_key_of_the_space_with_its_own_distribution():
+    parsed = parse_space("objective.gamma: {loguniform: [1.0e-6, 1.0e-2]}\ndata.batch_size: {choice: [8, 16, 32]}\n",
+                         "s.yaml", SMOKE)
+    pbt = pbt_scheduler(parsed, perturb_every=100, quantile=0.5, resample=0.0, seed=0)
+    assert pbt._perturbation_interval == 100 and pbt._time_attr == "step" and pbt._quantile_fraction == 0.5
+    assert pbt._hyperparam_mutations["data.batch_size"] == [8, 16, 32]
+    assert type(pbt._hyperparam_mutations["objective.gamma"]).__name__ == "Float"
+    assert pbt._custom_explore_fn({"objective.gamma": 1.0, "data.batch_size": 8})["objective.gamma"] == 1e-2
+
+
+@pytest.mark.parametrize("fits", [1, 2, 3, 7, 9, 10, 27, 28, 29, 500])
+def test_the_head_nodes_shares_admit_exactly_the_trials_that_fit(fits):
+    """n drivers and the n runs' cleaners fit in the head node's one unit, n + 1 drivers do not (Ray keeps 4
+    decimals); beyond MAX_GATED the shares cannot tell n from n + 1, so that many run at once."""
+    n, bundle = gated_drivers(fits)
+    share = bundle[HEAD_NODE_RESOURCE]
+    assert n == min(fits, MAX_GATED) and list(bundle) == [HEAD_NODE_RESOURCE]
+    assert share == round(share, 4)
+    assert n * share + n * RAY_CLEANER_SHARE <= 1.0 < (n + 1) * share
+
+
+def _checkpoint(run_dir: Path, step: int, run_name: str, weight: float) -> Path:
+    """A checkpoint directory as save_checkpoint writes one, with one tensor."""
+    directory = run_dir / checkpoint_name(step)
+    directory.mkdir(parents=True)
+    torch.save({"format": "vaegan-dist-checkpoint/1", "step": step, "model": {"w": torch.full((3,), weight)},
+                "config": {"train": {"name": run_name}}}, directory / "state.pt")
+    return directory
+
+
+def test_a_trial_adopts_its_donors_checkpoint_and_forgets_its_own(tmp_path):
+    donor = _checkpoint(tmp_path / "tune" / "donor", 20, "trial_b", weight=2.0)  # Tune's copy of the donor's
+    run = tmp_path / "runs" / "trial_a"
+    for step in (10, 20, 30):
+        _checkpoint(run, step, "trial_a", weight=1.0)
+    (run / "checkpoint_00000040").mkdir()  # an incomplete one goes too
+    (run / TRAIN_RUN_STATE_FILE).write_text("{}")
+    adopted = adopt_checkpoint(run, "trial_a", donor)
+    assert (adopted.step, adopted.run) == (20, "trial_b")
+    assert [p.name for p in find_checkpoints(run)] == ["checkpoint_00000020"]
+    assert not (run / "checkpoint_00000040").exists() and not (run / TRAIN_RUN_STATE_FILE).exists()
+    state = torch.load(run / "checkpoint_00000020" / "state.pt", weights_only=True)
+    assert torch.equal(state["model"]["w"], torch.full((3,), 2.0))  # the donor's weights, not its own of step 20
+    assert not [p for p in run.iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+def test_a_trial_resumes_its_own_newest_unless_tunes_copy_is_newer(tmp_path):
+    run = tmp_path / "trial_a"
+    _checkpoint(run, 10, "trial_a", 1.0)
+    _checkpoint(run, 20, "trial_a", 1.0)
+    tunes = _checkpoint(tmp_path / "tune", 10, "trial_a", 1.0)
+    assert adopt_checkpoint(run, "trial_a", tunes) is None  # Tune's is older: the run's newest is kept
+    assert [p.name for p in find_checkpoints(run)] == ["checkpoint_00000010", "checkpoint_00000020"]
+    newer = _checkpoint(tmp_path / "tune2", 30, "trial_a", 3.0)  # a run directory rewritten when the sweep was killed
+    assert adopt_checkpoint(run, "trial_a", newer).step == 30
+    assert [p.name for p in find_checkpoints(run)] == ["checkpoint_00000030"]
+
+
+def test_an_incomplete_checkpoint_from_tune_is_refused_in_one_line(tmp_path):
+    broken = tmp_path / "tune" / "checkpoint_000001"
+    broken.mkdir(parents=True)
+    (broken / "state.pt").write_bytes(b"not a zip")
+    with pytest.raises(TrainingError, match="the checkpoint Tune handed this trial is incomplete"):
+        adopt_checkpoint(tmp_path / "run", "trial_a", broken)
+    nameless = _checkpoint(tmp_path / "tune2", 10, "", 1.0)
+    with pytest.raises(TrainingError, match="does not say which run wrote it"):
+        adopt_checkpoint(tmp_path / "run", "trial_a", nameless)
+
+
+def test_a_schedule_records_changes_and_drops_what_a_restart_replaced(tmp_path):
+    run = tmp_path / "t"
+    run.mkdir()
+    assert record_segment(run, Segment(0, {"objective.gamma": 1e-3}))
+    assert not record_segment(run, Segment(20, {"objective.gamma": 1e-3}))  # paused and resumed: nothing new
+    assert record_segment(run, Segment(20, {"objective.gamma": 2e-3}, "donor"))
+    assert record_segment(run, Segment(40, {"objective.gamma": 4e-3}, "donor"))
+    assert record_segment(run, Segment(40, {"objective.gamma": 5e-3}, "other"))  # Tune restarted it at 40 again
+    assert [(s.step, s.copied_from) for s in read_schedule(run)] == [(0, None), (20, "donor"), (40, "other")]
+    (run / "schedule.jsonl").write_text('{"step": "x"}\n')
+    with pytest.raises(TrainingError, match=r"schedule.jsonl:1: not a schedule segment"):
+        read_schedule(run)
+
+
+def _write(runs: Path, trial: str, *segments: Segment) -> None:
+    (runs / trial).mkdir(parents=True)
+    (runs / trial / "schedule.jsonl").write_text("".join(json.dumps(s.__dict__) + "\n" for s in segments))
+
+
+def test_the_lineage_follows_each_copy_back_to_a_start_from_scratch(tmp_path):
+    """c copied b at 20, b had copied a at 10: c's weights come from a's first 10 steps, b's next 10 and c's own."""
+    _write(tmp_path, "a", Segment(0, {"g": 1}), Segment(30, {"g": 9}, "c"))
+    _write(tmp_path, "b", Segment(0, {"g": 2}), Segment(10, {"g": 3}, "a"))
+    _write(tmp_path, "c", Segment(0, {"g": 4}), Segment(20, {"g": 5}, "b"))
+    chain = lineage(tmp_path, "c")
+    assert [(t, s.step, s.params["g"]) for t, s in chain] == [("a", 0, 1), ("b", 10, 3), ("c", 20, 5)]
+    # a's segment from step 30 (a copy of c) is not part of what b copied from a at step 10
+    commands = replay_commands(chain, 40, ["--preset", "smoke"], "replay")
+    assert [shlex.split(c)[-3:] for c in commands] == [["g=1", "train.name=replay", "train.steps=10"],
+                                                       ["g=3", "train.name=replay", "train.steps=20"],
+                                                       ["g=5", "train.name=replay", "train.steps=40"]]
+    rows = list(csv.DictReader(io.StringIO(schedules_csv(tmp_path, ["c", "b"]))))
+    assert [(r["trial_id"], r["from_step"], r["copied_from"], r["g"]) for r in rows] == [
+        ("c", "0", "", "4"), ("c", "20", "b", "5"), ("b", "0", "", "2"), ("b", "10", "a", "3")]
+
+
+def test_a_lineage_that_cannot_be_traced_says_so(tmp_path):
+    _write(tmp_path, "b", Segment(10, {"g": 3}, "gone"))
+    with pytest.raises(TrainingError, match=r"gone/schedule.jsonl: no segment before step 10"):
+        lineage(tmp_path, "b")
+    _write(tmp_path, "x", Segment(10, {"g": 3}, "y"))
+    _write(tmp_path, "y", Segment(0, {"g": 1}), Segment(5, {"g": 2}, "x"))  # corrupt: x had nothing before 5
+    with pytest.raises(TrainingError, match=r"x/schedule.jsonl: no segment before step 5"):
+        lineage(tmp_path, "x")
+    _write(tmp_path, "z", Segment(10, {"g": 3}))
+    with pytest.raises(TrainingError, match="its first segment starts at step 10 from no other trial"):
+        lineage(tmp_path, "z")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--scheduler", "asha", "--perturb-every", "100"], "--perturb-every is a setting of --scheduler pbt"),
+    (["--scheduler", "pbt", "--quantile", "0.7"], "--quantile 0.7: the share of trials that copy"),
+    (["--scheduler", "pbt", "--resample", "1.5"], "--resample 1.5: a probability, in [0, 1]"),
+    (["--scheduler", "pbt", "--search", "optuna"], "use --search random or grid"),
+    (["--scheduler", "pbt", "train.storage_path=s3://bucket/x"], "is a URL; a trial adopts"),
+    (["--scheduler", "pbt", "--perturb-every", "150", "train.eval_every=100"], "use a multiple of it"),
+])
+def test_pbt_settings_are_refused_before_ray_starts(args, message, capsys):
+    assert main(["tune", "--space", "gamma", *args]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("vaegan-dist tune: error: ") and message in last, last
+
+
+def test_a_pbt_space_with_an_architecture_key_is_refused_naming_it(tmp_path, capsys):
+    space = tmp_path / "s.yaml"
+    space.write_text("model.latent_dim: {choice: [32, 64]}\n")
+    assert main(["tune", "--space", str(space), "--scheduler", "pbt"]) == 2
+    assert "key 'model.latent_dim' cannot change during a run" in capsys.readouterr().err
+
+
+def test_train_v2s_run_state_file_is_the_one_forgotten():
+    from ray.train.v2._internal.constants import CHECKPOINT_MANAGER_SNAPSHOT_FILENAME
+
+    assert TRAIN_RUN_STATE_FILE == CHECKPOINT_MANAGER_SNAPSHOT_FILENAME  # ray_compat item 9

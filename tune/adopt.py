@@ -1,0 +1,75 @@
+"""A PBT trial that starts from a checkpoint Tune hands it: its run directory takes that checkpoint.
+
+Tune restarts an exploiting trial with its donor's checkpoint (Tune's copy of it, in the donor's trial
+directory), and a trial that Tune paused or that a resumed sweep restarts with its own. The trial's Train run
+resumes from its run directory, so the run directory must hold the checkpoint Tune chose:
+
+- the donor's (its saved config names another run): the trial's own checkpoints go (its lineage ends here),
+  Train forgets them (item 9 of :mod:`vaegan_dist.ray_compat`) and the donor's is copied in under its step;
+- its own, newer than the run directory's newest (a sweep killed while the run directory was being rewritten):
+  the same, from Tune's copy;
+- its own and no newer: nothing to do, the run resumes from its newest.
+
+Copied under a hidden name and renamed, after the old checkpoints are gone: a kill at any point leaves either
+the old run directory or the new one, and the restarted trial gets the same checkpoint from Tune and does it
+again.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from vaegan_dist.errors import TrainingError
+from vaegan_dist.model.store import (
+    checkpoint_name,
+    checkpoint_step,
+    find_checkpoints,
+    is_complete,
+    load_state,
+)
+from vaegan_dist.ray_compat import forget_train_checkpoints
+
+
+@dataclass(frozen=True)
+class Adopted:
+    step: int
+    run: str  # the run (trial id) whose checkpoint it is
+
+
+def saved_run(checkpoint_dir: Path) -> Adopted:
+    """The step and the run name a checkpoint was written by (its state.pt's own config)."""
+    if not is_complete(checkpoint_dir):
+        raise TrainingError(f"{checkpoint_dir}: the checkpoint Tune handed this trial is incomplete (no readable "
+                            "state.pt)")
+    state = load_state(checkpoint_dir, mmap=True)
+    name = state["config"].get("train", {}).get("name") if isinstance(state["config"], dict) else None
+    if not isinstance(name, str) or not name:
+        raise TrainingError(f"{checkpoint_dir}: its config names no run (train.name); the checkpoint Tune handed "
+                            "this trial does not say which run wrote it")
+    return Adopted(int(state["step"]), name)
+
+
+def adopt_checkpoint(run_dir: Path, trial_id: str, given: Path) -> Adopted | None:
+    """Make ``run_dir`` resume from ``given`` (the checkpoint Tune restarted trial ``trial_id`` with) when it is
+    another run's or newer than the run's own; returns what was adopted, None when the run resumes as it is."""
+    source = saved_run(given)
+    own = find_checkpoints(run_dir)
+    if source.run == trial_id and own and checkpoint_step(own[-1]) >= source.step:
+        return None
+    staging = run_dir / f".adopting-{checkpoint_name(source.step)}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        shutil.copytree(given, staging)
+        forget_train_checkpoints(run_dir)
+        for old in run_dir.glob("checkpoint_*"):  # complete or not: the trial's lineage ends here
+            if checkpoint_step(old) >= 0 and old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old)
+        os.replace(staging, run_dir / checkpoint_name(source.step))
+    except OSError as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise TrainingError(f"{run_dir}: the checkpoint of run {source.run} at step {source.step} could not be "
+                            f"copied in ({err.strerror or err}); rerun the sweep with --resume") from None
+    return source
