@@ -11,6 +11,7 @@ for their CPUs and timed out). The two short sweeps run the CLI's main() in this
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import shutil
@@ -22,6 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -173,6 +175,72 @@ def test_an_asha_sweep_stops_bad_trials_and_names_the_best(faces_eval, evaluator
         if row["status"] == "completed":
             assert load_state(run)["step"] == 40 and Path(row["checkpoint"]) == find_checkpoints(run)[-1]
     assert gammas == {1e-6, 1e-2}
+
+
+def _copies(runs: Path) -> list[tuple[str, dict]]:
+    """Every segment of the trials' schedules that started from another trial's checkpoint."""
+    found = []
+    for schedule in runs.glob("*/schedule.jsonl"):
+        try:
+            lines = schedule.read_text().splitlines()
+        except OSError:
+            continue
+        found += [(schedule.parent.name, json.loads(line)) for line in lines if '"copied_from": "' in line]
+    return found
+
+
+def test_a_pbt_sweep_copies_the_top_trials_and_resumes_after_a_kill(faces_eval, evaluator_cache, tmp_path, ray_tmp):
+    """Four trials at once (half a core each), the bottom half copying the top half every 10 steps. The driver is
+    killed with SIGKILL once a trial has copied another; --resume finishes every trial. A trial that copied
+    continues from the donor's checkpoint of that step (the same tensors), at that step, with the new values; the
+    schedules and the winner's replay commands are written."""
+    space = tmp_path / "space.yaml"
+    space.write_text("optim.lr_decoder: {choice: [1.0e-6, 1.0e-3]}\nobjective.gamma: {loguniform: [1.0e-6, 1.0e-2]}\n")
+    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp), "PYTHONUNBUFFERED": "1", "TUNE_GLOBAL_CHECKPOINT_S": "1"}
+    proc = _tune(["--space", str(space), "--scheduler", "pbt", "--trials", "4", "--quantile", "0.5", "--name", "pbt",
+                  *TRIAL, *TINY, "train.steps=30", "train.keep_checkpoints=10", f"data.source={faces_eval}",
+                  f"data.cache_dir={evaluator_cache}", f"train.storage_path={tmp_path}"], ray_tmp, env=env)
+    sweep, runs = tmp_path / "pbt", tmp_path / "pbt" / "runs"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None and not (
+            _copies(runs) and list(sweep.glob("experiment_state-*.json"))):
+        time.sleep(0.5)
+    ended = proc.poll() is not None
+    if not ended:
+        os.killpg(proc.pid, signal.SIGKILL)
+    first, _ = proc.communicate()
+    kill_processes_naming(str(ray_tmp))
+    assert not ended and _copies(runs), f"no trial copied another before the sweep ended:\n{first[-4000:]}"
+    at_kill = {r.name: load_state(r)["step"] if find_checkpoints(r) else 0 for r in runs.iterdir()}
+    assert min(at_kill.values()) < 30, at_kill  # the resumed sweep has trials to finish
+
+    out = first + _finish(_tune(["--resume", "--name", "pbt", f"train.storage_path={tmp_path}"], ray_tmp, env=env),
+                          timeout=420)
+    rows = _results(sweep)
+    assert len(rows) == 4 and {(r["status"], r["step"]) for r in rows} == {("completed", "30")}, rows
+    compared = 0
+    for trial, copy in dict(_copies(runs)).items():  # each trial's last copy: its checkpoint of that step stays
+        step, donor = copy["step"], copy["copied_from"]
+        assert f"trial {trial}: continues from trial {donor}'s checkpoint of step {step}" in out
+        adopted = runs / trial / f"checkpoint_{step:08d}"
+        assert [c.name for c in find_checkpoints(runs / trial)][0] == adopted.name  # its own older ones went
+        assert load_state(runs / trial)["step"] == 30  # and it went on from there
+        if (runs / donor / adopted.name).exists():  # the donor's own, unless it copied another later
+            ours, theirs = load_state(adopted)["model"], load_state(runs / donor / adopted.name)["model"]
+            assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+            compared += 1
+        events = EventAccumulator(str(runs / trial / "tensorboard"))
+        events.Reload()
+        lr = {e.step: e.value for e in events.Scalars("schedule/optim.lr_decoder")}
+        final = yaml.safe_load((runs / trial / "config.yaml").read_text())["optim"]["lr_decoder"]
+        assert lr[30] == pytest.approx(final, rel=1e-6)  # the values it ran with, as a curve over steps
+    assert compared >= 1
+    with open(sweep / "schedule.csv", newline="") as f:
+        schedule = list(csv.DictReader(f))
+    assert {r["trial_id"] for r in schedule} == {r["trial_id"] for r in rows}
+    assert sum(1 for r in schedule if r["copied_from"]) >= len(dict(_copies(runs)))
+    assert "replay it from scratch, one command after the other:" in out
+    assert f"train.name=pbt-replay-{rows[0]['trial_id']}" in out
 
 
 @pytest.fixture(scope="module")
