@@ -208,3 +208,70 @@ def test_counting_flops_on_rank_0_alone_issues_no_collective(tmp_path):
         port = s.getsockname()[1]
     mp.spawn(_count_on_rank_0_worker, args=(port, str(tmp_path)), nprocs=WORLD, join=True)
     assert [float(torch.load(tmp_path / f"sum{r}.pt")) for r in range(WORLD)] == [3.0, 3.0]
+
+
+EVAL_IMAGES, EVAL_BATCH = 52, 8  # 7 batches: rank 0 scores 4 of them, rank 1 the other 3
+
+
+def _eval_inputs():
+    from vaegan_dist.evaluate import Evaluator
+    from vaegan_dist.evaluate.classifier import AttributeClassifier
+
+    torch.manual_seed(3)
+    evaluator = Evaluator(AttributeClassifier(32, 3).eval(), ["Male", "Smiling", "Young"], 32, "f" * 64, "/d", {})
+    images = torch.randint(0, 256, (EVAL_IMAGES, 3, 32, 32), generator=torch.Generator().manual_seed(5),
+                           dtype=torch.uint8)
+    model = _initial_model(_config("recipe"))
+    model.decoder.apply(lambda m: m.reset_running_stats() if hasattr(m, "reset_running_stats") else None)
+    return evaluator, images, model
+
+
+def _shared_eval_worker(rank: int, port: int, out: str, torch_threads: int) -> None:
+    from vaegan_dist.evaluate import CHEAP_METRICS, HeldOut, model_metrics
+    from vaegan_dist.evaluate.shares import process_group_share
+    from vaegan_dist.train.ema import generator_copy
+    from vaegan_dist.train.evaluation import receive_rank0s
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    torch.set_num_threads(torch_threads)
+    evaluator, images, model = _eval_inputs()
+    if rank == 1:  # other weights than rank 0's: what it scores must be rank 0's, received
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(1.0)
+    share = process_group_share()
+    held_out = HeldOut.of(images, evaluator, batch=EVAL_BATCH, share=share)
+    shown = receive_rank0s(model, None if rank == 0 else generator_copy(model))
+    values = model_metrics(shown, evaluator, held_out, CHEAP_METRICS, seed=11, batch=EVAL_BATCH, share=share)
+    torch.save({"values": values, "features": held_out.features}, f"{out}/eval{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_evaluation_shared_by_two_ranks_equals_one_process(tmp_path):
+    """Each rank scores its share of the batches of rank 0's weights; rank 0's metrics are one process's at the same
+    N and seed (to float tolerance), and the other rank gets none."""
+    import socket
+
+    from vaegan_dist.evaluate import CHEAP_METRICS, HeldOut, model_metrics
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_shared_eval_worker, args=(port, str(tmp_path), torch.get_num_threads()), nprocs=WORLD, join=True)
+    evaluator, images, model = _eval_inputs()
+    held_out = HeldOut.of(images, evaluator, batch=EVAL_BATCH)
+    one = model_metrics(model, evaluator, held_out, CHEAP_METRICS, seed=11, batch=EVAL_BATCH)
+    rank0, rank1 = (torch.load(tmp_path / f"eval{r}.pt") for r in range(WORLD))
+    assert rank1["values"] is None
+    torch.testing.assert_close(rank0["features"], held_out.features)  # every rank holds all the held-out features
+    torch.testing.assert_close(rank1["features"], held_out.features)
+    assert set(rank0["values"]) == set(one) and all(v is not None for v in one.values())
+    for name, value in one.items():
+        assert rank0["values"][name] == pytest.approx(value, rel=1e-5, abs=1e-7), name
+    # rank 1's own weights score otherwise: had it scored its share with them, rank 0's numbers would differ
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    own = model_metrics(model, evaluator, held_out, CHEAP_METRICS, seed=11, batch=EVAL_BATCH)
+    assert own["fd_recon"] != pytest.approx(one["fd_recon"], rel=1e-3)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -17,6 +17,7 @@ from vaegan_dist.data.codec import to_unit_range
 from vaegan_dist.data.manifest import DataError
 from vaegan_dist.evaluate import metrics as m
 from vaegan_dist.evaluate.evaluator import Evaluator
+from vaegan_dist.evaluate.shares import ONE_PROCESS, Share
 from vaegan_dist.model import VAEGAN
 
 # The keys of `vaegan-dist evaluate`'s JSON, in table order.
@@ -59,11 +60,21 @@ class HeldOut:
 
     @classmethod
     def of(cls, images: torch.Tensor, evaluator: Evaluator, batch: int = 256, where: str = "the held-out set",
-           attributes: torch.Tensor | None = None, attribute_names: Sequence[str] = ()) -> HeldOut:
+           attributes: torch.Tensor | None = None, attribute_names: Sequence[str] = (),
+           share: Share = ONE_PROCESS) -> HeldOut:
+        """``share``: the ranks of a process group each compute the evaluator's view of their share of the batches,
+        and every rank gets all of it."""
         if len(images) <= PR_NEIGHBOURS:
             raise DataError(f"{where}: only {len(images)} images; the metrics need more than {PR_NEIGHBOURS}")
-        features, logits = evaluator.features_and_logits(images, batch)
-        lap = torch.cat([m.laplacian_variance(to_unit_range(c, evaluator.device)) for c in images.split(batch)])
+        records = []
+        for index, chunk in enumerate(images.split(batch)):
+            if share.mine(index):
+                features, logits = evaluator.features_and_logits(chunk, batch)
+                lap = m.laplacian_variance(to_unit_range(chunk, evaluator.device))
+                records.append({"index": index, "features": features.cpu(), "logits": logits.cpu(), "lap": lap.cpu()})
+        records = share.everywhere(records)
+        device = evaluator.device
+        features, logits, lap = (torch.cat([r[k] for r in records]).to(device) for k in ("features", "logits", "lap"))
         return cls(images.cpu(), features, logits, lap, None if attributes is None else attributes.cpu(),
                    tuple(attribute_names))
 
@@ -90,63 +101,73 @@ def reorder_attributes(values: torch.Tensor, names: Sequence[str], wanted: Seque
     return values[:, [index[n] for n in wanted]]
 
 
-def _batches(model: VAEGAN, held_out: HeldOut, device: torch.device, batch: int, generator: torch.Generator,
-             reconstruct: bool, dis_l: bool):
-    """Yields (samples, reconstructions or None, originals or None, Dis_l pair or None) per batch, in [-1, 1].
-    A conditioned model generates each sample with the attributes of the held-out image in its place."""
+def _batch_records(model: VAEGAN, evaluator: Evaluator, held_out: HeldOut, names: Sequence[str], seed: int,
+                   batch: int, inception, share: Share) -> list[dict[str, Any]]:
+    """What this process's share of the batches gives, one record per batch (CPU tensors and sums): the samples'
+    evaluator features and sharpness, the reconstructions' features and logits and squared errors, and the
+    Inception features. Every batch's z is drawn, mine or not, so that each is what one process draws. A conditioned
+    model generates each sample with the attributes of the held-out image in its place."""
+    device = next(model.parameters()).device
+    reconstruct = model.can_reconstruct and bool(NEEDS_ENCODER & set(names))
+    dis_l = reconstruct and "feature_mse" in names and model.discriminator is not None
     condition = held_out.condition(model)
-    for start, chunk in zip(range(0, len(held_out), batch), held_out.images.split(batch)):
+    generator = torch.Generator().manual_seed(seed)
+    records = []
+    for index, (start, chunk) in enumerate(zip(range(0, len(held_out), batch), held_out.images.split(batch))):
+        z = torch.randn(len(chunk), model.latent_dim, generator=generator)
+        if not share.mine(index):
+            continue
         y = None if condition is None else condition[start : start + len(chunk)].to(device)
-        z = torch.randn(len(chunk), model.latent_dim, generator=generator).to(device)
-        samples = model.decoder(z, y).float()
-        recon = x = dis_pair = None
+        samples = model.decoder(z.to(device), y).float()
+        feats, _ = evaluator.features_and_logits(samples, batch)
+        record: dict[str, Any] = {"index": index, "sample_feats": feats.cpu(),
+                                  "sample_lap": m.laplacian_variance(samples).cpu()}
+        if inception is not None and "fid" in names:
+            record["fid_fake"] = inception(samples).cpu()
+            record["fid_real"] = inception(to_unit_range(chunk, device)).cpu()
         if reconstruct:
             x = to_unit_range(chunk, device)
             recon = model.decoder(model.encoder(x, y)[0], y).float()
+            feats, logits = evaluator.features_and_logits(recon, batch)
+            record.update(recon_feats=feats.cpu(), recon_logits=logits.cpu(),
+                          pixel_se=float((recon.double() - x.double()).square().sum()), pixel_n=recon.numel())
             if dis_l:
-                dis_pair = (model.discriminator(recon, y)[1], model.discriminator(x, y)[1])
-        yield samples, recon, x, dis_pair
+                fake, real = model.discriminator(recon, y)[1], model.discriminator(x, y)[1]
+                record.update(feature_se=float((fake.double() - real.double()).square().sum()), feature_n=fake.numel())
+        records.append(record)
+    return records
 
 
 @torch.no_grad()
 def model_metrics(model: VAEGAN, evaluator: Evaluator, held_out: HeldOut, names: Sequence[str] = METRICS, *,
-                  seed: int = 0, batch: int = 256, inception=None) -> dict[str, float | None]:
+                  seed: int = 0, batch: int = 256, inception=None,
+                  share: Share = ONE_PROCESS) -> dict[str, float | None] | None:
     """The metrics ``names`` of ``model`` against ``held_out``: as many samples from p(z) as held-out
-    images, seeded; reconstructions of the held-out images. The model is put in eval mode and back."""
+    images, seeded; reconstructions of the held-out images. The model is put in eval mode and back.
+
+    ``share``: the ranks of a process group (every one holding the same weights) each score their share of the
+    batches; the metrics are computed once, on rank 0, and are those of one process; the other ranks get None."""
     unknown = set(names) - set(METRICS)
     if unknown:
         raise ValueError(f"unknown metrics {sorted(unknown)}; known: {', '.join(METRICS)}")
-    device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    reconstruct = model.can_reconstruct and bool(NEEDS_ENCODER & set(names))
-    dis_l = reconstruct and "feature_mse" in names and model.discriminator is not None
-    generator = torch.Generator().manual_seed(seed)
-    sample_feats, sample_lap, recon_feats, recon_logits, fid_real, fid_fake = [], [], [], [], [], []
-    pixel_se = feature_se = 0.0
-    pixel_n = feature_n = 0
     try:
-        for samples, recon, x, dis_pair in _batches(model, held_out, device, batch, generator, reconstruct, dis_l):
-            feats, _ = evaluator.features_and_logits(samples, batch)
-            sample_feats.append(feats)
-            sample_lap.append(m.laplacian_variance(samples))
-            if inception is not None and "fid" in names:
-                fid_fake.append(inception(samples))
-                fid_real.append(inception(to_unit_range(held_out.images[sum(map(len, fid_real)):][:len(samples)],
-                                                        device)))
-            if recon is not None:
-                feats, logits = evaluator.features_and_logits(recon, batch)
-                recon_feats.append(feats)
-                recon_logits.append(logits)
-                pixel_se += float((recon.double() - x.double()).square().sum())
-                pixel_n += recon.numel()
-                if dis_pair is not None:
-                    feature_se += float((dis_pair[0].double() - dis_pair[1].double()).square().sum())
-                    feature_n += dis_pair[0].numel()
+        records = _batch_records(model, evaluator, held_out, names, seed, batch, inception, share)
     finally:
         model.train(was_training)
+    records = share.on_rank0(records)
+    return None if records is None else _metrics(records, held_out, names, seed, evaluator.device)
 
-    samples_f = torch.cat(sample_feats)
+
+def _metrics(records: list[dict[str, Any]], held_out: HeldOut, names: Sequence[str], seed: int,
+             device: torch.device) -> dict[str, float | None]:
+    """The metrics from every batch's record, in batch order."""
+
+    def joined(key: str) -> torch.Tensor:
+        return torch.cat([r[key] for r in records]).to(device)
+
+    samples_f = joined("sample_feats")
     result: dict[str, float | None] = dict.fromkeys(names)
     if "fd" in names:
         result["fd"] = m.frechet_distance(held_out.features, samples_f)
@@ -157,16 +178,16 @@ def model_metrics(model: VAEGAN, evaluator: Evaluator, held_out: HeldOut, names:
         precision, recall = m.precision_recall(held_out.features, samples_f, PR_NEIGHBOURS)
         result.update({k: v for k, v in (("precision", precision), ("recall", recall)) if k in names})
     if "sharpness_ratio" in names:
-        result["sharpness_ratio"] = m.sharpness_ratio(torch.cat(sample_lap), held_out.laplacian_var)
-    if recon_feats:
+        result["sharpness_ratio"] = m.sharpness_ratio(joined("sample_lap"), held_out.laplacian_var)
+    if "recon_feats" in records[0]:
         if "fd_recon" in names:
-            result["fd_recon"] = m.frechet_distance(held_out.features, torch.cat(recon_feats))
+            result["fd_recon"] = m.frechet_distance(held_out.features, joined("recon_feats"))
         if "attr_agreement" in names:
-            result["attr_agreement"] = m.attribute_agreement(held_out.logits, torch.cat(recon_logits))
+            result["attr_agreement"] = m.attribute_agreement(held_out.logits, joined("recon_logits"))
         if "pixel_mse" in names:
-            result["pixel_mse"] = pixel_se / pixel_n
-        if feature_n:
-            result["feature_mse"] = feature_se / feature_n
-    if fid_fake:
-        result["fid"] = m.frechet_distance(torch.cat(fid_real), torch.cat(fid_fake))
+            result["pixel_mse"] = sum(r["pixel_se"] for r in records) / sum(r["pixel_n"] for r in records)
+        if "feature_se" in records[0]:
+            result["feature_mse"] = sum(r["feature_se"] for r in records) / sum(r["feature_n"] for r in records)
+    if "fid_fake" in records[0]:
+        result["fid"] = m.frechet_distance(joined("fid_real"), joined("fid_fake"))
     return result

@@ -25,6 +25,16 @@ from vaegan_dist.model import VAEGAN
 AVERAGED = ("encoder", "decoder")
 
 
+def generator_copy(model: VAEGAN) -> VAEGAN:
+    """A copy of ``model``'s encoder and decoder, in eval mode and without gradients; its discriminator is neither
+    copied nor shared (see above)."""
+    discriminator, model.discriminator = model.discriminator, None
+    try:
+        return copy.deepcopy(model).eval().requires_grad_(False)
+    finally:
+        model.discriminator = discriminator
+
+
 def ema_beta(batch_images: int, images_seen: int, halflife_kimg: float, rampup: float) -> float:
     """The weight of the old average after one step of ``batch_images`` images (StyleGAN2-ADA's formula)."""
     halflife = halflife_kimg * 1000.0
@@ -39,11 +49,7 @@ class WeightAverage:
 
     def __init__(self, model: VAEGAN, halflife_kimg: float, rampup: float):
         self.halflife_kimg, self.rampup = halflife_kimg, rampup
-        discriminator, model.discriminator = model.discriminator, None  # neither copied nor shared
-        try:
-            self.model = copy.deepcopy(model).eval().requires_grad_(False)
-        finally:
-            model.discriminator = discriminator
+        self.model = generator_copy(model)
 
     @torch.no_grad()
     def update(self, model: VAEGAN, batch_images: int, images_seen: int) -> None:

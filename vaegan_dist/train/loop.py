@@ -247,9 +247,9 @@ class _WorkerRun:
             shuffle_buffer=cfg.data.shuffle_buffer, loader_workers=cfg.data.loader_workers, hflip=cfg.data.hflip,
             augment=cfg.data.augment)
         self.watch = NonFiniteWatch(self.runtime.device, self.kind.loss_terms)
+        if self.job.evaluator is not None and cfg.train.eval_every > 0:  # on every rank: each scores its share
+            self.evaluation = TrainingEvaluation(self.job, self.runtime.device, self.model)
         if rank == 0:
-            if self.job.evaluator is not None and cfg.train.eval_every > 0:
-                self.evaluation = TrainingEvaluation(self.job, self.runtime.device)
             self.tb = TensorBoardLogger(self.job.run.local_dir, purge_step=start)
             self.tb.start_hparams(cfg, [*self.kind.loss_terms, *(self.evaluation.tags if self.evaluation else [])],
                                   self.job.hparam_keys)
@@ -280,10 +280,13 @@ class _WorkerRun:
             self.last.update(self.utilisation.metrics(self.last["perf/step_time_s"]))
 
     def evaluate(self, done: int) -> None:
-        """Rank 0 scores the shown weights on the held-out images (the other ranks wait at the next report)."""
+        """Every rank scores its share of rank 0's shown weights on the held-out images; rank 0 logs the metrics."""
         if self.evaluation is None:
             return
-        self.last_eval = self.evaluation(self.shown)
+        values = self.evaluation(self.shown)
+        if values is None:  # not rank 0
+            return
+        self.last_eval = values
         self.last_eval["perf/eval_share"] = self.evaluation.seconds / (time.perf_counter() - self.loop_started)
         with _disk_errors(done, "the TensorBoard logs"):
             self.tb.scalars(self.last_eval, done)
