@@ -145,10 +145,18 @@ def test_fid_from_a_local_inception_weights_file(faces_eval, evaluator_cache, tm
     torch.save(inception_v3(weights=None, aux_logits=True, init_weights=True).state_dict(), weights)
     run = _train(faces_eval, tmp_path, "vaegan", evaluator_cache)
     out = tmp_path / "m.json"
-    assert main(["evaluate", "--checkpoint", str(run), "--num", "16", "--json", str(out),
+    assert main(["evaluate", "--checkpoint", str(run), "--num", "16", "--json", str(out), "--batch", "8",
                  "--inception-weights", str(weights)]) == 0
-    fid = json.loads(out.read_text())["fid"]
-    assert isinstance(fid, float) and fid > 0
+    one = json.loads(out.read_text())
+    assert isinstance(one["fid"], float) and one["fid"] > 0
+    # Two processes sharing the batches (16 images in batches of 8: one each) give one process's numbers.
+    shared = tmp_path / "shared.json"
+    assert main(["evaluate", "--checkpoint", str(run), "--num", "16", "--json", str(shared), "--workers", "2",
+                 "--batch", "8", "--inception-weights", str(weights)]) == 0
+    two = json.loads(shared.read_text())
+    assert two.keys() == one.keys()
+    for key, value in one.items():
+        assert two[key] == (pytest.approx(value, rel=1e-5) if isinstance(value, float) else value), key
     (tmp_path / "bad.pth").write_bytes(b"garbage")
     assert main(["evaluate", "--checkpoint", str(run), "--inception-weights", str(tmp_path / "bad.pth")]) == 2
     err = capsys.readouterr().err

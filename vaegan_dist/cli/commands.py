@@ -200,7 +200,8 @@ def evaluate(args: argparse.Namespace) -> int:
         check_json_target(args.json)
     result = evaluate_checkpoint(args.checkpoint, data=args.data, split=args.split, num=args.num,
                                  evaluator=args.evaluator, inception_weights=args.inception_weights, seed=args.seed,
-                                 device=default_device())
+                                 device=default_device(), workers=args.workers,
+                                 batch=args.batch)
     print(metrics_table(result))
     if args.json:
         print(f"wrote {write_json(result, args.json).resolve()}")

@@ -208,6 +208,13 @@ def add_evaluate(commands_: Commands) -> None:
              "precision, recall, fid)")
     evaluate.add_argument("--inception-weights", default=None, metavar="PATH",
                           help="a local torchvision Inception v3 weights file: adds fid (never downloaded)")
+    evaluate.add_argument("--workers", type=int_range(1, 64), default=1,
+                          help="processes on this machine that share the evaluation (one GPU each where there are "
+                               "GPUs; the CPU cores split between them otherwise); the same numbers, sooner for a "
+                               "large --num")
+    evaluate.add_argument("--batch", type=int_range(1, 4096), default=256,
+                          help="images per batch (default 256); the samples' z are drawn batch by batch, so the same "
+                               "--batch gives the same numbers with any --workers")
     evaluate.set_defaults(func=commands.evaluate)
 
 

@@ -22,6 +22,7 @@ from vaegan_dist.errors import DataError
 from vaegan_dist.evaluate.evaluator import Evaluator
 from vaegan_dist.evaluate.model_metrics import METRICS, HeldOut, better_note, model_metrics
 from vaegan_dist.evaluate.results import json_text
+from vaegan_dist.evaluate.shares import ONE_PROCESS, Share
 from vaegan_dist.evaluate.train_evaluator import no_evaluator_hint, resolve_evaluator
 from vaegan_dist.model import VAEGAN, load_model
 from vaegan_dist.model.store import resolve_checkpoint
@@ -90,20 +91,41 @@ def open_trained(checkpoint: str | Path, *, data: str | None = None, splits: tup
 
 def evaluate_checkpoint(checkpoint: str | Path, *, data: str | None = None, split: str = "test", num: int = 2000,
                         evaluator: str = "", inception_weights: str | None = None, seed: int = 0,
-                        device: str = "cpu", log=print) -> dict[str, Any]:
+                        device: str = "cpu", log=print, workers: int = 1, batch: int = 256) -> dict[str, Any]:
     """The metrics of the model in ``checkpoint`` on ``num`` images of ``split`` (fewer if the split is
-    smaller), with ``num``, ``split``, ``step`` and ``model_kind``."""
+    smaller), with ``num``, ``split``, ``step`` and ``model_kind``. ``workers`` > 1: as many processes on this
+    machine share the batches (:mod:`vaegan_dist.evaluate.distributed`), with the same result. ``batch``: images
+    per batch; the samples' z are drawn batch by batch, so the numbers depend on it (not on ``workers``)."""
+    if workers > 1:
+        from vaegan_dist.evaluate.distributed import evaluate_in_processes
+
+        # Everything that can refuse or train the evaluator happens here, once, before any worker starts.
+        found = open_trained(checkpoint, data=data, splits=(split,), evaluator=evaluator, device="cpu", log=log)
+        cached = found.evaluator.where if found.evaluator and Path(found.evaluator.where).is_file() else evaluator
+        return evaluate_in_processes(workers, checkpoint, data=data, split=split, num=num, evaluator=cached,
+                                     inception_weights=inception_weights, seed=seed, device=device, batch=batch)
+    return evaluate_share(checkpoint, data=data, split=split, num=num, evaluator=evaluator,
+                          inception_weights=inception_weights, seed=seed, device=device, log=log, batch=batch)
+
+
+def evaluate_share(checkpoint: str | Path, *, data: str | None, split: str, num: int, evaluator: str,
+                   inception_weights: str | None, seed: int, device: str, log=print,
+                   share: Share = ONE_PROCESS, batch: int = 256) -> dict[str, Any] | None:
+    """This process's share of :func:`evaluate_checkpoint` (all of it by default); the result on rank 0 only."""
     trained = open_trained(checkpoint, data=data, splits=(split,), evaluator=evaluator, device=device, log=log)
     model, step, sources, found = trained.model, trained.step, trained.sources, trained.evaluator
     images, attrs = first_images(sources[split], split, num)
     held_out = HeldOut.of(images, found, where=f"{sources[split].where} split {split!r}", attributes=attrs,
-                          attribute_names=sources[split].attributes)
+                          attribute_names=sources[split].attributes, share=share, batch=batch)
     inception = None
     if inception_weights:
         from vaegan_dist.evaluate.inception import load_inception
 
         inception = load_inception(inception_weights, device)
-    values = model_metrics(model, found, held_out, METRICS, seed=seed, inception=inception)
+    values = model_metrics(model, found, held_out, METRICS, seed=seed, inception=inception, share=share,
+                           batch=batch)
+    if values is None:
+        return None
     return {**values, "num": len(held_out), "split": split, "step": step, "model_kind": model.kind,
             "data": sources[split].where}
 
