@@ -99,10 +99,20 @@ def test_kernel_distance_by_hand_on_four_points():
         within = (k(x[0], x[1]) + k(x[1], x[0]) + k(y[0], y[1]) + k(y[1], y[0])) / 2
         cross = sum(k(a, b) for a in x for b in y) / 4
         by_hand.append(within - 2 * cross)
-    mean, std = m.kernel_distance(real, fake, subsets=5, subset_size=2, seed=0)
-    assert mean == pytest.approx(sum(by_hand) / 5)
-    assert std == pytest.approx(statistics.pstdev(by_hand))
-    assert std != pytest.approx(statistics.stdev(by_hand))  # n - 1 would be sqrt(5/4) times larger
+    for whole in (m.MAX_KERNEL_ENTRIES, 0):  # the whole sets' kernels at once, and subset by subset
+        mean, std = m.kernel_distance(real, fake, subsets=5, subset_size=2, seed=0, max_kernel_entries=whole)
+        assert mean == pytest.approx(sum(by_hand) / 5)
+        assert std == pytest.approx(statistics.pstdev(by_hand))
+        assert std != pytest.approx(statistics.stdev(by_hand))  # n - 1 would be sqrt(5/4) times larger
+
+
+def test_kernel_distance_from_the_whole_kernels_equals_subset_by_subset():
+    g = torch.Generator().manual_seed(4)
+    real, fake = torch.randn(300, 16, generator=g), torch.randn(250, 16, generator=g) * 1.3 + 0.2
+    whole = m.kernel_distance(real, fake, subsets=20, subset_size=100, seed=3)
+    each = m.kernel_distance(real, fake, subsets=20, subset_size=100, seed=3, max_kernel_entries=0)
+    assert whole == pytest.approx(each, rel=1e-10)
+    assert whole[0] > 0.01  # not two estimates of nothing
 
 
 def test_kernel_distance_is_unbiased_where_the_frechet_distance_is_not():

@@ -39,8 +39,42 @@ def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
     return gaussian_frechet_distance(*mean_and_covariance(real), *mean_and_covariance(fake))
 
 
+# Kernel entries (float64) kid computes once for the whole sets, rather than per subset: 3 x 2000^2 entries (96 MB)
+# cost 6 GFLOP against the subsets' 100 x 3 x 1000^2 x 256 x 2 = 154 GFLOP, which took 3.3 s of one core at 2000
+# held-out images, more than generating and scoring the samples (bench/RESULTS.md, "Evaluation on every rank").
+MAX_KERNEL_ENTRIES = 3 * 4096**2
+
+
+def _cubic_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a @ b.T / a.shape[1] + 1) ** 3
+
+
+def _kid_subset_by_subset(real, fake, picks, m) -> torch.Tensor:
+    estimates = []
+    for rows, cols in picks:
+        x, y = real[rows], fake[cols]
+        k_xx, k_yy, k_xy = _cubic_kernel(x, x), _cubic_kernel(y, y), _cubic_kernel(x, y)
+        within = (k_xx.sum() - k_xx.diagonal().sum() + k_yy.sum() - k_yy.diagonal().sum()) / (m * (m - 1))
+        estimates.append(within - 2 * k_xy.mean())
+    return torch.stack(estimates)
+
+
+def _kid_from_whole_kernels(real, fake, picks, m) -> torch.Tensor:
+    """The same estimates from the kernels of the whole sets: a subset's sum over its m x m block is s^T K s for its
+    0/1 indicator vector s, all subsets at once."""
+    k_rr, k_ff, k_rf = _cubic_kernel(real, real), _cubic_kernel(fake, fake), _cubic_kernel(real, fake)
+    sx = torch.zeros(len(picks), len(real), dtype=real.dtype)
+    sy = torch.zeros(len(picks), len(fake), dtype=fake.dtype)
+    for i, (rows, cols) in enumerate(picks):
+        sx[i, rows], sy[i, cols] = 1.0, 1.0
+    within_x = ((sx @ k_rr) * sx).sum(1) - sx @ k_rr.diagonal()
+    within_y = ((sy @ k_ff) * sy).sum(1) - sy @ k_ff.diagonal()
+    cross = ((sx @ k_rf) * sy).sum(1) / (m * m)
+    return (within_x + within_y) / (m * (m - 1)) - 2 * cross
+
+
 def kernel_distance(real: torch.Tensor, fake: torch.Tensor, subsets: int = 100, subset_size: int = 1000,
-                    seed: int = 0) -> tuple[float, float]:
+                    seed: int = 0, max_kernel_entries: int = MAX_KERNEL_ENTRIES) -> tuple[float, float]:
     """kid (Binkowski et al. 2018): the unbiased estimate of the squared MMD between two feature sets [N, D]
     with the cubic polynomial kernel k(a, b) = (a.b / D + 1)^3, averaged over ``subsets`` random subsets of
     ``subset_size`` points from each set (without replacement; at most half of the smaller set, so that the
@@ -62,16 +96,11 @@ def kernel_distance(real: torch.Tensor, fake: torch.Tensor, subsets: int = 100, 
     m = min(subset_size, len(real) // 2, len(fake) // 2)
     if m < 2:
         raise ValueError(f"kid needs at least 4 points per set; got {len(real)} and {len(fake)}")
-    dim = real.shape[1]
     generator = torch.Generator().manual_seed(seed)
-    estimates = []
-    for _ in range(subsets):
-        x = real[torch.randperm(len(real), generator=generator)[:m]]
-        y = fake[torch.randperm(len(fake), generator=generator)[:m]]
-        k_xx, k_yy, k_xy = ((a @ b.T / dim + 1) ** 3 for a, b in ((x, x), (y, y), (x, y)))
-        within = (k_xx.sum() - k_xx.diagonal().sum() + k_yy.sum() - k_yy.diagonal().sum()) / (m * (m - 1))
-        estimates.append(within - 2 * k_xy.mean())
-    values = torch.stack(estimates)
+    picks = [(torch.randperm(len(real), generator=generator)[:m], torch.randperm(len(fake), generator=generator)[:m])
+             for _ in range(subsets)]
+    whole = len(real) ** 2 + len(fake) ** 2 + len(real) * len(fake) <= max_kernel_entries
+    values = (_kid_from_whole_kernels if whole else _kid_subset_by_subset)(real, fake, picks, m)
     # torchmetrics' convention: the population standard deviation over the subsets (not n - 1)
     return float(values.mean()), float(values.std(correction=0))
 
