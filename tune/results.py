@@ -186,6 +186,11 @@ def print_schedule(settings, plan, store: RunStorage, rows: list[TrialRow], best
     runs = Path(plan.runs_path)
     store.write_text(SCHEDULES_CSV, schedules_csv(runs, [r.trial_id for r in rows]))
     print(f"schedules: {store.where()}/{SCHEDULES_CSV}")
+    optim = plan.base.cfg.optim
+    if optim.schedule != "constant" or "optim.schedule" in best.params:
+        print(f"  its schedule cannot be replayed with train commands: optim.schedule={optim.schedule} sets the "
+              "learning rates from train.steps, which each command of a replay would change")
+        return
     try:
         chain = lineage(runs, best.trial_id)
     except TrainingError as err:
