@@ -10,9 +10,9 @@ resumes from its run directory, so the run directory must hold the checkpoint Tu
   the same, from Tune's copy;
 - its own and no newer: nothing to do, the run resumes from its newest.
 
-Copied under a hidden name and renamed, after the old checkpoints are gone: a kill at any point leaves either
-the old run directory or the new one, and the restarted trial gets the same checkpoint from Tune and does it
-again.
+The copy is staged under a hidden name, then the old checkpoints go, then it is renamed into place. A kill in
+between leaves a run directory without the old checkpoints (and a staged copy, removed by the next start): Tune's
+saved state already hands the trial the same checkpoint on the next start, which adopts it again.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from vaegan_dist.ray_compat import forget_train_checkpoints
 class Adopted:
     step: int
     run: str  # the run (trial id) whose checkpoint it is
+    token: str | None  # the start of that run that wrote it (vaegan_tune/schedule.py); None before PBT wrote one
 
 
 def saved_run(checkpoint_dir: Path) -> Adopted:
@@ -49,18 +50,21 @@ def saved_run(checkpoint_dir: Path) -> Adopted:
     if not isinstance(name, str) or not name:
         raise TrainingError(f"{checkpoint_dir}: its config names no run (train.name); the checkpoint Tune handed "
                             "this trial does not say which run wrote it")
-    return Adopted(int(state["step"]), name)
+    token = state.get("start_token")
+    return Adopted(int(state["step"]), name, token if isinstance(token, str) else None)
 
 
 def adopt_checkpoint(run_dir: Path, trial_id: str, given: Path) -> Adopted | None:
     """Make ``run_dir`` resume from ``given`` (the checkpoint Tune restarted trial ``trial_id`` with) when it is
     another run's or newer than the run's own; returns what was adopted, None when the run resumes as it is."""
+    for stale in run_dir.glob(".adopting-*.tmp"):  # staged by a start that was killed
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
     source = saved_run(given)
     own = find_checkpoints(run_dir)
     if source.run == trial_id and own and checkpoint_step(own[-1]) >= source.step:
         return None
     staging = run_dir / f".adopting-{checkpoint_name(source.step)}.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
     try:
         shutil.copytree(given, staging)
         forget_train_checkpoints(run_dir)

@@ -33,6 +33,9 @@ DEFAULT_QUANTILE = 0.25
 DEFAULT_RESAMPLE = 0.25
 PERTURBATION_FACTORS = (1.2, 0.8)  # Tune's defaults, the paper's
 TUNE_CHECKPOINTS_KEPT = 4  # per trial; Tune warns that 2 or fewer can delete a donor's before it is copied
+# A trial's run keeps at least this many: while its driver copies checkpoint N into Tune, N + 1 can wait in the
+# queue and N + 2 be registered by Train, which then deletes the oldest.
+MIN_KEPT = 3
 
 
 def check_pbt_space(space: SearchSpace) -> None:
@@ -57,24 +60,30 @@ def pbt_cadence(base: Config, metric: str, perturb_every: int, given: set[str]) 
     it (``given``: the keys on the command line)."""
     train = base.train
     evaluated = metric.startswith("eval/")
-    every = perturb_every or (train.eval_every if evaluated and train.eval_every > 0 else train.checkpoint_every)
+    if evaluated and train.eval_every <= 0:
+        raise ConfigError(f"--metric {metric} needs evaluations during training; got train.eval_every="
+                          f"{train.eval_every}")
+    every = perturb_every or (train.eval_every if evaluated else train.checkpoint_every)
+    # Named as the user would set it, whether they did or the default chose it.
+    named = f"--perturb-every {every}" if perturb_every else f"the perturbation interval ({every} steps)"
     if every < 1:
-        raise ConfigError(f"--perturb-every {perturb_every}: must be a positive number of steps")
+        raise ConfigError(f"{named}: must be a positive number of steps")
     if every >= train.steps:
-        raise ConfigError(f"--perturb-every {every}: at or beyond train.steps={train.steps}, no trial would ever be "
-                          "perturbed; lower it or raise train.steps")
+        raise ConfigError(f"{named}: at or beyond train.steps={train.steps}, no trial would ever be perturbed; "
+                          "lower --perturb-every or raise train.steps")
     if evaluated and every % train.eval_every:
-        raise ConfigError(f"--perturb-every {every}: trials are compared on {metric}, evaluated every "
+        raise ConfigError(f"{named}: trials are compared on {metric}, evaluated every "
                           f"train.eval_every={train.eval_every} steps; use a multiple of it")
     checkpoint_every = every
     if "train.checkpoint_every" in given:
         if every % train.checkpoint_every:
-            raise ConfigError(f"--perturb-every {every}: a trial copies its donor's checkpoint of the perturbation "
-                              f"step, but train.checkpoint_every={train.checkpoint_every} does not divide it")
+            raise ConfigError(f"{named}: a trial copies its donor's checkpoint of the perturbation step, but "
+                              f"train.checkpoint_every={train.checkpoint_every} does not divide it")
         checkpoint_every = train.checkpoint_every
-    if train.keep_checkpoints < 2:
+    if train.keep_checkpoints < MIN_KEPT:
         raise ConfigError(f"config key 'train.keep_checkpoints' is {train.keep_checkpoints}; --scheduler pbt needs "
-                          "2 or more (a donor's checkpoint must outlive the next one while it is copied)")
+                          f"{MIN_KEPT} or more (the checkpoint a trial's driver is handing to Tune must outlive the "
+                          "next two)")
     return Cadence(every, checkpoint_every)
 
 

@@ -1,10 +1,11 @@
-"""A trial's schedule: the hyperparameters it ran with, from which step, and whose checkpoint it started from.
+"""A PBT trial's schedule: the hyperparameters it ran with, from which step, and whose checkpoint it started from.
 
-Each start of a trial whose values or weights changed (its first, and every PBT exploit) is a segment in
-``runs/<trial id>/schedule.jsonl``; a segment at step s drops the segments at s or later that it replaces (a
-trial Tune restarted from an earlier checkpoint). The weights a trial has at step u come from its last segment
-before u, and, for a segment that copied another trial's checkpoint, from that trial's schedule before the copy:
-the *lineage*, which is what a user replays to rerun the winner's schedule from scratch.
+Every start of a PBT trial (its first, each exploit, each resume after a pause or a kill) appends a segment to
+``runs/<trial id>/schedule.jsonl``: the step and values it started with, and the checkpoint it started from, named
+by the trial that wrote it and that start's token, which every checkpoint carries (``start_token``). Following those
+back from the trial's last segment gives its *lineage*, across the trials it copied, exactly: the segments that
+made its weights, which is what a user replays to rerun the winner's schedule from scratch. Each hop goes to a
+segment that started at an earlier step, so the walk ends.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ SCHEDULES_CSV = "schedule.csv"
 class Segment:
     step: int  # the step it starts from
     params: dict[str, Any]
-    copied_from: str | None = None  # the trial whose checkpoint of `step` it started from
+    token: str  # this start's (what the checkpoints it writes carry)
+    copied_from: str | None = None  # the other trial whose checkpoint it started from (None: its own, or none)
+    from_token: str | None = None  # the start that wrote that checkpoint (None: step 0)
 
 
 def read_schedule(run_dir: Path) -> list[Segment]:
@@ -39,47 +42,40 @@ def read_schedule(run_dir: Path) -> list[Segment]:
     for number, line in enumerate(file.read_text().splitlines(), 1):
         try:
             raw = json.loads(line)
-            segment = Segment(int(raw["step"]), dict(raw["params"]), raw.get("copied_from"))
+            segment = Segment(int(raw["step"]), dict(raw["params"]), str(raw["token"]), raw.get("copied_from"),
+                              raw.get("from_token"))
         except (ValueError, KeyError, TypeError):
             raise TrainingError(f"{file}:{number}: not a schedule segment") from None
-        if segment.copied_from is not None and not isinstance(segment.copied_from, str):
-            raise TrainingError(f"{file}:{number}: copied_from must be a trial id")
+        if not all(v is None or isinstance(v, str) for v in (segment.copied_from, segment.from_token)):
+            raise TrainingError(f"{file}:{number}: copied_from and from_token must be strings")
         segments.append(segment)
     return segments
 
 
-def record_segment(run_dir: Path, segment: Segment) -> bool:
-    """Append ``segment`` unless it continues the last one unchanged (a trial paused and resumed); returns whether
-    it was written."""
-    previous = read_schedule(run_dir)
-    kept = [s for s in previous if s.step < segment.step]
-    if previous and kept == previous and segment.copied_from is None and previous[-1].params == segment.params:
-        return False
-    atomic_write_text(Path(run_dir) / SCHEDULE_FILE,
-                      "".join(json.dumps(asdict(s), sort_keys=True) + "\n" for s in [*kept, segment]))
-    return True
+def record_segment(run_dir: Path, segment: Segment) -> None:
+    """Append ``segment`` (the file rewritten whole, atomically: a kill leaves the old one or the new one)."""
+    atomic_write_text(Path(run_dir) / SCHEDULE_FILE, "".join(json.dumps(asdict(s), sort_keys=True) + "\n"
+                                                            for s in [*read_schedule(run_dir), segment]))
 
 
-def lineage(runs_dir: Path, trial_id: str, until: int | None = None) -> list[tuple[str, Segment]]:
-    """The segments, across trials, that made ``trial_id``'s weights at step ``until`` (None: its newest), oldest
-    first; each with the trial that ran it."""
-    chain: list[tuple[str, Segment]] = []
-    trial, limit = trial_id, until
-    while True:  # ends: each copy is followed to a step strictly below the last (a segment's step < limit)
-        segments = [s for s in read_schedule(runs_dir / trial) if limit is None or s.step < limit]
-        if not segments:
-            raise TrainingError(f"{runs_dir / trial / SCHEDULE_FILE}: no segment before step {limit}; the schedule "
-                                f"of trial {trial_id} cannot be traced")
-        for segment in reversed(segments):
-            chain.append((trial, segment))
-            if segment.copied_from is not None:
-                trial, limit = segment.copied_from, segment.step
-                break
-            if segment.step == 0:
-                return chain[::-1]
-        else:
-            raise TrainingError(f"{runs_dir / trial / SCHEDULE_FILE}: its first segment starts at step "
-                                f"{segments[0].step} from no other trial; the schedule cannot be traced")
+def lineage(runs_dir: Path, trial_id: str) -> list[tuple[str, Segment]]:
+    """The segments, across trials, that made ``trial_id``'s newest weights, oldest first, each with its trial."""
+    segments = read_schedule(runs_dir / trial_id)
+    if not segments:
+        raise TrainingError(f"{runs_dir / trial_id / SCHEDULE_FILE}: no schedule; trial {trial_id}'s cannot be traced")
+    trial, segment = trial_id, segments[-1]
+    chain, seen = [(trial, segment)], {segment.token}
+    while segment.step > 0:
+        source = segment.copied_from or trial
+        found = [s for s in read_schedule(runs_dir / source) if s.token == segment.from_token]
+        if segment.from_token is None or not found or found[0].token in seen or found[0].step >= segment.step:
+            raise TrainingError(f"{runs_dir / source / SCHEDULE_FILE}: no segment wrote the checkpoint of step "
+                                f"{segment.step} that trial {trial} started from; the schedule of trial {trial_id} "
+                                "cannot be traced")
+        trial, segment = source, found[0]
+        chain.append((trial, segment))
+        seen.add(segment.token)
+    return chain[::-1]
 
 
 def schedules_csv(runs_dir: Path, trial_ids: list[str]) -> str:
@@ -96,13 +92,14 @@ def schedules_csv(runs_dir: Path, trial_ids: list[str]) -> str:
 
 def replay_commands(chain: list[tuple[str, Segment]], end_step: int, train_args: list[str], name: str) -> list[str]:
     """``vaegan-dist train`` commands that rerun ``chain`` from scratch as one run named ``name``: each trains to
-    the next segment's step with its segment's values, and the next resumes it with the values changed (a resumed
-    run takes changed hyperparameters, ../vaegan_dist/train/resume.py)."""
+    the step where the values next change, and the next resumes it with the new values (a resumed run takes
+    changed hyperparameters, vaegan_dist/train/resume.py)."""
     from vaegan_tune.trial import trial_overrides
 
+    merged = [s for i, (_, s) in enumerate(chain) if i == 0 or s.params != chain[i - 1][1].params]  # a resume
     commands = []
-    for i, (_, segment) in enumerate(chain):
-        until = chain[i + 1][1].step if i + 1 < len(chain) else end_step
+    for i, segment in enumerate(merged):
+        until = merged[i + 1].step if i + 1 < len(merged) else end_step
         if until <= segment.step:
             continue
         args = ["vaegan-dist", "train", *train_args, *trial_overrides(segment.params), f"train.name={name}",

@@ -288,7 +288,8 @@ def run_sweep(settings: SweepSettings, resume: bool = False, now: datetime.datet
 
     runs_path = f"{store.url}/runs" if store.remote else str(store.local_dir / "runs")
     pbt = settings.scheduler == "pbt"
-    plan = TrialPlan(job, runs_path, settings.metric, placement.gpu, tuple(d.key for d in space.dimensions), pbt)
+    plan = TrialPlan(job, runs_path, settings.metric, placement.gpu, tuple(d.key for d in space.dimensions),
+                     settings.perturb_every if pbt else 0)
     resources: dict | object = {"cpu": DRIVER_CPU}
     if pbt and trials > concurrent:  # the population exists whole; its drivers' share of the head bounds how many run
         concurrent, bundle = gated_drivers(concurrent)

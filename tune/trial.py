@@ -12,19 +12,22 @@ import copy
 import dataclasses
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 from ray.train.v2.api.callback import UserCallback
 
+from vaegan_dist.atomic import atomic_write_text
 from vaegan_dist.config import Config, set_key, validate
 from vaegan_dist.model.store import checkpoint_step, find_checkpoints
 from vaegan_dist.ray_compat import set_worker_start_timeout
 from vaegan_dist.train.job import TrainJob
 from vaegan_dist.train.launcher import build_trainer, run_trainer
+from vaegan_dist.train.loop import OWNER_FILE
 from vaegan_dist.train.resume import check_run_dir, record_run
 from vaegan_dist.train.storage import RunStorage
-from vaegan_tune.adopt import adopt_checkpoint
+from vaegan_tune.adopt import adopt_checkpoint, saved_run
 from vaegan_tune.schedule import Segment, record_segment
 
 TRIAL_STARTED = "perf/trial_started_unix"  # reported with every result: overhead = first step - this
@@ -52,12 +55,18 @@ class TrialReports(UserCallback):
     forwards only reports that have one: PBT copies the donor's last reported checkpoint, which must be the one of
     the step it was ranked on."""
 
-    def __init__(self, queue, metric: str, started_unix: float, with_checkpoints: bool):
+    def __init__(self, queue, metric: str, started_unix: float, perturb_every: int = 0, steps: int = 0):
+        """``perturb_every`` > 0 (PBT): forward only the reports of the perturbation steps and the last one
+        (``steps``), with their checkpoints; PBT refreshes a donor's checkpoint only at its perturbation steps, and
+        one reported between them would push it out of Tune's last few before it is copied."""
         self.queue, self.metric, self.started_unix = queue, metric, started_unix
-        self.with_checkpoints = with_checkpoints
+        self.perturb_every, self.steps = perturb_every, steps
 
     def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint) -> None:
-        if not metrics or self.metric not in metrics[0] or (self.with_checkpoints and checkpoint is None):
+        if not metrics or self.metric not in metrics[0]:
+            return
+        step = int(metrics[0].get("step", 0))
+        if self.perturb_every and (checkpoint is None or (step % self.perturb_every and step != self.steps)):
             return
         extra = {TRIAL_STARTED: self.started_unix, **({CHECKPOINT_PATH: checkpoint.path} if checkpoint else {})}
         self.queue.put({**metrics[0], **extra})  # blocks while the driver has not taken the previous one
@@ -94,32 +103,43 @@ class TrialPlan:
     metric: str
     gpu: bool
     hparam_keys: tuple[str, ...]
-    pbt: bool = False  # checkpoints go to Tune, and a trial may start from another's
+    perturb_every: int = 0  # PBT: checkpoints of these steps go to Tune, and a trial may start from another's
+
+    @property
+    def pbt(self) -> bool:
+        return self.perturb_every > 0
 
 
-def _start(job: TrainJob, params: dict[str, Any], trial_id: str, pbt: bool) -> int:
-    """The run directory ready for this start of the trial: ours, holding the checkpoint Tune chose (PBT), checked
-    against the resume policy, with the segment it starts recorded; returns the step it resumes from."""
+def _start(job: TrainJob, params: dict[str, Any], trial_id: str, pbt: bool) -> tuple[TrainJob, int]:
+    """The run directory ready for this start of the trial: ours, holding the checkpoint Tune chose (PBT), owned by
+    this start, checked against the resume policy, with the segment it starts recorded; returns the job (with its
+    start token, for PBT) and the step it resumes from."""
     from ray import tune
 
     job.run.check_ours()
     adopted = None
-    given = tune.get_checkpoint() if pbt else None
-    if given is not None:
-        job.run.local_dir.mkdir(parents=True, exist_ok=True)
-        with given.as_directory() as directory:
-            adopted = adopt_checkpoint(job.run.local_dir, trial_id, Path(directory))
-        if adopted is not None and adopted.run != trial_id:
-            print(f"trial {trial_id}: continues from trial {adopted.run}'s checkpoint of step {adopted.step}",
-                  flush=True)
+    if pbt:
+        job = dataclasses.replace(job, start_token=uuid.uuid4().hex)
+        job.run.mark_ours()  # checked above; marked before anything else is written into it
+        # First: a run of an earlier start that Tune stopped and that is still finishing a step writes no more.
+        atomic_write_text(job.run.local_dir / OWNER_FILE, job.start_token + "\n")
+        given = tune.get_checkpoint()
+        if given is not None:
+            with given.as_directory() as directory:
+                adopted = adopt_checkpoint(job.run.local_dir, trial_id, Path(directory))
+            if adopted is not None and adopted.run != trial_id:
+                print(f"trial {trial_id}: continues from trial {adopted.run}'s checkpoint of step {adopted.step}",
+                      flush=True)
     check_run_dir(job)
     record_run(job)
     own = [] if job.run.remote else find_checkpoints(job.run.local_dir)
-    step = adopted.step if adopted else (checkpoint_step(own[-1]) if own else 0)
     if pbt:
-        copied = adopted.run if adopted and adopted.run != trial_id else None
-        record_segment(job.run.local_dir, Segment(step, dict(params), copied))
-    return step
+        source = adopted or (saved_run(own[-1]) if own else None)
+        record_segment(job.run.local_dir, Segment(
+            source.step if source else 0, dict(params), job.start_token,
+            copied_from=source.run if source and source.run != trial_id else None,
+            from_token=source.token if source else None))
+    return job, (adopted.step if adopted else (checkpoint_step(own[-1]) if own else 0))
 
 
 def run_trial(params: dict[str, Any], plan: TrialPlan) -> None:
@@ -132,14 +152,14 @@ def run_trial(params: dict[str, Any], plan: TrialPlan) -> None:
     trial_id = tune.get_context().get_trial_id()
     job = dataclasses.replace(plan.base, cfg=trial_config(plan.base.cfg, params), hparam_keys=plan.hparam_keys)
     job = job.with_run(RunStorage(plan.runs_path, trial_id))
-    step = _start(job, params, trial_id, plan.pbt)
+    job, step = _start(job, params, trial_id, plan.pbt)
     print(f"trial {trial_id}: {' '.join(trial_overrides(params))} -> {job.run.where()}", flush=True)
     if step >= job.cfg.train.steps:  # PBT paused it at its last step: starting Train only to stop costs ~10 s
         print(f"trial {trial_id}: its run is at step {step} of {job.cfg.train.steps}; nothing to do", flush=True)
         return
     set_worker_start_timeout(job.cfg.train.start_timeout_s)
     queue = Queue(maxsize=1, actor_options={"num_cpus": 0})
-    reports = TrialReports(queue, plan.metric, started, plan.pbt)
+    reports = TrialReports(queue, plan.metric, started, plan.perturb_every, job.cfg.train.steps)
     failure: list[BaseException] = []
 
     def train() -> None:
@@ -150,7 +170,7 @@ def run_trial(params: dict[str, Any], plan: TrialPlan) -> None:
 
     training = threading.Thread(target=train, name=f"train-{trial_id}", daemon=True)
     training.start()
-    _forward_reports(queue, training, plan.pbt)
+    _forward_reports(queue, training, plan.perturb_every > 0)
     training.join()
     if failure:
         raise failure[0]

@@ -37,10 +37,10 @@ then change ``RAY_VERSION`` and the files above together:
    checkpoints, so Train starts the run knowing none and the loop resumes from the adopted one on disk
    (vaegan_tune/adopt.py).
 10. :data:`HEAD_NODE_RESOURCE`: the head node has a resource ``node:__internal_head__`` of 1 (Ray's name, used by
-   Serve and the autoscaler); a PBT sweep's trial drivers each take a share of 0.9 of it, which bounds how many
-   run at once (vaegan_tune/pbt.py). Train V2 places each run's placement-group cleaner with 0.001 of the same
-   resource: with all of it taken, a trial's worker group started and then waited for the cleaner forever
-   (measured).
+   Serve and the autoscaler); a PBT sweep whose population is larger than the cluster holds gives each trial's
+   driver a share of it such that n fit and n + 1 do not, which bounds how many run at once (vaegan_tune/pbt.py).
+   Train V2 places each run's placement-group cleaner with 0.001 of the same resource: with all of it taken, a
+   trial's worker group started and then waited for the cleaner forever (measured); the shares leave room.
 """
 
 from __future__ import annotations

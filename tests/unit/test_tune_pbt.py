@@ -58,9 +58,14 @@ def test_trials_are_perturbed_at_evaluations_that_have_a_checkpoint():
     with pytest.raises(ConfigError, match=r"^--perturb-every 400: at or beyond train.steps=400"):
         pbt_cadence(SMOKE, "eval/fd", 400, given=set())
     assert pbt_cadence(SMOKE, "loss/l_llike", 30, given=set()).perturb_every == 30  # a loss is there at every report
-    one = build_config("smoke", ["train.steps=400", "train.eval_every=100", "train.keep_checkpoints=1"])
-    with pytest.raises(ConfigError, match="'train.keep_checkpoints' is 1; --scheduler pbt needs 2 or more"):
-        pbt_cadence(one, "eval/fd", 0, given=set())
+    two = build_config("smoke", ["train.steps=400", "train.eval_every=100", "train.keep_checkpoints=2"])
+    with pytest.raises(ConfigError, match="'train.keep_checkpoints' is 2; --scheduler pbt needs 3 or more"):
+        pbt_cadence(two, "eval/fd", 0, given=set())
+    never = build_config("smoke", ["train.steps=400", "train.eval_every=0"])
+    with pytest.raises(ConfigError, match="--metric eval/fd needs evaluations during training"):
+        pbt_cadence(never, "eval/fd", 100, given=set())
+    with pytest.raises(ConfigError, match=r"^the perturbation interval \(100 steps\): at or beyond train.steps=100"):
+        pbt_cadence(build_config("smoke", ["train.steps=100", "train.eval_every=100"]), "eval/fd", 0, given=set())
 
 
 def test_a_perturbed_value_stays_inside_the_bounds_that_were_checked():
@@ -92,24 +97,25 @@ def test_the_head_nodes_shares_admit_exactly_the_trials_that_fit(fits):
     assert n * share + n * RAY_CLEANER_SHARE <= 1.0 < (n + 1) * share
 
 
-def _checkpoint(run_dir: Path, step: int, run_name: str, weight: float) -> Path:
+def _checkpoint(run_dir: Path, step: int, run_name: str, weight: float, token: str = "t") -> Path:
     """A checkpoint directory as save_checkpoint writes one, with one tensor."""
     directory = run_dir / checkpoint_name(step)
     directory.mkdir(parents=True)
     torch.save({"format": "vaegan-dist-checkpoint/1", "step": step, "model": {"w": torch.full((3,), weight)},
-                "config": {"train": {"name": run_name}}}, directory / "state.pt")
+                "config": {"train": {"name": run_name}}, "start_token": token}, directory / "state.pt")
     return directory
 
 
 def test_a_trial_adopts_its_donors_checkpoint_and_forgets_its_own(tmp_path):
-    donor = _checkpoint(tmp_path / "tune" / "donor", 20, "trial_b", weight=2.0)  # Tune's copy of the donor's
+    donor = _checkpoint(tmp_path / "tune" / "donor", 20, "trial_b", weight=2.0, token="b1")  # Tune's copy
     run = tmp_path / "runs" / "trial_a"
     for step in (10, 20, 30):
         _checkpoint(run, step, "trial_a", weight=1.0)
     (run / "checkpoint_00000040").mkdir()  # an incomplete one goes too
+    (run / ".adopting-checkpoint_00000010.tmp").mkdir()  # staged by a start that was killed
     (run / TRAIN_RUN_STATE_FILE).write_text("{}")
     adopted = adopt_checkpoint(run, "trial_a", donor)
-    assert (adopted.step, adopted.run) == (20, "trial_b")
+    assert (adopted.step, adopted.run, adopted.token) == (20, "trial_b", "b1")
     assert [p.name for p in find_checkpoints(run)] == ["checkpoint_00000020"]
     assert not (run / "checkpoint_00000040").exists() and not (run / TRAIN_RUN_STATE_FILE).exists()
     state = torch.load(run / "checkpoint_00000020" / "state.pt", weights_only=True)
@@ -140,15 +146,13 @@ def test_an_incomplete_checkpoint_from_tune_is_refused_in_one_line(tmp_path):
         adopt_checkpoint(tmp_path / "run", "trial_a", nameless)
 
 
-def test_a_schedule_records_changes_and_drops_what_a_restart_replaced(tmp_path):
+def test_a_schedule_is_appended_to_whole_and_read_back(tmp_path):
     run = tmp_path / "t"
     run.mkdir()
-    assert record_segment(run, Segment(0, {"objective.gamma": 1e-3}))
-    assert not record_segment(run, Segment(20, {"objective.gamma": 1e-3}))  # paused and resumed: nothing new
-    assert record_segment(run, Segment(20, {"objective.gamma": 2e-3}, "donor"))
-    assert record_segment(run, Segment(40, {"objective.gamma": 4e-3}, "donor"))
-    assert record_segment(run, Segment(40, {"objective.gamma": 5e-3}, "other"))  # Tune restarted it at 40 again
-    assert [(s.step, s.copied_from) for s in read_schedule(run)] == [(0, None), (20, "donor"), (40, "other")]
+    record_segment(run, Segment(0, {"objective.gamma": 1e-3}, "a1"))
+    record_segment(run, Segment(20, {"objective.gamma": 2e-3}, "a2", "donor", "d1"))
+    assert read_schedule(run) == [Segment(0, {"objective.gamma": 1e-3}, "a1"),
+                                  Segment(20, {"objective.gamma": 2e-3}, "a2", "donor", "d1")]
     (run / "schedule.jsonl").write_text('{"step": "x"}\n')
     with pytest.raises(TrainingError, match=r"schedule.jsonl:1: not a schedule segment"):
         read_schedule(run)
@@ -159,33 +163,37 @@ def _write(runs: Path, trial: str, *segments: Segment) -> None:
     (runs / trial / "schedule.jsonl").write_text("".join(json.dumps(s.__dict__) + "\n" for s in segments))
 
 
-def test_the_lineage_follows_each_copy_back_to_a_start_from_scratch(tmp_path):
-    """c copied b at 20, b had copied a at 10: c's weights come from a's first 10 steps, b's next 10 and c's own."""
-    _write(tmp_path, "a", Segment(0, {"g": 1}), Segment(30, {"g": 9}, "c"))
-    _write(tmp_path, "b", Segment(0, {"g": 2}), Segment(10, {"g": 3}, "a"))
-    _write(tmp_path, "c", Segment(0, {"g": 4}), Segment(20, {"g": 5}, "b"))
+def test_the_lineage_follows_each_checkpoint_to_the_start_that_wrote_it(tmp_path):
+    """c copied b's checkpoint of step 20, written by b's second start, which had copied a's of step 10. a went
+    on after that (a copy of c at 30) and b was paused and resumed (its third start, same values): neither is part
+    of what c's weights came from."""
+    _write(tmp_path, "a", Segment(0, {"g": 1}, "a1"), Segment(30, {"g": 9}, "a2", "c", "c2"))
+    _write(tmp_path, "b", Segment(0, {"g": 2}, "b1"), Segment(10, {"g": 3}, "b2", "a", "a1"),
+           Segment(30, {"g": 3}, "b3", None, "b2"))
+    _write(tmp_path, "c", Segment(0, {"g": 4}, "c1"), Segment(20, {"g": 5}, "c2", "b", "b2"),
+           Segment(30, {"g": 5}, "c3", None, "c2"))
     chain = lineage(tmp_path, "c")
-    assert [(t, s.step, s.params["g"]) for t, s in chain] == [("a", 0, 1), ("b", 10, 3), ("c", 20, 5)]
-    # a's segment from step 30 (a copy of c) is not part of what b copied from a at step 10
-    commands = replay_commands(chain, 40, ["--preset", "smoke"], "replay")
+    assert [(t, s.token) for t, s in chain] == [("a", "a1"), ("b", "b2"), ("c", "c2"), ("c", "c3")]
+    commands = replay_commands(chain, 40, ["--preset", "smoke"], "replay")  # c's resume at 30 is not a change
     assert [shlex.split(c)[-3:] for c in commands] == [["g=1", "train.name=replay", "train.steps=10"],
                                                        ["g=3", "train.name=replay", "train.steps=20"],
                                                        ["g=5", "train.name=replay", "train.steps=40"]]
     rows = list(csv.DictReader(io.StringIO(schedules_csv(tmp_path, ["c", "b"]))))
     assert [(r["trial_id"], r["from_step"], r["copied_from"], r["g"]) for r in rows] == [
-        ("c", "0", "", "4"), ("c", "20", "b", "5"), ("b", "0", "", "2"), ("b", "10", "a", "3")]
+        ("c", "0", "", "4"), ("c", "20", "b", "5"), ("c", "30", "", "5"),
+        ("b", "0", "", "2"), ("b", "10", "a", "3"), ("b", "30", "", "3")]
 
 
 def test_a_lineage_that_cannot_be_traced_says_so(tmp_path):
-    _write(tmp_path, "b", Segment(10, {"g": 3}, "gone"))
-    with pytest.raises(TrainingError, match=r"gone/schedule.jsonl: no segment before step 10"):
+    _write(tmp_path, "b", Segment(10, {"g": 3}, "b1", "gone", "g1"))
+    with pytest.raises(TrainingError, match=r"gone/schedule.jsonl: no segment wrote the checkpoint of step 10"):
         lineage(tmp_path, "b")
-    _write(tmp_path, "x", Segment(10, {"g": 3}, "y"))
-    _write(tmp_path, "y", Segment(0, {"g": 1}), Segment(5, {"g": 2}, "x"))  # corrupt: x had nothing before 5
-    with pytest.raises(TrainingError, match=r"x/schedule.jsonl: no segment before step 5"):
+    # corrupt: a checkpoint of step 10 written by a start from step 10 (it could only come from an earlier one)
+    _write(tmp_path, "x", Segment(10, {"g": 3}, "x1", None, "x1"))
+    with pytest.raises(TrainingError, match="cannot be traced"):
         lineage(tmp_path, "x")
-    _write(tmp_path, "z", Segment(10, {"g": 3}))
-    with pytest.raises(TrainingError, match="its first segment starts at step 10 from no other trial"):
+    _write(tmp_path, "z", Segment(10, {"g": 3}, "z1"))  # no checkpoint named at all
+    with pytest.raises(TrainingError, match="cannot be traced"):
         lineage(tmp_path, "z")
 
 

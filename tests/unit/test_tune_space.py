@@ -273,22 +273,23 @@ def test_only_reports_holding_the_metric_reach_tune():
     from vaegan_tune.trial import TRIAL_STARTED, TrialReports
 
     sent = []
-    callback = TrialReports(SimpleNamespace(put=sent.append), "eval/fd", 123.0, with_checkpoints=False)
+    callback = TrialReports(SimpleNamespace(put=sent.append), "eval/fd", 123.0)
     callback.after_report(None, [{"step": 20, "loss/l_gan": 1.0}], None)
     callback.after_report(None, [{"step": 40, "eval/fd": 9.0}, {"step": 40}], SimpleNamespace(path="/r/checkpoint_40"))
     assert sent == [{"step": 40, "eval/fd": 9.0, TRIAL_STARTED: 123.0, "checkpoint_path": "/r/checkpoint_40"}]
 
 
-def test_a_pbt_trial_forwards_only_reports_with_a_checkpoint():
-    """PBT copies a donor's last reported checkpoint: a report without one (an evaluation between checkpoints)
-    would leave Tune ranking a step whose checkpoint it does not hold."""
+def test_a_pbt_trial_forwards_the_checkpoints_of_its_perturbation_steps_only():
+    """PBT copies a donor's last reported checkpoint, refreshed at its perturbation steps: a report without one
+    would leave Tune ranking a step whose checkpoint it does not hold, and one between perturbation steps would
+    push the donor's out of the few Tune keeps before it is copied."""
     from vaegan_tune.trial import TrialReports
 
     sent = []
-    callback = TrialReports(SimpleNamespace(put=sent.append), "eval/fd", 0.0, with_checkpoints=True)
-    callback.after_report(None, [{"step": 40, "eval/fd": 9.0}], None)
-    callback.after_report(None, [{"step": 80, "eval/fd": 8.0}], SimpleNamespace(path="/r/checkpoint_80"))
-    assert [m["step"] for m in sent] == [80]
+    callback = TrialReports(SimpleNamespace(put=sent.append), "eval/fd", 0.0, perturb_every=80, steps=200)
+    for step, checkpoint in ((40, None), (40, "c40"), (80, None), (80, "c80"), (160, "c160"), (200, "c200")):
+        callback.after_report(None, [{"step": step, "eval/fd": 9.0}], checkpoint and SimpleNamespace(path=checkpoint))
+    assert [(m["step"], m["checkpoint_path"]) for m in sent] == [(80, "c80"), (160, "c160"), (200, "c200")]
 
 
 def test_a_trial_is_fitted_to_the_cluster_only_where_the_user_left_the_choice():

@@ -129,7 +129,8 @@ def add_tune(commands_: Commands) -> None:
                            "pbt (population-based training) has the bottom trials copy the top ones' checkpoints and "
                            "go on with their values, perturbed")
     tune.add_argument("--perturb-every", type=int_range(1), default=None, metavar="STEPS",
-                      help="pbt: steps between perturbations (default: train.eval_every)")
+                      help="pbt: steps between perturbations (default: train.eval_every; for a training-loss "
+                           "--metric, train.checkpoint_every)")
     tune.add_argument("--quantile", type=finite_float, default=None,
                       help="pbt: the share of trials that copy, and of trials copied (default 0.25, at most 0.5)")
     tune.add_argument("--resample", type=finite_float, default=None,

@@ -5,7 +5,7 @@ shares.py): the result is one process's at the same N and seed.
 
 On CPUs the processes split the cores between them (``torch.set_num_threads``): more processes than cores only
 adds start-up. The processes start with the ``spawn`` method (nothing of this process is inherited but the
-arguments) and talk over loopback only.
+arguments) and meet at a rendezvous on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def evaluate_in_processes(workers: int, checkpoint: str | Path, **kwargs: Any) -
             mp.start_processes(_worker, args=(workers, free_loopback_port(), threads, out,
                                               {"checkpoint": str(checkpoint), **kwargs}),
                                nprocs=workers, join=True, start_method="spawn")
-        except mp.ProcessRaisedException as err:  # the worker's own error, as its last line
+        except (mp.ProcessRaisedException, mp.ProcessExitedException) as err:  # its own error's last line, or how it died (a signal, the OOM killer)
             lines = [line for line in str(err).strip().splitlines() if line.strip()]
             raise DataError(f"--workers {workers}: a worker failed: {lines[-1] if lines else err}"[:500]) from None
         return json.loads(Path(out).read_text())

@@ -52,7 +52,7 @@ def _cubic_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def _kid_subset_by_subset(real, fake, picks, m) -> torch.Tensor:
     estimates = []
     for rows, cols in picks:
-        x, y = real[rows], fake[cols]
+        x, y = real[rows.to(real.device)], fake[cols.to(fake.device)]
         k_xx, k_yy, k_xy = _cubic_kernel(x, x), _cubic_kernel(y, y), _cubic_kernel(x, y)
         within = (k_xx.sum() - k_xx.diagonal().sum() + k_yy.sum() - k_yy.diagonal().sum()) / (m * (m - 1))
         estimates.append(within - 2 * k_xy.mean())
@@ -67,6 +67,7 @@ def _kid_from_whole_kernels(real, fake, picks, m) -> torch.Tensor:
     sy = torch.zeros(len(picks), len(fake), dtype=fake.dtype)
     for i, (rows, cols) in enumerate(picks):
         sx[i, rows], sy[i, cols] = 1.0, 1.0
+    sx, sy = sx.to(real.device), sy.to(fake.device)  # the features may be on a GPU; the picks are drawn on the CPU
     within_x = ((sx @ k_rr) * sx).sum(1) - sx @ k_rr.diagonal()
     within_y = ((sy @ k_ff) * sy).sum(1) - sy @ k_ff.diagonal()
     cross = ((sx @ k_rf) * sy).sum(1) / (m * m)

@@ -21,9 +21,9 @@ from vaegan_dist.train.ema import WeightAverage
 
 def save_checkpoint(directory: Path, *, model: VAEGAN, optimizers: dict[str, torch.optim.Optimizer], step: int,
                     cfg: Config, data_position: dict[str, int], metrics: dict[str, float],
-                    ema: WeightAverage | None = None) -> Path:
+                    ema: WeightAverage | None = None, start_token: str = "") -> Path:
     """``ema``: the run's weight average; its encoder and decoder are saved beside the live weights, and
-    ``load_model`` uses them."""
+    ``load_model`` uses them. ``start_token``: the PBT trial start that wrote it (vaegan_tune/schedule.py)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {
@@ -38,6 +38,8 @@ def save_checkpoint(directory: Path, *, model: VAEGAN, optimizers: dict[str, tor
     }
     if ema is not None:
         state["ema"] = ema.state_dict()
+    if start_token:
+        state["start_token"] = start_token
     try:
         with atomic_file(directory / STATE_FILE, durable=True) as f:
             torch.save(state, f)

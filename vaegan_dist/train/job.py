@@ -30,6 +30,9 @@ class TrainJob:
     evaluator: dict[str, Any] | None = None
     # The config keys TensorBoard's HParams view shows for this run (a sweep: the swept ones); () = all.
     hparam_keys: tuple[str, ...] = ()
+    # A PBT trial's start ("" otherwise): its checkpoints carry it (what a schedule's lineage follows), and a
+    # start that finds the run directory owned by a later start of its trial writes no checkpoint.
+    start_token: str = ""
 
     def with_run(self, run: RunStorage) -> TrainJob:
         """This job in another run directory (a Tune trial's), its config saying so too: a config.yaml or

@@ -119,14 +119,33 @@ def _checkpoint(session: Session, job: TrainJob, model: VAEGAN, optimizers: dict
     staging = session.staging_dir(done) if session.world_rank == 0 else contextlib.nullcontext()
     with staging as directory:
         if directory is not None:
+            check_still_owner(job, done)
             try:
                 save_checkpoint(directory, model=model, optimizers=optimizers, step=done, cfg=job.cfg,
                                 data_position={"step": done, "stream_id": start,
                                                "images_per_rank": done * job.cfg.data.batch_size},
-                                metrics=metrics, ema=average)
+                                metrics=metrics, ema=average, start_token=job.start_token)
             except OSError as err:  # disk full, quota: the staging directory goes, earlier checkpoints stay
                 raise TrainingError(checkpoint_write_failed(done, err)) from None
         session.report({**metrics, "step": done}, directory, done)
+
+
+OWNER_FILE = ".owner"  # a PBT trial's run directory: the token of the start that owns it now
+
+
+def check_still_owner(job: TrainJob, step: int) -> None:
+    """A PBT trial's run that Tune stopped can still be finishing a step when the trial starts again and adopts a
+    donor's checkpoint; it must not then write a checkpoint of its own into the directory (a newer step would be
+    resumed from instead of the donor's)."""
+    if not job.start_token or job.run.remote:
+        return
+    try:
+        owner = (job.run.local_dir / OWNER_FILE).read_text().strip()
+    except OSError:
+        return
+    if owner != job.start_token:
+        raise TrainingError(f"step {step}: {job.run.where()} belongs to a later start of this trial; this one stops "
+                            "without writing a checkpoint")
 
 
 @contextlib.contextmanager
