@@ -71,7 +71,8 @@ def evaluate_in_processes(workers: int, checkpoint: str | Path, **kwargs: Any) -
             mp.start_processes(_worker, args=(workers, free_loopback_port(), threads, out,
                                               {"checkpoint": str(checkpoint), **kwargs}),
                                nprocs=workers, join=True, start_method="spawn")
-        except (mp.ProcessRaisedException, mp.ProcessExitedException) as err:  # its own error's last line, or how it died (a signal, the OOM killer)
+        # Its own error's last line, or how it died (a signal, the OOM killer).
+        except (mp.ProcessRaisedException, mp.ProcessExitedException) as err:
             lines = [line for line in str(err).strip().splitlines() if line.strip()]
             raise DataError(f"--workers {workers}: a worker failed: {lines[-1] if lines else err}"[:500]) from None
         return json.loads(Path(out).read_text())
