@@ -6,8 +6,8 @@ bench/RESULTS.md prints.
     python bench/sweep_curves.py --sweep pbt=/tmp/pbtbench/pbt --sweep asha=/tmp/pbtbench/asha \\
         --run preset=/tmp/pbtbench/preset --out bench/figures/pbt_asha_preset.png
 
-Minutes count from each one's first event (the first trial's first evaluation for a sweep), so start-up before
-the first evaluation is left out alike for all.
+Minutes count from ``--started NAME=UNIX_TIME`` (when its command started; the runner below writes them), or else
+from its first event (the first trial's first evaluation for a sweep).
 """
 
 from __future__ import annotations
@@ -35,9 +35,10 @@ def best_trial(sweep: Path) -> str:
         return next(csv.DictReader(f))["trial_id"]
 
 
-def describe(name: str, runs: dict[str, dict], best: str) -> list[tuple[float, float, float, float]]:
+def describe(name: str, runs: dict[str, dict], best: str, start: float | None = None
+             ) -> list[tuple[float, float, float, float]]:
     """Rows (minutes, step, best's fd, best's fd_recon) of the best run, and prints them with the best fd so far."""
-    start = min(t for c in runs.values() for points in c.values() for t, _, _ in points)
+    start = start or min(t for c in runs.values() for points in c.values() for t, _, _ in points)
     everything = sorted((t, v) for c in runs.values() for t, _, v in c.get("eval/fd", []))
     own = runs[best]
     recon = {s: v for _, s, v in own.get("eval/fd_recon", [])}
@@ -54,18 +55,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sweep", action="append", default=[], metavar="NAME=DIR")
     parser.add_argument("--run", action="append", default=[], metavar="NAME=DIR")
+    parser.add_argument("--started", action="append", default=[], metavar="NAME=UNIX_TIME")
     parser.add_argument("--out", default=None, help="a PNG of fd and fd_recon against minutes (optional)")
     args = parser.parse_args()
+    started = {k: float(v) for k, _, v in (s.partition("=") for s in args.started)}
     plotted = {}
     for spec in args.sweep:
         name, _, where = spec.partition("=")
         sweep = Path(where)
         runs = {r.name: curves(r) for r in sorted((sweep / "runs").iterdir()) if (r / "tensorboard").is_dir()}
-        plotted[name] = describe(name, runs, best_trial(sweep))
+        plotted[name] = describe(name, runs, best_trial(sweep), started.get(name))
     for spec in args.run:
         name, _, where = spec.partition("=")
         run = Path(where)
-        plotted[name] = describe(name, {run.name: curves(run)}, run.name)
+        plotted[name] = describe(name, {run.name: curves(run)}, run.name, started.get(name))
     if args.out:
         import matplotlib
 

@@ -134,6 +134,23 @@ def test_killed_run_resumes_from_its_last_checkpoint(faces32, tmp_path):
     assert load_state(tmp_path / "killed")["step"] == 200
 
 
+def test_a_resumed_run_keeps_the_events_of_its_checkpoint_step_and_drops_later_ones(faces32, tmp_path):
+    """A run killed after step 5 had logged it, resumed from its checkpoint of step 4: the curve shows 2, 4, 6 (4
+    from before the kill, the 5 it logged dropped), never a fork."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    common = ("train.log_every=2", "train.checkpoint_every=2", "train.precision=fp32")
+    launch(tiny_config(faces32, tmp_path, "resumed", "train.steps=4", *common))
+    board = tmp_path / "resumed" / "tensorboard"
+    with SummaryWriter(str(board)) as crashed:  # what the killed run logged past its last checkpoint
+        crashed.add_scalar("loss/l_llike", -1.0, 5)
+    launch(tiny_config(faces32, tmp_path, "resumed", "train.steps=6", *common))
+    events = EventAccumulator(str(board))
+    events.Reload()
+    curve = events.Scalars("loss/l_llike")
+    assert [e.step for e in curve] == [2, 4, 6] and all(e.value > 0 for e in curve)
+
+
 def test_tensorboard_holds_scalars_images_and_hparams(faces32, tmp_path, capsys):
     launch(tiny_config(faces32, tmp_path, "tb", "train.steps=4", "train.log_every=2", "train.image_every=2",
                        "objective.equilibrium=true", "train.precision=fp32"))

@@ -222,3 +222,18 @@ def test_train_v2s_run_state_file_is_the_one_forgotten():
     from ray.train.v2._internal.constants import CHECKPOINT_MANAGER_SNAPSHOT_FILENAME
 
     assert TRAIN_RUN_STATE_FILE == CHECKPOINT_MANAGER_SNAPSHOT_FILENAME  # ray_compat item 9
+
+
+def test_a_stopped_start_of_a_trial_writes_no_checkpoint_into_a_run_a_later_start_owns(tmp_path):
+    from types import SimpleNamespace
+
+    from vaegan_dist.train.loop import OWNER_FILE, check_still_owner
+    from vaegan_dist.train.storage import RunStorage
+
+    run = RunStorage(str(tmp_path), "trial_a")
+    run.local_dir.mkdir()
+    (run.local_dir / OWNER_FILE).write_text("second\n")
+    check_still_owner(SimpleNamespace(start_token="second", run=run), 30)  # the owner writes
+    check_still_owner(SimpleNamespace(start_token="", run=run), 30)  # not a PBT trial: nothing to check
+    with pytest.raises(TrainingError, match="belongs to a later start of this trial"):
+        check_still_owner(SimpleNamespace(start_token="first", run=run), 30)

@@ -269,7 +269,7 @@ class _WorkerRun:
         if self.job.evaluator is not None and cfg.train.eval_every > 0:  # on every rank: each scores its share
             self.evaluation = TrainingEvaluation(self.job, self.runtime.device, self.model)
         if rank == 0:
-            self.tb = TensorBoardLogger(self.job.run.local_dir, purge_step=start)
+            self.tb = TensorBoardLogger(self.job.run.local_dir, purge_step=start + 1 if start else None)
             self.tb.start_hparams(cfg, [*self.kind.loss_terms, *(self.evaluation.tags if self.evaluation else [])],
                                   self.job.hparam_keys)
             self.z_fixed = torch.randn(cfg.train.grid_size, cfg.model.latent_dim,

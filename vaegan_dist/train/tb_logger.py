@@ -34,7 +34,9 @@ class TensorBoardLogger:
         self.log_dir = Path(run_dir) / "tensorboard"
         self.samples_dir = Path(run_dir) / "samples"
         self.samples_dir.mkdir(parents=True, exist_ok=True)
-        # purge_step drops events a crashed run logged after its last checkpoint, so curves do not fork.
+        # purge_step drops events a crashed run logged after its last checkpoint, so curves do not fork: a run that
+        # resumes at step s passes s + 1, as the events of step s itself came before its checkpoint (dropping them
+        # lost the evaluation of every step a run was resumed at, and all but the last of a PBT trial's).
         self.writer = SummaryWriter(log_dir=str(self.log_dir), purge_step=purge_step or None)
 
     def scalars(self, metrics: dict[str, float], step: int) -> None:
