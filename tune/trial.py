@@ -172,5 +172,6 @@ def run_trial(params: dict[str, Any], plan: TrialPlan) -> None:
     training.start()
     _forward_reports(queue, training, plan.perturb_every > 0)
     training.join()
+    queue.shutdown()  # its actor; one Tune stops with the trial goes with the trial's own actor
     if failure:
         raise failure[0]

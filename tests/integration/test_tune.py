@@ -190,16 +190,18 @@ def _copies(runs: Path) -> list[tuple[str, dict]]:
 
 
 def test_a_pbt_sweep_copies_the_top_trials_and_resumes_after_a_kill(faces_eval, evaluator_cache, tmp_path, ray_tmp):
-    """Four trials at once (half a core each), the bottom half copying the top half every 10 steps. The driver is
+    """Three trials, two at a time (0.66 of a core each: the head node's shares hold the third back, and trials
+    take turns at the perturbation steps), the bottom one copying the top one every 10 steps. The driver is
     killed with SIGKILL once a trial has copied another; --resume finishes every trial. A trial that copied
     continues from the donor's checkpoint of that step (the same tensors), at that step, with the new values; the
     schedules and the winner's replay commands are written."""
     space = tmp_path / "space.yaml"
     space.write_text("optim.lr_decoder: {choice: [1.0e-6, 1.0e-3]}\nobjective.gamma: {loguniform: [1.0e-6, 1.0e-2]}\n")
     env = {**os.environ, "RAY_TMPDIR": str(ray_tmp), "PYTHONUNBUFFERED": "1", "TUNE_GLOBAL_CHECKPOINT_S": "1"}
-    proc = _tune(["--space", str(space), "--scheduler", "pbt", "--trials", "4", "--quantile", "0.5", "--name", "pbt",
-                  *TRIAL, *TINY, "train.steps=30", "train.keep_checkpoints=10", f"data.source={faces_eval}",
-                  f"data.cache_dir={evaluator_cache}", f"train.storage_path={tmp_path}"], ray_tmp, env=env)
+    proc = _tune(["--space", str(space), "--scheduler", "pbt", "--trials", "3", "--quantile", "0.5", "--name", "pbt",
+                  *TRIAL, *TINY, "train.cpus_per_worker=0.66", "train.steps=30", "train.keep_checkpoints=10",
+                  f"data.source={faces_eval}", f"data.cache_dir={evaluator_cache}", f"train.storage_path={tmp_path}"],
+                 ray_tmp, env=env)
     sweep, runs = tmp_path / "pbt", tmp_path / "pbt" / "runs"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None and not (
@@ -216,8 +218,9 @@ def test_a_pbt_sweep_copies_the_top_trials_and_resumes_after_a_kill(faces_eval, 
 
     out = first + _finish(_tune(["--resume", "--name", "pbt", f"train.storage_path={tmp_path}"], ray_tmp, env=env),
                           timeout=420)
+    assert "3 trial(s) of 1 worker(s) each, 2 at a time" in out
     rows = _results(sweep)
-    assert len(rows) == 4 and {(r["status"], r["step"]) for r in rows} == {("completed", "30")}, rows
+    assert len(rows) == 3 and {(r["status"], r["step"]) for r in rows} == {("completed", "30")}, rows
     compared = 0
     for trial, copy in dict(_copies(runs)).items():  # each trial's last copy: its checkpoint of that step stays
         step, donor = copy["step"], copy["copied_from"]
@@ -239,6 +242,7 @@ def test_a_pbt_sweep_copies_the_top_trials_and_resumes_after_a_kill(faces_eval, 
         schedule = list(csv.DictReader(f))
     assert {r["trial_id"] for r in schedule} == {r["trial_id"] for r in rows}
     assert sum(1 for r in schedule if r["copied_from"]) >= len(dict(_copies(runs)))
+    assert len(schedule) > len(rows)  # trials took turns: each pause and start is a segment
     assert "replay it from scratch, one command after the other:" in out
     assert f"train.name=pbt-replay-{rows[0]['trial_id']}" in out
 
