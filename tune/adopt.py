@@ -46,21 +46,40 @@ def saved_run(checkpoint_dir: Path) -> Adopted:
         raise TrainingError(f"{checkpoint_dir}: the checkpoint Tune handed this trial is incomplete (no readable "
                             "state.pt)")
     state = load_state(checkpoint_dir, mmap=True)
-    name = state["config"].get("train", {}).get("name") if isinstance(state["config"], dict) else None
+    step, config = state["step"], state["config"]
+    train = config.get("train") if isinstance(config, dict) else None
+    name = train.get("name") if isinstance(train, dict) else None
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise TrainingError(f"{checkpoint_dir}: its step is {step!r}, not a step number"[:300])
     if not isinstance(name, str) or not name:
         raise TrainingError(f"{checkpoint_dir}: its config names no run (train.name); the checkpoint Tune handed "
                             "this trial does not say which run wrote it")
     token = state.get("start_token")
-    return Adopted(int(state["step"]), name, token if isinstance(token, str) else None)
+    return Adopted(step, name, token if isinstance(token, str) else None)
+
+
+def _ours_to_replace(run_dir: Path) -> list[Path]:
+    """The run directory's checkpoint entries, which adoption removes: each must be a directory of ours, never a
+    link or a file someone put there (removing through a link would reach outside the run)."""
+    entries = [p for p in run_dir.glob("checkpoint_*") if checkpoint_step(p) >= 0]
+    foreign = [p for p in entries if p.is_symlink() or not p.is_dir()]
+    if foreign:
+        raise TrainingError(f"{foreign[0]}: not a checkpoint directory of this run (a link or a file); move it away "
+                            "and rerun the sweep with --resume")
+    return entries
 
 
 def adopt_checkpoint(run_dir: Path, trial_id: str, given: Path) -> Adopted | None:
     """Make ``run_dir`` resume from ``given`` (the checkpoint Tune restarted trial ``trial_id`` with) when it is
-    another run's or newer than the run's own; returns what was adopted, None when the run resumes as it is."""
+    another run's or newer than the run's own; returns what was adopted, None when the run resumes as it is.
+    Everything that can refuse is checked before anything is removed."""
     for stale in run_dir.glob(".adopting-*.tmp"):  # staged by a start that was killed
-        if stale.is_dir() and not stale.is_symlink():
+        if stale.is_symlink() or not stale.is_dir():
+            stale.unlink(missing_ok=True)
+        else:
             shutil.rmtree(stale, ignore_errors=True)
     source = saved_run(given)
+    replaced = _ours_to_replace(run_dir)
     own = find_checkpoints(run_dir)
     if source.run == trial_id and own and checkpoint_step(own[-1]) >= source.step:
         return None
@@ -68,9 +87,8 @@ def adopt_checkpoint(run_dir: Path, trial_id: str, given: Path) -> Adopted | Non
     try:
         shutil.copytree(given, staging)
         forget_train_checkpoints(run_dir)
-        for old in run_dir.glob("checkpoint_*"):  # complete or not: the trial's lineage ends here
-            if checkpoint_step(old) >= 0 and old.is_dir() and not old.is_symlink():
-                shutil.rmtree(old)
+        for old in replaced:  # complete or not: the trial's lineage ends here
+            shutil.rmtree(old)
         os.replace(staging, run_dir / checkpoint_name(source.step))
     except OSError as err:
         shutil.rmtree(staging, ignore_errors=True)

@@ -29,6 +29,7 @@ from vaegan_dist.ray_compat import HEAD_NODE_RESOURCE
 from vaegan_dist.train.resume import ARCHITECTURE_KEYS
 from vaegan_tune.space import CONTINUOUS, SearchSpace
 
+CADENCE_KEYS = ("train.checkpoint_every", "train.keep_checkpoints")
 DEFAULT_QUANTILE = 0.25
 DEFAULT_RESAMPLE = 0.25
 PERTURBATION_FACTORS = (1.2, 0.8)  # Tune's defaults, the paper's
@@ -45,6 +46,9 @@ def check_pbt_space(space: SearchSpace) -> None:
         if d.key.startswith("model.") or d.key in ARCHITECTURE_KEYS:
             raise ConfigError(f"{space.path}: key {d.key!r} cannot change during a run, so --scheduler pbt cannot "
                               "perturb it; sweep it with --scheduler asha, or leave it out of the space")
+        if d.key in CADENCE_KEYS:
+            raise ConfigError(f"{space.path}: key {d.key!r} is set by --scheduler pbt for every trial (checkpoints at "
+                              "the perturbation steps, kept long enough to be copied); leave it out of the space")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -38,18 +38,31 @@ def read_schedule(run_dir: Path) -> list[Segment]:
     file = Path(run_dir) / SCHEDULE_FILE
     if not file.is_file():
         return []
-    segments = []
-    for number, line in enumerate(file.read_text().splitlines(), 1):
-        try:
-            raw = json.loads(line)
-            segment = Segment(int(raw["step"]), dict(raw["params"]), str(raw["token"]), raw.get("copied_from"),
-                              raw.get("from_token"))
-        except (ValueError, KeyError, TypeError):
-            raise TrainingError(f"{file}:{number}: not a schedule segment") from None
-        if not all(v is None or isinstance(v, str) for v in (segment.copied_from, segment.from_token)):
-            raise TrainingError(f"{file}:{number}: copied_from and from_token must be strings")
-        segments.append(segment)
-    return segments
+    try:
+        lines = file.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise TrainingError(f"{file}: unreadable ({getattr(err, 'strerror', None) or type(err).__name__})") from None
+    return [_segment(file, number, line) for number, line in enumerate(lines, 1)]
+
+
+def _segment(file: Path, number: int, line: str) -> Segment:
+    """One line, typed strictly: the file is in a sweep directory anyone with access to the storage can write."""
+    where = f"{file}:{number}"
+    try:
+        raw = json.loads(line)
+    except (ValueError, RecursionError):
+        raise TrainingError(f"{where}: not a schedule segment (not JSON)") from None
+    if not isinstance(raw, dict) or not {"step", "params", "token"} <= raw.keys():
+        raise TrainingError(f"{where}: not a schedule segment (needs step, params and token)")
+    step, params, token = raw["step"], raw["params"], raw["token"]
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise TrainingError(f"{where}: step must be a step number, got {step!r}"[:300])
+    if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
+        raise TrainingError(f"{where}: params must map config keys to values")
+    optional = (raw.get("copied_from"), raw.get("from_token"))
+    if not isinstance(token, str) or not all(v is None or isinstance(v, str) for v in optional):
+        raise TrainingError(f"{where}: token, copied_from and from_token must be strings")
+    return Segment(step, params, token, *optional)
 
 
 def record_segment(run_dir: Path, segment: Segment) -> None:

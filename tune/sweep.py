@@ -196,6 +196,11 @@ def saved_settings(name: str, overrides: tuple[str, ...]) -> SweepSettings:
     for key, tp in _FIELD_TYPES.items():
         if key in saved and (not isinstance(saved[key], tp) or isinstance(saved[key], bool)):
             raise ConfigError(f"{where}: {key} must be a {tp.__name__}, got {saved[key]!r}"[:300])
+    checks = (("seed", lambda v: 0 <= v < 2**32, "in 0..2^32-1"), ("perturb_every", lambda v: v >= 0, ">= 0"),
+              ("quantile", lambda v: 0 < v <= 0.5, "in (0, 0.5]"), ("resample", lambda v: 0 <= v <= 1, "in [0, 1]"))
+    for key, ok, wanted in checks:
+        if key in saved and not ok(saved[key]):
+            raise ConfigError(f"{where}: {key} must be {wanted}, got {saved[key]!r}"[:300])
     trials = saved.get("trials")
     if trials is not None and (not isinstance(trials, int) or isinstance(trials, bool) or trials < 1):
         raise ConfigError(f"{where}: trials must be a positive integer or null, got {trials!r}"[:300])

@@ -135,6 +135,34 @@ def test_a_trial_resumes_its_own_newest_unless_tunes_copy_is_newer(tmp_path):
     assert [p.name for p in find_checkpoints(run)] == ["checkpoint_00000030"]
 
 
+def test_a_link_or_file_among_the_checkpoints_is_refused_before_anything_is_removed(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("not ours")
+    run = tmp_path / "trial_a"
+    _checkpoint(run, 5, "trial_a", 1.0)
+    (run / "checkpoint_00000010").symlink_to(outside)
+    donor = _checkpoint(tmp_path / "tune", 10, "trial_b", 2.0)
+    with pytest.raises(TrainingError, match=r"checkpoint_00000010: not a checkpoint directory of this run"):
+        adopt_checkpoint(run, "trial_a", donor)
+    assert [p.name for p in find_checkpoints(run)] == ["checkpoint_00000005"]  # its own kept
+    assert (outside / "keep.txt").read_text() == "not ours"
+    (run / "checkpoint_00000010").unlink()
+    (run / "checkpoint_00000010").write_text("a file")
+    with pytest.raises(TrainingError, match="not a checkpoint directory of this run"):
+        adopt_checkpoint(run, "trial_a", donor)
+
+
+@pytest.mark.parametrize("step", ["10", 10.7, True, -5, None])
+def test_a_checkpoint_whose_step_is_not_a_step_number_is_refused(step, tmp_path):
+    bad = tmp_path / "tune" / "checkpoint_000001"
+    bad.mkdir(parents=True)
+    torch.save({"format": "vaegan-dist-checkpoint/1", "step": step, "model": {}, "config": {"train": {"name": "b"}}},
+               bad / "state.pt")
+    with pytest.raises(TrainingError, match="not a step number"):
+        adopt_checkpoint(tmp_path / "run", "trial_a", bad)
+
+
 def test_an_incomplete_checkpoint_from_tune_is_refused_in_one_line(tmp_path):
     broken = tmp_path / "tune" / "checkpoint_000001"
     broken.mkdir(parents=True)
@@ -153,8 +181,19 @@ def test_a_schedule_is_appended_to_whole_and_read_back(tmp_path):
     record_segment(run, Segment(20, {"objective.gamma": 2e-3}, "a2", "donor", "d1"))
     assert read_schedule(run) == [Segment(0, {"objective.gamma": 1e-3}, "a1"),
                                   Segment(20, {"objective.gamma": 2e-3}, "a2", "donor", "d1")]
-    (run / "schedule.jsonl").write_text('{"step": "x"}\n')
-    with pytest.raises(TrainingError, match=r"schedule.jsonl:1: not a schedule segment"):
+    for line, message in (('{"step": "x"}', "needs step, params and token"), ("[1, 2]", "needs step"),
+                          ("{", "not JSON"), ("[" * 100_000 + "]" * 100_000, "not JSON"),
+                          ('{"step": 1e400, "params": {}, "token": "t"}', "step must be a step number"),
+                          ('{"step": true, "params": {}, "token": "t"}', "step must be a step number"),
+                          ('{"step": -5, "params": {}, "token": "t"}', "step must be a step number"),
+                          ('{"step": 5, "params": [["a", 1]], "token": "t"}', "params must map"),
+                          ('{"step": 5, "params": {}, "token": 5}', "must be strings"),
+                          ('{"step": 5, "params": {}, "token": "t", "from_token": {"x": 1}}', "must be strings")):
+        (run / "schedule.jsonl").write_text(line + "\n")
+        with pytest.raises(TrainingError, match=rf"schedule.jsonl:1: .*{message}"):
+            read_schedule(run)
+    (run / "schedule.jsonl").write_bytes(b"\xff\xfe\n")
+    with pytest.raises(TrainingError, match="schedule.jsonl: unreadable"):
         read_schedule(run)
 
 
@@ -199,6 +238,8 @@ def test_a_lineage_that_cannot_be_traced_says_so(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--scheduler", "asha", "--perturb-every", "100"], "--perturb-every is a setting of --scheduler pbt"),
+    (["--quantile", "0.25"], "--quantile is a setting of --scheduler pbt (got --scheduler asha)"),  # its default too
+    (["--seed", "-1"], "argument --seed: -1 is not in 0..4294967295"),
     (["--scheduler", "pbt", "--quantile", "0.7"], "--quantile 0.7: the share of trials that copy"),
     (["--scheduler", "pbt", "--resample", "1.5"], "--resample 1.5: a probability, in [0, 1]"),
     (["--scheduler", "pbt", "--search", "optuna"], "use --search random or grid"),
@@ -206,16 +247,27 @@ def test_a_lineage_that_cannot_be_traced_says_so(tmp_path):
     (["--scheduler", "pbt", "--perturb-every", "150", "train.eval_every=100"], "use a multiple of it"),
 ])
 def test_pbt_settings_are_refused_before_ray_starts(args, message, capsys):
-    assert main(["tune", "--space", "gamma", *args]) == 2
+    try:
+        code = main(["tune", "--space", "gamma", *args])
+    except SystemExit as exit_:  # argparse's own refusals
+        code = exit_.code
+    assert code == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("vaegan-dist tune: error: ") and message in last, last
 
 
-def test_a_pbt_space_with_an_architecture_key_is_refused_naming_it(tmp_path, capsys):
+@pytest.mark.parametrize("line, message", [
+    ("model.latent_dim: {choice: [32, 64]}", "key 'model.latent_dim' cannot change during a run"),
+    ("train.keep_checkpoints: {choice: [1, 2]}", "key 'train.keep_checkpoints' is set by --scheduler pbt"),
+    ("train.checkpoint_every: {choice: [7, 13]}", "key 'train.checkpoint_every' is set by --scheduler pbt"),
+])
+def test_a_pbt_space_with_a_key_pbt_cannot_perturb_is_refused_naming_it(line, message, tmp_path, capsys):
     space = tmp_path / "s.yaml"
-    space.write_text("model.latent_dim: {choice: [32, 64]}\n")
-    assert main(["tune", "--space", str(space), "--scheduler", "pbt"]) == 2
-    assert "key 'model.latent_dim' cannot change during a run" in capsys.readouterr().err
+    space.write_text(line + "\n")
+    assert main(["tune", "--space", str(space), "--scheduler", "pbt", f"train.storage_path={tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["s.yaml"]  # no sweep directory
 
 
 def test_train_v2s_run_state_file_is_the_one_forgotten():

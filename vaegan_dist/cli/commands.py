@@ -77,6 +77,11 @@ def tune(args: argparse.Namespace) -> int:
             raise ConfigError(f"--resume continues sweep {args.name} as it was started: leave out {', '.join(given)}")
         settings = saved_settings(args.name, tuple(args.overrides))
     else:
+        given = [o for o, v in (("--perturb-every", args.perturb_every), ("--quantile", args.quantile),
+                                ("--resample", args.resample)) if v is not None]
+        if given and args.scheduler != "pbt":
+            raise ConfigError(f"{given[0]} is a setting of --scheduler pbt (got --scheduler "
+                              f"{args.scheduler or 'asha'})")
         if args.space is None:
             raise ConfigError(f"--space is required: a search space file, or {' | '.join(ready_spaces())}")
         text, file = load_space_text(args.space)

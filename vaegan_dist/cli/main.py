@@ -148,7 +148,8 @@ def add_tune(commands_: Commands) -> None:
                            "errored ones continue from their checkpoints; only train.storage_path, ray.address, "
                            "train.start_timeout_s and train.start_retries may be given")
     tune.add_argument("--preset", default=None, choices=sorted(PRESETS), help="base config (default: smoke)")
-    tune.add_argument("--seed", type=int, default=None, help="seed of the random, grid or optuna search (default 0)")
+    tune.add_argument("--seed", type=int_range(0, 2**32 - 1), default=None,
+                      help="seed of the random, grid or optuna search, and of PBT's choices (default 0)")
     tune.add_argument("overrides", nargs="*", metavar="key=value", help="base config overrides for every trial")
     tune.set_defaults(func=commands.tune)
 
