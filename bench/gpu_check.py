@@ -39,7 +39,7 @@ def _run(command: list[str], env: dict[str, str] | None = None, timeout: float =
 
 
 def gpu_tests(dry: bool) -> tuple[bool, str]:
-    files = ["tests/unit/test_kernels_triton.py", "tests/unit/test_train_step.py"]
+    files = ["tests/unit/test_kernels_triton.py", "tests/unit/test_train_step.py", "tests/unit/test_metrics.py"]
     if dry:  # collected, importable, and the step tests pass on CPU
         ok, line = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", files[1]])
         return ok, f"CPU: {line}"

@@ -155,3 +155,16 @@ def test_every_metric_says_which_way_is_better_in_one_place():
     assert all(better_note(name).endswith(("is better", "as sharp as the data")) for name in METRICS)
     modes = {name: SweepSettings("", "", metric=f"eval/{name}").resolved_mode() for name in ("fd", "recall")}
     assert modes == {"fd": "min", "recall": "max"}  # a sweep reads the same table
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (bench/gpu_check.sh runs this there)")
+def test_kernel_distance_of_features_on_a_gpu_equals_the_cpus():
+    """Evaluation keeps the evaluator's features on its device: kid's subsets are drawn on the CPU and must meet
+    them there (the whole-kernel form once built its indicator matrices on the CPU only)."""
+    g = torch.Generator().manual_seed(4)
+    real, fake = torch.randn(300, 16, generator=g), torch.randn(250, 16, generator=g) + 0.2
+    on_cpu = m.kernel_distance(real, fake, subsets=20, subset_size=100, seed=3)
+    for whole in (m.MAX_KERNEL_ENTRIES, 0):
+        on_gpu = m.kernel_distance(real.cuda(), fake.cuda(), subsets=20, subset_size=100, seed=3,
+                                   max_kernel_entries=whole)
+        assert on_gpu == pytest.approx(on_cpu, rel=1e-9)
