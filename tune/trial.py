@@ -51,9 +51,9 @@ class TrialReports(UserCallback):
     """Runs in the trial's Train controller: hands rank 0's reports to the trial's driver through a queue, once they
     hold the sweep's metric (Tune refuses results without it, and a scheduler has nothing to compare before the
     first evaluation), with the trial's start time and the checkpoint's path. Ray's ``TuneReportCallback`` does the
-    same but drops the checkpoint; a PBT trial's driver reports the checkpoint to Tune (``with_checkpoints``), and
-    forwards only reports that have one: PBT copies the donor's last reported checkpoint, which must be the one of
-    the step it was ranked on."""
+    same but drops the checkpoint; a PBT trial's driver reports the checkpoint to Tune, and only the reports of the
+    perturbation steps (and the last) reach it: PBT copies the donor's last reported checkpoint, which must be the
+    one of the step it was ranked on."""
 
     def __init__(self, queue, metric: str, started_unix: float, perturb_every: int = 0, steps: int = 0):
         """``perturb_every`` > 0 (PBT): forward only the reports of the perturbation steps and the last one
