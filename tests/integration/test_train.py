@@ -142,8 +142,12 @@ def test_a_resumed_run_keeps_the_events_of_its_checkpoint_step_and_drops_later_o
     common = ("train.log_every=2", "train.checkpoint_every=2", "train.precision=fp32")
     launch(tiny_config(faces32, tmp_path, "resumed", "train.steps=4", *common))
     board = tmp_path / "resumed" / "tensorboard"
+    # Event files are read in name order: <seconds>.<host>.<pid>.<writer count>. In one process within one second,
+    # a count of 10 sorts before 9, which no real kill and rerun (another process, seconds later) can give.
+    time.sleep(1.1)
     with SummaryWriter(str(board)) as crashed:  # what the killed run logged past its last checkpoint
         crashed.add_scalar("loss/l_llike", -1.0, 5)
+    time.sleep(1.1)
     launch(tiny_config(faces32, tmp_path, "resumed", "train.steps=6", *common))
     events = EventAccumulator(str(board))
     events.Reload()
