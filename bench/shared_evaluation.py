@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import tempfile
 import time
@@ -29,6 +28,7 @@ import torch.multiprocessing as mp
 from vaegan_dist.config import build_config
 from vaegan_dist.evaluate import CHEAP_METRICS, Evaluator, HeldOut, model_metrics
 from vaegan_dist.evaluate.classifier import AttributeClassifier
+from vaegan_dist.evaluate.distributed import free_loopback_port
 from vaegan_dist.evaluate.shares import Share
 from vaegan_dist.model import build_model
 
@@ -58,9 +58,7 @@ def _worker(rank: int, world: int, port: int, threads: int, num: int, out: str) 
 
 
 def one_run(world: int, threads: int, num: int) -> dict[str, float]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_loopback_port()
     with tempfile.TemporaryDirectory() as tmp:
         out = f"{tmp}/result.json"
         mp.start_processes(_worker, args=(world, port, threads, num, out), nprocs=world, join=True,

@@ -22,6 +22,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from vaegan_dist.atomic import remove_staged
 from vaegan_dist.errors import TrainingError
 from vaegan_dist.model.store import (
     checkpoint_name,
@@ -73,11 +74,7 @@ def adopt_checkpoint(run_dir: Path, trial_id: str, given: Path) -> Adopted | Non
     """Make ``run_dir`` resume from ``given`` (the checkpoint Tune restarted trial ``trial_id`` with) when it is
     another run's or newer than the run's own; returns what was adopted, None when the run resumes as it is.
     Everything that can refuse is checked before anything is removed."""
-    for stale in run_dir.glob(".adopting-*.tmp"):  # staged by a start that was killed
-        if stale.is_symlink() or not stale.is_dir():
-            stale.unlink(missing_ok=True)
-        else:
-            shutil.rmtree(stale, ignore_errors=True)
+    remove_staged(run_dir, ".adopting-*.tmp")  # staged by a start that was killed
     source = saved_run(given)
     replaced = _ours_to_replace(run_dir)
     own = find_checkpoints(run_dir)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,3 +78,14 @@ def check_output_file(path: str | Path, option: str, suffixes: tuple[str, ...] =
     if not path.parent.is_dir():
         raise FileNotFoundError(f"{option} {path}: output directory does not exist ({path.parent})")
     return path
+
+
+def remove_staged(directory: str | Path, pattern: str) -> None:
+    """Remove what a killed writer staged in ``directory`` under names matching ``pattern`` (a checkpoint being
+    written, a checkpoint being adopted): directories with what they hold, links as links (never what they point
+    to). Call it only on a directory we own, before its writer starts."""
+    for stale in Path(directory).glob(pattern):
+        if stale.is_symlink() or not stale.is_dir():
+            stale.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(stale, ignore_errors=True)

@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from vaegan_dist.atomic import sweep_temporaries
+from vaegan_dist.atomic import remove_staged, sweep_temporaries
 from vaegan_dist.errors import TrainingError
 from vaegan_dist.model.store import (
     checkpoint_name,
@@ -178,9 +178,7 @@ class LocalSession:
         self.keep = keep
         self.gpu = gpu
         self.reports: list[dict[str, float]] = []
-        for stale in self.run_dir.glob(".checkpoint_*.tmp"):  # staged by a run that was killed
-            if stale.is_dir() and not stale.is_symlink():
-                shutil.rmtree(stale, ignore_errors=True)
+        remove_staged(self.run_dir, ".checkpoint_*.tmp")  # staged by a run that was killed
         sweep_temporaries(self.run_dir)
 
     def device(self) -> torch.device:
