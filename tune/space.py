@@ -47,7 +47,6 @@ NOT_SWEPT = {
     "ray.address": "the sweep runs on one cluster",
     "data.image_size": "the data is opened and checked once for every trial",
     "data.synthetic_samples": "the data is opened and checked once for every trial",
-    "train.log_every": "the scheduler's grace period is set from it; set it as an override",
     "model.sync_batchnorm": "every trial needs the same resources; set it as an override",
 }
 

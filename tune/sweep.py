@@ -254,7 +254,8 @@ def _search_algorithm(settings: SweepSettings, mode: str, concurrent: int):
                               max_concurrent=concurrent)
 
 
-def _scheduler(settings: SweepSettings, steps: int, eval_every: int, log_every: int, space: SearchSpace | None = None,
+def _scheduler(settings: SweepSettings, steps: int, eval_every: int, checkpoint_every: int,
+               space: SearchSpace | None = None,
                perturb_every: int = 0):
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
@@ -262,8 +263,9 @@ def _scheduler(settings: SweepSettings, steps: int, eval_every: int, log_every: 
         return FIFOScheduler()
     if settings.scheduler == "pbt":
         return pbt_scheduler(space, perturb_every, settings.quantile, settings.resample, settings.seed)
-    # Rungs at the evaluation steps: each forwarded report carries the newest metric and its step.
-    first = eval_every if settings.metric.startswith("eval/") else log_every
+    # Rungs where the metric is reported: a run reports at its evaluation and checkpoint steps (train/loop.py),
+    # each report carrying the newest metric and its step.
+    first = eval_every if settings.metric.startswith("eval/") else checkpoint_every
     return ASHAScheduler(time_attr="step", max_t=steps, grace_period=max(1, min(first, steps)), reduction_factor=2)
 
 
@@ -430,8 +432,8 @@ def _new_tuner(settings: SweepSettings, trainable, param_space: dict, num_sample
         trainable,
         param_space=param_space,
         tune_config=tune.TuneConfig(metric=settings.metric, mode=mode, num_samples=num_samples, reuse_actors=False,
-                                    scheduler=_scheduler(settings, train.steps, train.eval_every, train.log_every,
-                                                         space, settings.perturb_every),
+                                    scheduler=_scheduler(settings, train.steps, train.eval_every,
+                                                         train.checkpoint_every, space, settings.perturb_every),
                                     search_alg=_search_algorithm(settings, mode, 0 if pbt else concurrent)),
         run_config=tune.RunConfig(name=settings.name, storage_path=train.storage_path, verbose=1,
                                   failure_config=tune.FailureConfig(max_failures=0),

@@ -21,7 +21,7 @@ from ray.train.v2.api.callback import UserCallback
 from vaegan_dist.atomic import atomic_write_text
 from vaegan_dist.config import Config, set_key, validate
 from vaegan_dist.model.store import checkpoint_step, find_checkpoints
-from vaegan_dist.ray_compat import set_worker_start_timeout
+from vaegan_dist.ray_compat import configure_train_controller
 from vaegan_dist.train.job import TrainJob
 from vaegan_dist.train.launcher import build_trainer, run_trainer
 from vaegan_dist.train.loop import OWNER_FILE
@@ -157,7 +157,7 @@ def run_trial(params: dict[str, Any], plan: TrialPlan) -> None:
     if step >= job.cfg.train.steps:  # PBT paused it at its last step: starting Train only to stop costs ~10 s
         print(f"trial {trial_id}: its run is at step {step} of {job.cfg.train.steps}; nothing to do", flush=True)
         return
-    set_worker_start_timeout(job.cfg.train.start_timeout_s)
+    configure_train_controller(job.cfg.train.start_timeout_s)
     queue = Queue(maxsize=1, actor_options={"num_cpus": 0})
     reports = TrialReports(queue, plan.metric, started, plan.perturb_every, job.cfg.train.steps)
     failure: list[BaseException] = []

@@ -261,11 +261,11 @@ def test_a_sweep_has_a_bounded_number_of_trials():
 def test_asha_compares_trials_at_the_evaluation_steps():
     from vaegan_tune.sweep import _scheduler
 
-    asha = _scheduler(SweepSettings("", "", metric="eval/fd"), steps=400, eval_every=100, log_every=20)
+    asha = _scheduler(SweepSettings("", "", metric="eval/fd"), steps=400, eval_every=100, checkpoint_every=40)
     assert (asha._time_attr, asha._max_t, asha._reduction_factor) == ("step", 400, 2)
     assert [b._rungs[i][0] for b in asha._brackets[:1] for i in range(len(b._rungs))] == [400, 200, 100]
-    by_loss = _scheduler(SweepSettings("", "", metric="loss/l_llike"), steps=400, eval_every=100, log_every=20)
-    assert by_loss._brackets[0]._rungs[-1][0] == 20  # the first logged step
+    by_loss = _scheduler(SweepSettings("", "", metric="loss/l_llike"), steps=400, eval_every=100, checkpoint_every=40)
+    assert by_loss._brackets[0]._rungs[-1][0] == 40  # a loss reaches Tune at the checkpoint steps
     assert type(_scheduler(SweepSettings("", "", scheduler="fifo"), 400, 100, 20)).__name__ == "FIFOScheduler"
 
 

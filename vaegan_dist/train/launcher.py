@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vaegan_dist.config import Config, ConfigError
-from vaegan_dist.ray_compat import WORKER_ENV, set_worker_start_timeout
+from vaegan_dist.ray_compat import WORKER_ENV, configure_train_controller
 from vaegan_dist.train.cluster import check_reachable, connect
 from vaegan_dist.train.errors import user_error_from
 from vaegan_dist.train.job import TrainJob
@@ -99,7 +99,7 @@ def _ray_gpu(job: TrainJob) -> bool:
     check_sync_batchnorm(cfg, gpu)
     if not job.run.remote:
         check_reachable(cfg)
-    set_worker_start_timeout(cfg.train.start_timeout_s)
+    configure_train_controller(cfg.train.start_timeout_s)
     return gpu
 
 

@@ -1,9 +1,14 @@
 """The per-worker training function: the same code under Ray Train (N workers), with one worker, in tests.
 
     build model and optimisers -> resume from the checkpoint rank 0 chose -> wrap each network for DDP
-    -> stream batches -> step -> every log_every: finite check + scalars + progress line + report
+    -> stream batches -> step -> every log_every: finite check + scalars + progress line
+    -> every eval_every: evaluation + report
     -> every image_every: sample and reconstruction grids
     -> every checkpoint_every: finite check + checkpoint + report
+
+Ray hears from a run at its evaluations and checkpoints only, never at the log steps: Train's controller takes
+one report per worker per poll and a worker's report waits for the previous one to be taken (ray_compat item 3),
+so a report at every log step made ``train.log_every`` a brake (36 against 145 img/s, bench/report_poll.py).
 """
 
 from __future__ import annotations
@@ -180,7 +185,7 @@ def train_loop(job: TrainJob, session: Session | None = None) -> dict[str, float
         run.show(done, due)
         if due.checkpoint:
             run.checkpoint(done, due.last)
-        elif due.log or due.eval:  # every rank reports at the same steps: rank 0's evaluation ends at this barrier
+        elif due.eval:  # every rank reports at the same steps: rank 0's evaluation ends at this barrier
             session.report({**run.last, "step": done}, None, done)
     run.close()
     return run.last
