@@ -57,7 +57,7 @@ def test_unschedulable_workers_fail_instead_of_waiting_forever(ray_local, faces3
     started = time.time()
     with pytest.raises(Exception):  # noqa: B017 - Ray's own error type for a failed controller
         launch(tiny_config(faces32, tmp_path, "stuck", "train.workers=3", "train.cpus_per_worker=1", "train.steps=2",
-                           "train.start_timeout_s=5", "train.start_retries=1"))
+                           "train.start_timeout_s=2", "train.start_retries=1"))
     assert time.time() - started < 120
 
 

@@ -144,7 +144,8 @@ def test_a_killed_sweep_resumes_without_rerunning_finished_trials(faces_eval, ev
 def test_an_asha_sweep_stops_bad_trials_and_names_the_best(faces_eval, evaluator_cache, tmp_path, ray_tmp):
     space = tmp_path / "space.yaml"
     space.write_text("objective.gamma: {grid: [1.0e-6, 1.0e-2]}\noptim.lr_decoder: {grid: [1.0e-6, 1.0e-3]}\n")
-    proc = _tune(["--space", str(space), "--search", "grid", "--name", "asha", *TRIAL, *TINY, "train.steps=40",
+    # 120 steps: long enough (a few seconds) that ASHA's decision on an early evaluation reaches a trial before its end
+    proc = _tune(["--space", str(space), "--search", "grid", "--name", "asha", *TRIAL, *TINY, "train.steps=120",
                   f"data.source={faces_eval}", f"data.cache_dir={evaluator_cache}", f"train.storage_path={tmp_path}"],
                  ray_tmp)
     out = _finish(proc, timeout=540)
@@ -152,8 +153,8 @@ def test_an_asha_sweep_stops_bad_trials_and_names_the_best(faces_eval, evaluator
     rows = _results(sweep)
     assert len(rows) == 4
     assert {r["status"] for r in rows} <= {"completed", "stopped early"}
-    assert any(r["status"] == "stopped early" and int(r["step"]) < 40 for r in rows), rows
-    assert any(r["status"] == "completed" and r["step"] == "40" for r in rows), rows
+    assert any(r["status"] == "stopped early" and int(r["step"]) < 120 for r in rows), rows
+    assert any(r["status"] == "completed" and r["step"] == "120" for r in rows), rows
     fds = [float(r["eval/fd"]) for r in rows]
     assert fds == sorted(fds)  # best first (fd: lower is better)
     best = rows[0]
@@ -173,7 +174,7 @@ def test_an_asha_sweep_stops_bad_trials_and_names_the_best(faces_eval, evaluator
         assert "_hparams_/session_start_info" in events.summary_metadata
         gammas.add(float(row["objective.gamma"]))
         if row["status"] == "completed":
-            assert load_state(run)["step"] == 40 and Path(row["checkpoint"]) == find_checkpoints(run)[-1]
+            assert load_state(run)["step"] == 120 and Path(row["checkpoint"]) == find_checkpoints(run)[-1]
     assert gammas == {1e-6, 1e-2}
 
 

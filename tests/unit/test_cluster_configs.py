@@ -161,3 +161,24 @@ def test_a_cluster_we_start_is_quieted_and_one_we_join_is_left_as_it_is(monkeypa
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     quiet_local_cluster("local")
     assert switched == [True]
+
+
+def test_train_controller_settings_reach_the_controller_through_the_drivers_environment(monkeypatch):
+    """Train propagates these variables from the driver to its controller (ray_compat item 3): the start timeout
+    is ours to set; the poll (0.5 s, against Ray's 2 s, which made every report wait) is a default a user's
+    own value overrides."""
+    import os
+
+    from ray.train.v2._internal.constants import ENV_VARS_TO_PROPAGATE
+
+    from vaegan_dist.ray_compat import REPORT_POLL_S, configure_train_controller
+
+    assert {"RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"} <= ENV_VARS_TO_PROPAGATE
+    monkeypatch.delenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", raising=False)
+    monkeypatch.delenv("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", raising=False)
+    configure_train_controller(45)
+    assert os.environ["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] == "45"
+    assert float(os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"]) == REPORT_POLL_S == 0.5
+    monkeypatch.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "3")
+    configure_train_controller(45)
+    assert os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] == "3"
