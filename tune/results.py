@@ -104,13 +104,16 @@ def collect_rows(trials, runs_path: str, steps: int) -> list[TrialRow]:
 
 
 def sort_rows(rows: list[TrialRow], metric: str, mode: str) -> list[TrialRow]:
-    """Best first by ``metric``; trials without a finite value last."""
+    """Best first: the trials that got furthest, then by ``metric``; trials without a finite value last. A
+    metric is compared only between trials at the same step: an ASHA trial stopped at its first evaluation is
+    not better than the one ASHA kept because its early fd was lower (the kept one's fd may rise for a while,
+    as a GAN's does), and the one ASHA kept is the sweep's answer."""
 
-    def key(row: TrialRow) -> tuple[int, float]:
+    def key(row: TrialRow) -> tuple[int, int, float]:
         value = row.metrics.get(metric, math.nan)
         if not math.isfinite(value):
-            return (1, 0.0)
-        return (0, value if mode == "min" else -value)
+            return (1, 0, 0.0)
+        return (0, -row.step, value if mode == "min" else -value)
 
     return sorted(rows, key=key)
 

@@ -155,8 +155,8 @@ def test_an_asha_sweep_stops_bad_trials_and_names_the_best(faces_eval, evaluator
     assert {r["status"] for r in rows} <= {"completed", "stopped early"}
     assert any(r["status"] == "stopped early" and int(r["step"]) < 120 for r in rows), rows
     assert any(r["status"] == "completed" and r["step"] == "120" for r in rows), rows
-    fds = [float(r["eval/fd"]) for r in rows]
-    assert fds == sorted(fds)  # best first (fd: lower is better)
+    ranked = [(-int(r["step"]), float(r["eval/fd"])) for r in rows]
+    assert ranked == sorted(ranked)  # best first: the furthest trained, then by fd (lower is better)
     best = rows[0]
     assert f"best trial: {best['trial_id']} (eval/fd {float(best['eval/fd']):.4g}" in out
     assert f"train.name={best['trial_id']}" in out and f"train.storage_path={sweep / 'runs'}" in out

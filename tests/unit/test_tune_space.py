@@ -131,8 +131,8 @@ def test_the_metric_must_be_one_every_trial_reports():
     assert SweepSettings("", "", metric="loss/l_llike").resolved_mode() == "min"
 
 
-def _row(trial: str, status: str, **metrics: float) -> TrialRow:
-    return TrialRow(trial, status, {"objective.gamma": 0.1}, metrics, 40, f"/runs/{trial}", "", "")
+def _row(trial: str, status: str, step: int = 40, **metrics: float) -> TrialRow:
+    return TrialRow(trial, status, {"objective.gamma": 0.1}, metrics, step, f"/runs/{trial}", "", "")
 
 
 def test_results_are_sorted_best_first_with_unscored_trials_last():
@@ -145,6 +145,13 @@ def test_results_are_sorted_best_first_with_unscored_trials_last():
     assert [(r["rank"], r["trial_id"], r["eval/fd"]) for r in table] == [("1", "d", "10.0"), ("2", "a", "30.0"),
                                                                           ("3", "c", "50.0"), ("4", "b", "")]
     assert table[0]["objective.gamma"] == "0.1" and table[0]["run_dir"] == "/runs/d"
+
+
+def test_a_trial_stopped_early_ranks_below_the_ones_that_trained_further_whatever_its_early_metric():
+    """As measured in the ASHA test: stopped at step 10 with fd 71.8, kept to step 120 with fd 80.6."""
+    rows = [_row("stopped", "stopped early", 10, **{"eval/fd": 71.8}), _row("kept", "completed", 120,
+            **{"eval/fd": 80.6}), _row("middle", "stopped early", 40, **{"eval/fd": 75.0})]
+    assert [r.trial_id for r in sort_rows(rows, "eval/fd", "min")] == ["kept", "middle", "stopped"]
 
 
 def test_a_trial_status_comes_from_tune_and_the_steps_reached():
