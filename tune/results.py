@@ -105,9 +105,9 @@ def collect_rows(trials, runs_path: str, steps: int) -> list[TrialRow]:
 
 def sort_rows(rows: list[TrialRow], metric: str, mode: str) -> list[TrialRow]:
     """Best first: the trials that got furthest, then by ``metric``; trials without a finite value last. A
-    metric is compared only between trials at the same step: an ASHA trial stopped at its first evaluation is
-    not better than the one ASHA kept because its early fd was lower (the kept one's fd may rise for a while,
-    as a GAN's does), and the one ASHA kept is the sweep's answer."""
+    metric is compared only between trials at the same step: an ASHA trial stopped at its first evaluation is not
+    better than one trained to the end because its early fd was lower (a GAN's fd may rise for a while). Among
+    trials at the same step (every trial of a fifo or PBT sweep) the metric alone decides."""
 
     def key(row: TrialRow) -> tuple[int, int, float]:
         value = row.metrics.get(metric, math.nan)

@@ -47,6 +47,8 @@ NOT_SWEPT = {
     "ray.address": "the sweep runs on one cluster",
     "data.image_size": "the data is opened and checked once for every trial",
     "data.synthetic_samples": "the data is opened and checked once for every trial",
+    "train.log_every": "a training loss reaches the scheduler as the mean of the last log interval, which must "
+                       "be as long for every trial; set it as an override",
     "model.sync_batchnorm": "every trial needs the same resources; set it as an override",
 }
 

@@ -255,8 +255,7 @@ def _search_algorithm(settings: SweepSettings, mode: str, concurrent: int):
 
 
 def _scheduler(settings: SweepSettings, steps: int, eval_every: int, checkpoint_every: int,
-               space: SearchSpace | None = None,
-               perturb_every: int = 0):
+               space: SearchSpace | None = None, perturb_every: int = 0):
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     if settings.scheduler == "fifo":
@@ -264,8 +263,9 @@ def _scheduler(settings: SweepSettings, steps: int, eval_every: int, checkpoint_
     if settings.scheduler == "pbt":
         return pbt_scheduler(space, perturb_every, settings.quantile, settings.resample, settings.seed)
     # Rungs where the metric is reported: a run reports at its evaluation and checkpoint steps (train/loop.py),
-    # each report carrying the newest metric and its step.
-    first = eval_every if settings.metric.startswith("eval/") else checkpoint_every
+    # each report carrying the newest metric and its step; a training loss rides on both.
+    first = eval_every if settings.metric.startswith("eval/") else min(e for e in (eval_every, checkpoint_every, steps)
+                                                                        if e > 0)
     return ASHAScheduler(time_attr="step", max_t=steps, grace_period=max(1, min(first, steps)), reduction_factor=2)
 
 

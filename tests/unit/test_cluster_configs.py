@@ -174,8 +174,9 @@ def test_train_controller_settings_reach_the_controller_through_the_drivers_envi
     from vaegan_dist.ray_compat import REPORT_POLL_S, configure_train_controller
 
     assert {"RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"} <= ENV_VARS_TO_PROPAGATE
-    monkeypatch.delenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", raising=False)
-    monkeypatch.delenv("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", raising=False)
+    for name in ("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"):
+        monkeypatch.setenv(name, "")  # recorded, so that both are restored after the test, then removed
+        monkeypatch.delenv(name)
     configure_train_controller(45)
     assert os.environ["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] == "45"
     assert float(os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"]) == REPORT_POLL_S == 0.5

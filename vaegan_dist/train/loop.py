@@ -8,7 +8,7 @@
 
 Ray hears from a run at its evaluations and checkpoints only, never at the log steps: Train's controller takes
 one report per worker per poll and a worker's report waits for the previous one to be taken (ray_compat item 3),
-so a report at every log step made ``train.log_every`` a brake (36 against 145 img/s, bench/report_poll.py).
+so a report at every log step made ``train.log_every`` a brake (bench/RESULTS.md, "Train V2's report poll").
 """
 
 from __future__ import annotations
