@@ -17,10 +17,10 @@ then change ``RAY_VERSION`` and the files above together:
    the controller takes a report: each poll takes at most one from each worker, and a worker's
    ``ray.train.report`` blocks until its previous one was taken (a queue of one, ``_wait_then_report``). At
    Ray's 2 s a run that reports more often than every 2 s trains at the poll's pace: the smoke networks at batch
-   8 on one worker, reporting every 10 steps, trained at 52 img/s against 144 img/s with the poll at 0.2 s
-   (``bench/report_poll.py``). So a run reports at its evaluations and checkpoints only (train/loop.py), and
-   the controller polls every 0.5 s (each poll costs it ~20 ms of CPU, measured by the same bench). Check that
-   the report queue and the poll still work this way.
+   8 on one worker, reporting a checkpoint every 10 steps, trained at 51 img/s with Ray's poll and 147 with
+   ours (``bench/report_poll.py``; bench/RESULTS.md, "Train V2's report poll"). So a run reports at its
+   evaluations and checkpoints only (train/loop.py), and the controller polls every 0.5 s, which costs it 0.7%
+   of a core against 0.6% at 2 s (same bench). Check that the report queue and the poll still work this way.
 4. :data:`WORKER_ENV`: ``RAY_TRAIN_ENABLE_PRINT_PATCH=0``, else every print of a worker shows twice (also in
    cluster/runtime_env.yaml for jobs submitted with it).
 5. :func:`tune_without_tensorboard_logger`: ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS``, read when the Tuner starts.
