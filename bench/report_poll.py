@@ -27,22 +27,23 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from vaegan_dist.config import build_config
 from vaegan_dist.data.synthetic import ensure_synthetic
+from vaegan_dist.procfs import cpu_seconds
 from vaegan_dist.ray_compat import REPORT_POLL_S
 from vaegan_dist.train.launcher import launch
 
 
 def controller_cpu() -> dict[int, float]:
-    """User + system CPU seconds of each running Ray Train controller process, by pid."""
-    ticks = os.sysconf("SC_CLK_TCK")
+    """CPU seconds used by each running Ray Train controller process, by pid."""
     found = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for comm in Path("/proc").glob("[0-9]*/comm"):
         try:
-            text = stat.read_text()
+            if comm.read_text().strip() != "ray::TrainContr":  # the kernel's 15 characters of the actor's name
+                continue
         except OSError:
             continue
-        if "(ray::TrainContr" in text:  # the kernel's 15-character name of the renamed actor process
-            fields = text.rsplit(")", 1)[1].split()
-            found[int(stat.parent.name)] = (int(fields[11]) + int(fields[12])) / ticks
+        seconds = cpu_seconds(int(comm.parent.name))
+        if seconds is not None:
+            found[int(comm.parent.name)] = seconds
     return found
 
 

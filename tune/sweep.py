@@ -264,8 +264,8 @@ def _scheduler(settings: SweepSettings, steps: int, eval_every: int, checkpoint_
         return pbt_scheduler(space, perturb_every, settings.quantile, settings.resample, settings.seed)
     # Rungs where the metric is reported: a run reports at its evaluation and checkpoint steps (train/loop.py),
     # each report carrying the newest metric and its step; a training loss rides on both.
-    first = eval_every if settings.metric.startswith("eval/") else min(e for e in (eval_every, checkpoint_every, steps)
-                                                                        if e > 0)
+    reported = (eval_every,) if settings.metric.startswith("eval/") else (eval_every, checkpoint_every)
+    first = min((every for every in reported if every > 0), default=steps)
     return ASHAScheduler(time_attr="step", max_t=steps, grace_period=max(1, min(first, steps)), reduction_factor=2)
 
 
