@@ -110,6 +110,8 @@ RECIPES: dict[str, list[str]] = {
     "ema_ramp0.2": ["optim.ema_halflife_kimg=10", "optim.ema_rampup=0.2"],
     "ema_ramp0.5": ["optim.ema_halflife_kimg=10", "optim.ema_rampup=0.5"],
     "width1": ["model.width=1.0"],
+    "dis_lr1e-4": ["optim.lr_discriminator=1e-4"],  # a slower discriminator: a shorter noisy GAN phase at 64 px?
+    "enc_fc1024": ["model.encoder_fc=1024"],  # the released code's encoder FC (the smoke preset's is 256)
 }
 FD_TARGETS = (60.0, 40.0, 30.0)
 RECON_TARGETS = (30.0, 20.0)

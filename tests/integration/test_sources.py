@@ -105,7 +105,7 @@ def test_augmented_stream(faces32):
 def test_dataloader_workers_start_inside_a_ray_actor(faces32):
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False)
     try:
         @ray.remote(num_cpus=1)
         class Reader:

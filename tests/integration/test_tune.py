@@ -256,7 +256,7 @@ def ray_here():
     import ray
 
     path = Path(tempfile.mkdtemp(prefix="rh", dir="/tmp"))  # short: Ray's socket paths must fit in 107 bytes
-    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=str(path))
+    ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=str(path))
     yield
     ray.shutdown()
     kill_processes_naming(str(path))
