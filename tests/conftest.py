@@ -170,10 +170,8 @@ def pytest_collection_modifyitems(config, items) -> None:
 # (process starts, polls, Tune's decisions): one test at a time the suite took 729 s on 2 cores, 485 s of it the
 # Ray tests, and used 6.8 of its 24.4 CPU-minutes. The other worker yields the CPU (_yield_the_cpu): at an equal
 # share the Ray tests took 1.5-2x as long and the suite 738 s; yielding, 629 s (bench/RESULTS.md, issue 28).
-_priority_chosen = False
-
-
 _ungrouped: str | None = None  # why the Ray tests may not run on this worker
+_priority_chosen = False  # this worker has seen its first test, which says its lane
 
 
 def pytest_collection_finish(session) -> None:
