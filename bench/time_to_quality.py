@@ -111,6 +111,7 @@ RECIPES: dict[str, list[str]] = {
     "ema_ramp0.5": ["optim.ema_halflife_kimg=10", "optim.ema_rampup=0.5"],
     "width1": ["model.width=1.0"],
     "dis_lr1e-4": ["optim.lr_discriminator=1e-4"],  # a slower discriminator: a shorter noisy GAN phase at 64 px?
+    "ae_nobn": ["model.autoencoder_norm=none"],  # no batch norm in the encoder and decoder (64 px)
     "enc_fc1024": ["model.encoder_fc=1024"],  # the released code's encoder FC (the smoke preset's is 256)
 }
 FD_TARGETS = (60.0, 40.0, 30.0)

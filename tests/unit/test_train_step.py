@@ -266,6 +266,33 @@ def test_discriminator_without_batch_norm_judges_each_image_alone_and_keeps_dis_
     assert {k for k in batch_normed.state_dict()} != {k for k in d.state_dict()}  # hence an architecture key
 
 
+def test_autoencoder_without_batch_norm_codes_and_decodes_each_image_alone():
+    cfg = build_config("smoke", ["model.autoencoder_norm=none"])
+    torch.manual_seed(0)
+    model = build_model(cfg.model, 32)
+    encoder, decoder = model.encoder.train(), model.decoder.train()
+    for network in (encoder, decoder):
+        assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in network.modules())
+    x, z = torch.randn(5, 3, 32, 32), torch.randn(5, cfg.model.latent_dim)
+    mu, logvar = encoder(x)
+    alone = [encoder(x[i:i + 1]) for i in range(len(x))]  # in train mode: BN would change these
+    torch.testing.assert_close(torch.cat([a[0] for a in alone]), mu)
+    torch.testing.assert_close(torch.cat([a[1] for a in alone]), logvar)
+    torch.testing.assert_close(torch.cat([decoder(z[i:i + 1]) for i in range(len(z))]), decoder(z))
+    # the paper's autoencoder does depend on its batch in train mode (so the checks above can fail)
+    paper = build_model(dataclasses.replace(cfg.model, autoencoder_norm="batch"), 32)
+    assert not torch.allclose(paper.decoder.train()(z[:2]), paper.decoder(z)[:2])
+    assert not torch.allclose(paper.encoder.train()(x[:2])[0], paper.encoder(x)[0][:2])
+    assert {k for k in paper.state_dict()} != {k for k in model.state_dict()}  # hence an architecture key
+    # and a training step runs and moves every network's weights
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    step = TrainStep(model.networks(), build_optimizers(model, cfg.optim), cfg, runtime_for(False, precision="fp32"),
+                     noise_seed=0)
+    step(torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8), 0)
+    for name in ("encoder", "decoder", "discriminator"):
+        assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items() if k.startswith(name)), name
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (bench/gpu_check.sh runs this there)")
 def test_a_gpu_step_issues_no_synchronisation():
     """The same step on a GPU under torch.cuda.set_sync_debug_mode('error'): any synchronisation raises."""

@@ -53,6 +53,10 @@ class ModelConfig:
     # own image only, not on the real/fake mix of its batch. Dis_l stays the same convolution's output. Changes
     # the checkpoint's keys, so a rerun cannot switch it.
     discriminator_norm: Literal["batch", "none"] = "batch"
+    # batch: the paper's encoder and decoder (batch norm after every conv and FC but the heads and the RGB
+    # layer). none: no batch norm in either (a bias instead). A lever measured at 64 px (bench/RESULTS.md, "The
+    # paper's resolution"); changes the checkpoint's keys, so a rerun cannot switch it.
+    autoencoder_norm: Literal["batch", "none"] = "batch"
 
 
 @dataclass

@@ -13,15 +13,17 @@ class Encoder(nn.Module):
     """Stride-2 convs with BN + ReLU, an FC layer with BN + ReLU, then linear mu and logvar heads.
 
     At 64 px: 64 -> 32 -> 16 -> 8 with 64, 128, 256 channels; FC 2048 (paper) or 1024 (code); latent 128.
-    An attribute-conditioned encoder gets y beside the flattened convolutions, at the FC layer.
+    An attribute-conditioned encoder gets y beside the flattened convolutions, at the FC layer. With
+    ``batch_norm=False`` (``model.autoencoder_norm=none``) no layer normalises over the batch.
     """
 
-    def __init__(self, arch: Architecture, latent_dim: int, fc: int, condition_dim: int = 0):
+    def __init__(self, arch: Architecture, latent_dim: int, fc: int, condition_dim: int = 0,
+                 batch_norm: bool = True):
         super().__init__()
         self.condition_dim = condition_dim
         channels = (3, *arch.encoder_channels)
-        self.convs = nn.Sequential(*[conv_bn_relu(a, b) for a, b in zip(channels, channels[1:])])
-        self.fc = fc_bn_relu(channels[-1] * arch.bottom_side**2 + condition_dim, fc)
+        self.convs = nn.Sequential(*[conv_bn_relu(a, b, batch_norm) for a, b in zip(channels, channels[1:])])
+        self.fc = fc_bn_relu(channels[-1] * arch.bottom_side**2 + condition_dim, fc, batch_norm)
         self.mu = nn.Linear(fc, latent_dim)
         self.logvar = nn.Linear(fc, latent_dim)
         paper_init(self)

@@ -23,11 +23,12 @@ def conv_bn_relu(c_in: int, c_out: int, batch_norm: bool = True) -> nn.Sequentia
     )
 
 
-def deconv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
-    """5x5 stride-2 transposed conv, BN, ReLU. Doubles the side (output_padding=1 makes it exact)."""
+def deconv_bn_relu(c_in: int, c_out: int, batch_norm: bool = True) -> nn.Sequential:
+    """5x5 stride-2 transposed conv, BN, ReLU. Doubles the side (output_padding=1 makes it exact). Without
+    ``batch_norm`` the conv has a bias and an identity stands where the BN was, as in :func:`conv_bn_relu`."""
     return nn.Sequential(
-        nn.ConvTranspose2d(c_in, c_out, KERNEL, stride=2, padding=PAD, output_padding=1, bias=False),
-        nn.BatchNorm2d(c_out, eps=CONV_BN_EPS, momentum=BN_MOMENTUM),
+        nn.ConvTranspose2d(c_in, c_out, KERNEL, stride=2, padding=PAD, output_padding=1, bias=not batch_norm),
+        nn.BatchNorm2d(c_out, eps=CONV_BN_EPS, momentum=BN_MOMENTUM) if batch_norm else nn.Identity(),
         nn.ReLU(inplace=True),
     )
 

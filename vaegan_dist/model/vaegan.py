@@ -34,10 +34,11 @@ class VAEGAN(nn.Module):
     def __init__(self, image_size: int = 64, latent_dim: int = 128, encoder_fc: int = 2048,
                  discriminator_fc: int = 512, width: float = 1.0, kind: str = "vaegan",
                  attributes: Sequence[str] = (), spectral_norm: bool = False,
-                 discriminator_norm: str = "batch"):
+                 discriminator_norm: str = "batch", autoencoder_norm: str = "batch"):
         super().__init__()
-        if discriminator_norm not in ("batch", "none"):
-            raise ValueError(f"unknown discriminator_norm {discriminator_norm!r}; choose batch or none")
+        for key, norm in (("discriminator_norm", discriminator_norm), ("autoencoder_norm", autoencoder_norm)):
+            if norm not in ("batch", "none"):
+                raise ValueError(f"unknown {key} {norm!r}; choose batch or none")
         if kind not in KIND_NETWORKS:
             raise ValueError(f"unknown model kind {kind!r}; choose one of: {', '.join(KIND_NETWORKS)}")
         has = KIND_NETWORKS[kind]
@@ -46,8 +47,9 @@ class VAEGAN(nn.Module):
         self.latent_dim = latent_dim
         self.attributes: tuple[str, ...] = tuple(attributes)
         c = len(self.attributes)
-        self.encoder = Encoder(self.arch, latent_dim, encoder_fc, c) if "encoder" in has else None
-        self.decoder = Decoder(self.arch, latent_dim, c)
+        batch_normed = autoencoder_norm == "batch"
+        self.encoder = Encoder(self.arch, latent_dim, encoder_fc, c, batch_normed) if "encoder" in has else None
+        self.decoder = Decoder(self.arch, latent_dim, c, batch_normed)
         self.discriminator = (Discriminator(self.arch, discriminator_fc, c, spectral_norm,
                                             batch_norm=discriminator_norm == "batch")
                               if "discriminator" in has else None)
@@ -111,4 +113,5 @@ def build_model(model_cfg, image_size: int, attributes: Sequence[str] = ()) -> V
                   discriminator_fc=model_cfg.discriminator_fc, width=model_cfg.width,
                   kind=model_cfg.kind, attributes=attributes if conditioned else (),
                   spectral_norm=model_cfg.spectral_norm,
-                  discriminator_norm=model_cfg.discriminator_norm)
+                  discriminator_norm=model_cfg.discriminator_norm,
+                  autoencoder_norm=model_cfg.autoencoder_norm)

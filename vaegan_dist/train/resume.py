@@ -15,7 +15,7 @@ from vaegan_dist.train.job import TrainJob
 # optim.algorithm: RMSProp's state cannot continue as Adam's (or the other way round).
 ARCHITECTURE_KEYS = ("model.kind", "data.image_size", "model.latent_dim", "model.encoder_fc",
                       "model.discriminator_fc", "model.width", "model.condition", "model.spectral_norm",
-                      "model.discriminator_norm",
+                      "model.discriminator_norm", "model.autoencoder_norm",
                       "optim.algorithm")
 
 
