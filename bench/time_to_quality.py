@@ -105,6 +105,10 @@ RECIPES: dict[str, list[str]] = {
     "no_ema": ["optim.ema_halflife_kimg=0"],
     "lr1e-4": ["optim.lr_encoder=1e-4", "optim.lr_decoder=1e-4", "optim.lr_discriminator=1e-4"],
     "lr1e-3": ["optim.lr_encoder=1e-3", "optim.lr_decoder=1e-3", "optim.lr_discriminator=1e-3"],
+    "lr2e-3": ["optim.lr_encoder=2e-3", "optim.lr_decoder=2e-3", "optim.lr_discriminator=2e-3"],
+    # the two 64 px levers that each reached fd_recon 43-44 at step 1000, together (not run yet)
+    "lr1e-3_fc1024": ["optim.lr_encoder=1e-3", "optim.lr_decoder=1e-3", "optim.lr_discriminator=1e-3",
+                      "model.encoder_fc=1024"],
     "latent128": ["model.latent_dim=128"],
     # a longer weight average early: the ramp-up caps the half-life at ema_rampup x the images seen
     "ema_ramp0.2": ["optim.ema_halflife_kimg=10", "optim.ema_rampup=0.2"],
