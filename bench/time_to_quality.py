@@ -29,11 +29,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from vaegan_dist.config import build_config
 
-# Each recipe is overrides on top of the smoke preset (or --preset). "paper" undoes every recipe option the smoke preset
+# Each recipe is overrides on top of the smoke preset (or --preset: with --preset faces64, which trains at 1e-3, the
+# recipe lr1e-3 is the preset itself). "paper" undoes every recipe option the smoke preset
 # turns on, so it is the smoke preset as it was before the recipe options (issue 17's starting point).
 PAPER_SMOKE = ["optim.algorithm=rmsprop", "optim.ema_halflife_kimg=0", "objective.gan_start=0",
                "objective.adaptive_gamma=false", "objective.r1_gamma=0", "model.spectral_norm=false",
-               "model.discriminator_norm=batch", "objective.pixel_weight=0",
+               "model.discriminator_norm=batch", "model.autoencoder_norm=batch", "objective.pixel_weight=0",
                "objective.gamma=0.01", "objective.equilibrium=true", "optim.lr_encoder=3e-4",
                "optim.lr_decoder=3e-4", "optim.lr_discriminator=3e-4", "train.workers=2", "train.cpus_per_worker=1",
                "data.batch_size=16"]

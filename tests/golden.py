@@ -31,8 +31,8 @@ SMOKE_OBJECTIVE = ["objective.gamma=0.01", "objective.generator_loss=non_saturat
                    "objective.fakes=prior_and_reconstruction", "objective.discriminator_weighting=sum",
                    "objective.decoder_gan_weight=one", "optim.schedule=constant", "objective.r1_gamma=0",
                    "objective.pixel_weight=0", "objective.adaptive_gamma=false", "objective.gan_start=0",
-                   "model.spectral_norm=false", "model.discriminator_norm=batch", "optim.algorithm=rmsprop",
-                   "optim.ema_halflife_kimg=0"]
+                   "model.spectral_norm=false", "model.discriminator_norm=batch", "model.autoencoder_norm=batch",
+                   "optim.algorithm=rmsprop", "optim.ema_halflife_kimg=0"]
 OBJECTIVES = {
     "smoke": SMOKE_OBJECTIVE,
     # The recipe options that change the losses, each on: lazy R1 (a step with and without it within the 20),

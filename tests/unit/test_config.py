@@ -25,8 +25,8 @@ def test_paper_and_code_presets_follow_paper_md():
     for cfg in (paper, code):  # the recipe options beyond the paper stay off in both
         o, p = cfg.objective, cfg.optim
         assert (o.gan_start, o.adaptive_gamma, o.r1_gamma, o.pixel_weight, p.ema_halflife_kimg, p.algorithm,
-                cfg.model.spectral_norm, cfg.model.discriminator_norm) == (0, False, 0.0, 0.0, 0.0, "rmsprop", False,
-                                                                           "batch")
+                cfg.model.spectral_norm, cfg.model.discriminator_norm, cfg.model.autoencoder_norm) == (
+                    0, False, 0.0, 0.0, 0.0, "rmsprop", False, "batch", "batch")
     assert (paper.data.image_size, paper.data.batch_size, paper.model.latent_dim,
             paper.model.encoder_fc) == (64, 64, 128, 2048)
     assert paper.optim.lr_encoder == paper.optim.lr_decoder == paper.optim.lr_discriminator == 3e-4

@@ -45,7 +45,7 @@ def celeba64_code() -> Config:
 def celeba64_recipe() -> Config:
     """The paper's 64 px networks, batch and length (``celeba64``) with the training recipe that the built-in faces
     measured at 64 px (bench/RESULTS.md, "The paper's resolution"): the smoke preset's recipe options, which
-    learn at 64 px where none of the single changes tried beat them (more gamma blurs, the discriminator's batch
+    learn at 64 px where none of the other single changes tried beat them (more gamma blurs, the discriminator's batch
     norm wrecks reconstructions, no equilibrium or 4x R1 are no better). For GPU users; ``celeba64`` and
     ``celeba64-code`` stay the paper and the released code.
 
@@ -131,8 +131,8 @@ def faces64() -> Config:
 
     The recipe is the smoke preset's with learning rates of 1e-3 instead of 3e-4 (all three networks): at 64 px
     the smoke recipe learns later than at 32 px (fd_recon 55-72 at step 1000), and of the single changes tried
-    the learning rate is the one that moved the curve on two seeds (fd_recon 35 at step 1000 on both, 24 at step
-    3000 on seed 0, against 27 with 3e-4; 1e-4 was far worse). More gamma or pixel weight blur the
+    the learning rate is the one that moved the curve on two seeds (fd_recon 35 at step 1000 on both, 24-27 at
+    step 3000, against 27 with 3e-4; 1e-4 was far worse). More gamma or pixel weight blur the
     reconstructions, the discriminator's batch norm wrecks them, an autoencoder without batch norm never
     sharpens, no equilibrium or a 4x R1 are no better. One Ray worker with both cores and batch 32, as the 64 px
     measurements ran (95 img/s in bf16 on a Zen 4 core pair); 3000 steps."""
