@@ -107,7 +107,7 @@ RECIPES: dict[str, list[str]] = {
     "lr1e-4": ["optim.lr_encoder=1e-4", "optim.lr_decoder=1e-4", "optim.lr_discriminator=1e-4"],
     "lr1e-3": ["optim.lr_encoder=1e-3", "optim.lr_decoder=1e-3", "optim.lr_discriminator=1e-3"],
     "lr2e-3": ["optim.lr_encoder=2e-3", "optim.lr_decoder=2e-3", "optim.lr_discriminator=2e-3"],
-    # the two 64 px levers that each reached fd_recon 43-44 at step 1000, together (not run yet)
+    # the two 64 px levers that each reached fd_recon 43-44 at step 1000, together (33.2 at step 1000, one seed)
     "lr1e-3_fc1024": ["optim.lr_encoder=1e-3", "optim.lr_decoder=1e-3", "optim.lr_discriminator=1e-3",
                       "model.encoder_fc=1024"],
     "latent128": ["model.latent_dim=128"],

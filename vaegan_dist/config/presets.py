@@ -133,8 +133,8 @@ def faces64() -> Config:
     the smoke recipe learns later than at 32 px (fd_recon 55-72 at step 1000), and of the single changes tried
     the learning rate is the one that moved the curve on two seeds (fd_recon 35 at step 1000 on both, 24-27 at
     step 3000, against 27 with 3e-4; 1e-4 was far worse). More gamma or pixel weight blur the
-    reconstructions, the discriminator's batch norm wrecks them, an autoencoder without batch norm never
-    sharpens, no equilibrium or a 4x R1 are no better. One Ray worker with both cores and batch 32, as the 64 px
+    reconstructions, the discriminator's batch norm wrecks them, an autoencoder without batch norm stays
+    blurred, no equilibrium or a 4x R1 are no better. One Ray worker with both cores and batch 32, as the 64 px
     measurements ran (95 img/s in bf16 on a Zen 4 core pair); 3000 steps."""
     cfg = smoke()
     cfg.preset = "faces64"
