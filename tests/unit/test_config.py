@@ -25,8 +25,8 @@ def test_paper_and_code_presets_follow_paper_md():
     for cfg in (paper, code):  # the recipe options beyond the paper stay off in both
         o, p = cfg.objective, cfg.optim
         assert (o.gan_start, o.adaptive_gamma, o.r1_gamma, o.pixel_weight, p.ema_halflife_kimg, p.algorithm,
-                cfg.model.spectral_norm, cfg.model.discriminator_norm, cfg.model.autoencoder_norm) == (
-                    0, False, 0.0, 0.0, 0.0, "rmsprop", False, "batch", "batch")
+                cfg.model.spectral_norm, cfg.model.discriminator_norm, cfg.model.autoencoder_norm,
+                cfg.model.dis_l_side) == (0, False, 0.0, 0.0, 0.0, "rmsprop", False, "batch", "batch", 8)
     assert (paper.data.image_size, paper.data.batch_size, paper.model.latent_dim,
             paper.model.encoder_fc) == (64, 64, 128, 2048)
     assert paper.optim.lr_encoder == paper.optim.lr_decoder == paper.optim.lr_discriminator == 3e-4
@@ -78,6 +78,9 @@ def test_later_override_wins():
     ("optim.algorithm=sgd", "config key 'optim.algorithm' must be one of rmsprop, adam"),
     ("model.kind=vae objective.adaptive_gamma=true", "only model.kind=vaegan has (model.kind is 'vae')"),
     ("model.kind=gan objective.gan_start=10", "must be 0 for model.kind=gan"),
+    ("model.dis_l_side=32", "config key 'model.dis_l_side' must be the output side of a discriminator convolution "
+                            "at data.image_size=32: one of 16, 8, 4; got 32"),
+    ("data.image_size=64 model.dis_l_side=0", "at data.image_size=64: one of 32, 16, 8; got 0"),
 ])
 def test_bad_overrides_are_one_line_errors_naming_the_key(override, message):
     with pytest.raises(ConfigError) as err:

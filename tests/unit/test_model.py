@@ -59,17 +59,39 @@ def test_paper_spatial_path_at_64px():
     assert sides == [(256, 16, 16), (128, 32, 32), (32, 64, 64)]
 
 
-@pytest.mark.parametrize("size, conv_index", [(64, 3), (32, 2)])
-def test_dis_l_is_the_conv_output_before_batchnorm(size, conv_index):
-    """Dis_l: the 4th conv at 64 px (3rd at 32 px), before its BN and ReLU."""
-    m = VAEGAN(size).discriminator
+@pytest.mark.parametrize("size, dis_l_side, conv_index, shape", [
+    (64, 8, 3, (256, 8, 8)), (32, 8, 2, (192, 8, 8)),  # the paper's: the 4th conv at 64 px, the 3rd at 32 px
+    (64, 16, 2, (256, 16, 16)), (64, 32, 1, (128, 32, 32)), (32, 4, 3, (256, 4, 4)),  # model.dis_l_side
+])
+def test_dis_l_is_the_conv_output_before_batchnorm(size, dis_l_side, conv_index, shape):
+    """Dis_l: the conv whose output side is dis_l_side, before its BN and ReLU."""
+    vaegan = VAEGAN(size, dis_l_side=dis_l_side)
+    m = vaegan.discriminator
     convs = [m.stem[0]] + [block[0] for block in m.blocks]
     seen = {}
     convs[conv_index].register_forward_hook(lambda mod, inp, out: seen.setdefault("out", out.detach().clone()))
     x = torch.randn(3, 3, size, size)
     _, features = m(x)
+    assert seen["out"].shape[1:] == shape
     assert torch.equal(features, seen["out"].flatten(1))
+    assert features.shape[1] == math.prod(shape) == vaegan.arch.dis_l_features
     assert features.min() < 0  # not after a ReLU
+
+
+def test_dis_l_side_moves_the_metric_not_the_weights():
+    """Another Dis_l changes no parameter, so a checkpoint loads either way (hence not an architecture key)."""
+    torch.manual_seed(0)
+    paper = VAEGAN(64, width=0.25, encoder_fc=32)
+    finer = VAEGAN(64, width=0.25, encoder_fc=32, dis_l_side=16)
+    finer.load_state_dict(paper.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    paper.eval(), finer.eval()
+    (logit_paper, f_paper), (logit_finer, f_finer) = paper.discriminator(x), finer.discriminator(x)
+    torch.testing.assert_close(logit_finer, logit_paper)  # the same discriminator
+    assert f_paper.shape == (2, 64 * 8 * 8) and f_finer.shape == (2, 64 * 16 * 16)
+    with pytest.raises(ValueError, match="no discriminator convolution of side 12 at image_size=64; choose one of "
+                                         "32, 16, 8"):
+        VAEGAN(64, dis_l_side=12)
 
 
 def test_paper_initialisation():

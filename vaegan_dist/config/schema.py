@@ -57,6 +57,11 @@ class ModelConfig:
     # layer). none: no batch norm in either (a bias instead). A lever measured at 64 px (bench/RESULTS.md, "The
     # paper's resolution"); changes the checkpoint's keys, so a rerun cannot switch it.
     autoencoder_norm: Literal["batch", "none"] = "batch"
+    # The spatial side of Dis_l, the discriminator convolution whose output is the similarity metric: 8 is the
+    # paper's at every size (8 image pixels per feature at 64 px, 4 at 32 px). 16 at 64 px takes the 3rd conv
+    # instead, 4 pixels per feature as at 32 px (bench/RESULTS.md, "The paper's resolution"). The weights are the
+    # same, so a rerun may switch it; L_llike then measures another layer.
+    dis_l_side: int = 8
 
 
 @dataclass

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from vaegan_dist.errors import CheckpointError
-from vaegan_dist.model.architecture import Architecture, architecture
+from vaegan_dist.model.architecture import DIS_L_SIDE, Architecture, architecture
 from vaegan_dist.model.decoder import Decoder
 from vaegan_dist.model.discriminator import Discriminator
 from vaegan_dist.model.encoder import Encoder
@@ -34,7 +34,7 @@ class VAEGAN(nn.Module):
     def __init__(self, image_size: int = 64, latent_dim: int = 128, encoder_fc: int = 2048,
                  discriminator_fc: int = 512, width: float = 1.0, kind: str = "vaegan",
                  attributes: Sequence[str] = (), spectral_norm: bool = False,
-                 discriminator_norm: str = "batch", autoencoder_norm: str = "batch"):
+                 discriminator_norm: str = "batch", autoencoder_norm: str = "batch", dis_l_side: int = DIS_L_SIDE):
         super().__init__()
         for key, norm in (("discriminator_norm", discriminator_norm), ("autoencoder_norm", autoencoder_norm)):
             if norm not in ("batch", "none"):
@@ -43,7 +43,7 @@ class VAEGAN(nn.Module):
             raise ValueError(f"unknown model kind {kind!r}; choose one of: {', '.join(KIND_NETWORKS)}")
         has = KIND_NETWORKS[kind]
         self.kind = kind
-        self.arch: Architecture = architecture(image_size, width)
+        self.arch: Architecture = architecture(image_size, width, dis_l_side)
         self.latent_dim = latent_dim
         self.attributes: tuple[str, ...] = tuple(attributes)
         c = len(self.attributes)
@@ -114,4 +114,5 @@ def build_model(model_cfg, image_size: int, attributes: Sequence[str] = ()) -> V
                   kind=model_cfg.kind, attributes=attributes if conditioned else (),
                   spectral_norm=model_cfg.spectral_norm,
                   discriminator_norm=model_cfg.discriminator_norm,
-                  autoencoder_norm=model_cfg.autoencoder_norm)
+                  autoencoder_norm=model_cfg.autoencoder_norm,
+                  dis_l_side=model_cfg.dis_l_side)
