@@ -11,6 +11,7 @@ from vaegan_dist.evaluate.records import (
     EditRow,
     PretrainingRecord,
     PretrainingRow,
+    ReconstructionRow,
     ResultFormatError,
     SimilarityRecord,
     SimilarityRow,
@@ -20,7 +21,8 @@ from vaegan_dist.evaluate.results import json_text
 EDIT = EditRecord(checkpoint="/r/checkpoint_00000100/state.pt", step=100, model_kind="vaegan", images="test split",
                   num_images=8, vector_images=64, scales=[-1.0, 2.0],
                   results=[EditRow("Eyeglasses", -1.0, 3, 1, 1 / 3, 0.0, 0.5),
-                           EditRow("Wings", 2.0, None, None, None)])
+                           EditRow("Wings", 2.0, None, None, None)],
+                  reconstruction=[ReconstructionRow("Eyeglasses", 2, 1, 6, 0, 1 / 8)])
 SIMILARITY = SimilarityRecord(split="test", num=24, attributes=["Male"], seed=0,
                               rows=[SimilarityRow("test set (real images)", 0.9, 0.05),
                                     SimilarityRow("cvae", 0.4, 0.3, "vae", 2000, "/a")])
@@ -56,6 +58,9 @@ def test_optional_fields_may_be_missing_required_ones_may_not():
     del data["num"]
     with pytest.raises(ResultFormatError, match=r"^num: missing$"):
         SimilarityRecord.from_json(data)
+    edit = EDIT.to_json()
+    del edit["reconstruction"]  # written before the field existed
+    assert EditRecord.from_json(edit).reconstruction == []
 
 
 def deep(levels: int) -> list:

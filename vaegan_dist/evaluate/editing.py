@@ -22,7 +22,7 @@ from vaegan_dist.data.user_images import load_user_images
 from vaegan_dist.errors import CheckpointError, ConfigError
 from vaegan_dist.evaluate.attribute_vectors import PAPER_IMAGES, edit, vectors_for
 from vaegan_dist.evaluate.evaluator import Evaluator
-from vaegan_dist.evaluate.records import EditRecord, EditRow
+from vaegan_dist.evaluate.records import EditRecord, EditRow, ReconstructionRow
 from vaegan_dist.evaluate.run import Trained
 from vaegan_dist.model import VAEGAN
 
@@ -92,6 +92,21 @@ def score(evaluator: Evaluator | None, name: str, originals: torch.Tensor, recon
     return rows
 
 
+def reconstruction_keeps(evaluator: Evaluator | None, name: str, originals: torch.Tensor,
+                         recon: torch.Tensor) -> ReconstructionRow | None:
+    """How often the plain reconstruction changes the evaluator's read of ``name``, counting losses among the
+    images that have it and gains among those that lack it; None when nothing judges the attribute."""
+    if evaluator is None or name not in evaluator.attributes:
+        return None
+    index = evaluator.attributes.index(name)
+    before = has_attribute(evaluator, originals, index)
+    reconstructed = has_attribute(evaluator, recon, index)
+    lost, gained = int((before & ~reconstructed).sum()), int((~before & reconstructed).sum())
+    having = int(before.sum())
+    return ReconstructionRow(attribute=name, having=having, lost=lost, lacking=len(before) - having, gained=gained,
+                             changed_fraction=(lost + gained) / len(before) if len(before) else None)
+
+
 def run_edit(trained: Trained, attributes: Sequence[str], scales: Sequence[float], *, split: str = "test",
              images: Sequence[str] = (), num: int = 256, show: int = 8, vector_images: int = PAPER_IMAGES,
              batch: int = 128, log=print) -> EditResult:
@@ -115,6 +130,7 @@ def run_edit(trained: Trained, attributes: Sequence[str], scales: Sequence[float
     chosen = {name: vectors.vector(name) for name in dict.fromkeys(attributes)}
     device = next(model.parameters()).device
     results: list[EditRow] = []
+    reconstructions: list[ReconstructionRow] = []
     blocks = []
     for name, vector in chosen.items():
         recon_parts, edit_parts = [], []
@@ -124,12 +140,15 @@ def run_edit(trained: Trained, attributes: Sequence[str], scales: Sequence[float
             edit_parts.append(edited.float().cpu())
         recon, edited = torch.cat(recon_parts), torch.cat(edit_parts)
         results += score(trained.evaluator, name, originals, recon, edited, scales)
+        kept = reconstruction_keeps(trained.evaluator, name, originals, recon)
+        if kept is not None:
+            reconstructions.append(kept)
         shown = slice(0, show)
         x = to_unit_range(originals[shown], torch.device("cpu"))
         blocks.append(torch.cat([x[:, None], recon[shown, None], edited[shown]], dim=1).flatten(0, 1))
     record = EditRecord(checkpoint=str(trained.checkpoint), step=trained.step, model_kind=model.kind,
                         images=described, num_images=len(originals), vector_images=vectors.images,
-                        scales=list(scales), results=results)
+                        scales=list(scales), results=results, reconstruction=reconstructions)
     return EditResult(torch.cat(blocks), 2 + len(scales), record)
 
 
@@ -152,6 +171,12 @@ def edit_table(report: EditRecord) -> str:
         lines.append(f"  {'  vector alone':<20}" + "".join(f"{c:>14}" for c in own))
     lines.append("  (reconstruction: the share the plain reconstruction already changes, without the vector;\n"
                  "   vector alone: the share changed among the images whose reconstruction did not change)")
+    if report.reconstruction:
+        lines.append("the plain reconstruction changes the evaluator's read, both ways, of:")
+    for r in report.reconstruction:
+        share = "n/a" if r.changed_fraction is None else f"{r.changed_fraction:.0%}"
+        lines.append(f"  {r.attribute:<20}{share:>5} of {r.having + r.lacking} images (lost on {r.lost} of the "
+                     f"{r.having} that have it, gained on {r.gained} of the {r.lacking} that lack it)")
     return "\n".join(lines)
 
 

@@ -73,6 +73,20 @@ class OfOneModel(ResultRecord):
 
 
 @dataclass
+class ReconstructionRow:
+    """One attribute's read on the plain reconstructions against the originals, both ways. A row's ``baseline``
+    counts one direction only (gains among the images lacking it, for a positive scale): a model that never
+    draws glasses scores 0% there while it takes them off every face that wears them."""
+
+    attribute: str
+    having: int  # originals the evaluator reads the attribute on
+    lost: int  # of those, reconstructions it does not read it on
+    lacking: int
+    gained: int  # of the originals lacking it, reconstructions it reads it on
+    changed_fraction: float | None  # (lost + gained) / all images: the share whose read the reconstruction changes
+
+
+@dataclass
 class EditRecord(OfOneModel):
     FORMAT: ClassVar[str] = "vaegan-dist-edit/1"
     images: str  # what was edited, in words
@@ -80,6 +94,7 @@ class EditRecord(OfOneModel):
     vector_images: int
     scales: list[float]
     results: list[EditRow]
+    reconstruction: list[ReconstructionRow] = field(default_factory=list)  # per attribute the evaluator knows
 
 
 @dataclass
