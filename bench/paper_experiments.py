@@ -8,7 +8,7 @@
 
     python bench/paper_experiments.py                          # ~75 minutes on 2 CPU cores
     python bench/paper_experiments.py --edit-steps 2000 --cond-steps 1000 --root /tmp/quick
-    python bench/paper_experiments.py --only similarity --preset faces64 --cond-steps 1500 --samples 8000  # 64 px
+    python bench/paper_experiments.py --only similarity --preset faces64 --cond-steps 1500  # 64 px, 8,000 faces
 
 Every step is the CLI a user runs, printed before it runs. Runs live under --root and a rerun reuses
 finished ones (training resumes or says it is done), so the experiments can be repeated on the same models.
@@ -36,21 +36,25 @@ def run(args: list[str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", default="~/vaegan-dist/experiments")
+    parser.add_argument("--root", help="where the runs live (default ~/vaegan-dist/experiments, with -faces64 "
+                                       "for that preset: a run name does not say its preset)")
     parser.add_argument("--preset", default="smoke", choices=("smoke", "faces64"), help="the training recipe")
     parser.add_argument("--only", nargs="+", choices=EXPERIMENTS, default=list(EXPERIMENTS))
     parser.add_argument("--edit-steps", type=int, default=5000, help="steps of the unconditioned VAE/GAN")
     parser.add_argument("--cond-steps", type=int, default=2000, help="steps of each conditioned model")
-    parser.add_argument("--samples", type=int, default=20000, help="built-in faces rendered (80%% train)")
+    parser.add_argument("--samples", type=int, help="built-in faces rendered (80%% train; default 20000 for smoke, "
+                                                     "the preset's 8000 for faces64)")
     parser.add_argument("--scales", nargs="+", default=["-2", "-1", "1", "2", "3"])
     parser.add_argument("--num", default="1000", help="test faces edited and scored")
     parser.add_argument("--pretraining-steps", default="1000")
     parser.add_argument("--extra", nargs="*", default=[], help="more key=value overrides for every training run")
     args = parser.parse_args()
-    root = Path(args.root).expanduser()
+    default_root = "~/vaegan-dist/experiments" + ("" if args.preset == "smoke" else f"-{args.preset}")
+    root = Path(args.root or default_root).expanduser()
+    samples = args.samples or (20000 if args.preset == "smoke" else None)
     root.mkdir(parents=True, exist_ok=True)
     cli = [sys.executable, "-m", "vaegan_dist.cli.main"]
-    common = ["--preset", args.preset, *COMMON, f"data.synthetic_samples={args.samples}",
+    common = ["--preset", args.preset, *COMMON, *([f"data.synthetic_samples={samples}"] if samples else []),
               f"train.storage_path={root}", *args.extra]
 
     runs: list[Path] = []

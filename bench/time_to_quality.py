@@ -35,10 +35,9 @@ from vaegan_dist.config import build_config
 PAPER_SMOKE = ["optim.algorithm=rmsprop", "optim.ema_halflife_kimg=0", "objective.gan_start=0",
                "objective.adaptive_gamma=false", "objective.r1_gamma=0", "model.spectral_norm=false",
                "model.discriminator_norm=batch", "model.autoencoder_norm=batch", "model.dis_l_side=8",
-               "objective.pixel_weight=0",
-               "objective.gamma=0.01", "objective.equilibrium=true", "optim.lr_encoder=3e-4",
-               "optim.lr_decoder=3e-4", "optim.lr_discriminator=3e-4", "train.workers=2", "train.cpus_per_worker=1",
-               "data.batch_size=16"]
+               "objective.pixel_weight=0", "objective.gamma=0.01", "objective.equilibrium=true",
+               "optim.lr_encoder=3e-4", "optim.lr_decoder=3e-4", "optim.lr_discriminator=3e-4", "train.workers=2",
+               "train.cpus_per_worker=1", "data.batch_size=16"]
 RECIPES: dict[str, list[str]] = {
     "preset": [],
     "paper": PAPER_SMOKE,

@@ -14,7 +14,7 @@ from vaegan_dist.data.manifest import DataError
 from vaegan_dist.data.user_images import load_user_images
 from vaegan_dist.errors import ConfigError
 from vaegan_dist.evaluate.attribute_vectors import compute_vectors, edit
-from vaegan_dist.evaluate.editing import check_scales, reconstruction_keeps, score
+from vaegan_dist.evaluate.editing import check_scales, reads_of, reconstruction_keeps, score
 from vaegan_dist.evaluate.pretraining import (
     AttributeNet,
     Settings,
@@ -82,14 +82,18 @@ def test_edit_scores_count_gains_among_lackers_and_losses_among_havers():
     assert unknown[0].fraction is None
     assert score(None, "Glasses", originals, recon, edits, [1.0])[0].candidates is None
     # Both ways: image 3 (has it) lost it, image 0 (lacks it) gained it: 2 of the 4 reads changed.
-    kept = reconstruction_keeps(_OneAttributeEvaluator(), "Glasses", originals, recon)
+    reads = reads_of(_OneAttributeEvaluator(), "Glasses", originals, recon)
+    assert score(_OneAttributeEvaluator(), "Glasses", originals, recon, edits, [-1.0, 1.0], reads) == rows
+    kept = reconstruction_keeps("Glasses", reads)
     assert asdict(kept) == {"attribute": "Glasses", "having": 1, "lost": 1, "lacking": 3, "gained": 1,
                             "changed_fraction": 2 / 4}
     # A model that never draws the attribute scores 0% as a positive scale's baseline but loses every one of it.
-    never = reconstruction_keeps(_OneAttributeEvaluator(), "Glasses", originals, torch.stack([dark] * 4))
-    assert (never.lost, never.gained, never.changed_fraction) == (1, 0, 1 / 4)
-    assert reconstruction_keeps(_OneAttributeEvaluator(), "Smiling", originals, recon) is None
-    assert reconstruction_keeps(None, "Glasses", originals, recon) is None
+    never_drawn = torch.stack([dark] * 4)
+    assert score(_OneAttributeEvaluator(), "Glasses", originals, never_drawn, edits, [1.0])[0].baseline == 0
+    never = reconstruction_keeps("Glasses", reads_of(_OneAttributeEvaluator(), "Glasses", originals, never_drawn))
+    assert (never.lost, never.having, never.gained, never.changed_fraction) == (1, 1, 0, 1 / 4)
+    assert reads_of(_OneAttributeEvaluator(), "Smiling", originals, recon) is None
+    assert reads_of(None, "Glasses", originals, recon) is None
 
 
 @pytest.mark.parametrize("scales, message", [([0.0], "non-zero"), ([float("nan")], "non-zero"), ([1e9], "within"),

@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+from vaegan_dist.config.schema import SUPPORTED_IMAGE_SIZES, dis_l_sides
 from vaegan_dist.model import VAEGAN, architecture
 
 
@@ -78,9 +79,18 @@ def test_dis_l_is_the_conv_output_before_batchnorm(size, dis_l_side, conv_index,
     assert features.min() < 0  # not after a ReLU
 
 
+@pytest.mark.parametrize("size", SUPPORTED_IMAGE_SIZES)
+def test_the_config_validates_dis_l_side_against_the_discriminator_the_model_builds(size):
+    d = VAEGAN(size, latent_dim=4, encoder_fc=8, discriminator_fc=8, width=0.125).discriminator.eval()
+    h, sides = d.stem(torch.zeros(1, 3, size, size)), []
+    for block in d.blocks:
+        h = block(h)
+        sides.append(h.shape[-1])
+    assert tuple(sides) == dis_l_sides(size)
+
+
 def test_dis_l_side_moves_the_metric_not_the_weights():
     """Another Dis_l changes no parameter, so a checkpoint loads either way (hence not an architecture key)."""
-    torch.manual_seed(0)
     paper = VAEGAN(64, width=0.25, encoder_fc=32)
     finer = VAEGAN(64, width=0.25, encoder_fc=32, dis_l_side=16)
     finer.load_state_dict(paper.state_dict())

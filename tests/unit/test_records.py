@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from vaegan_dist.evaluate.editing import edit_table
 from vaegan_dist.evaluate.records import (
     EditRecord,
     EditRow,
@@ -96,3 +97,11 @@ def test_a_file_that_does_not_fit_names_the_field(change, message):
 def test_not_an_object():
     with pytest.raises(ResultFormatError, match="not a JSON object"):
         PretrainingRecord.from_json([1, 2])
+
+
+def test_the_edit_table_shows_the_reconstruction_both_ways():
+    lines = edit_table(EDIT).splitlines()
+    assert lines[-1] == ("  Eyeglasses          lost on 50% (1/2) that have it, gained on 0% (0/6) that lack it: "
+                         "12% of all 8 changed")
+    no_rows = EditRecord.from_json({**EDIT.to_json(), "reconstruction": []})  # a file written before the field
+    assert "both ways" not in edit_table(no_rows)

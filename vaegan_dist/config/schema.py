@@ -10,6 +10,14 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 SUPPORTED_IMAGE_SIZES: tuple[int, ...] = (32, 64, 128)
+# The discriminator's stride-2 convolutions per image size (vaegan_dist.model.architecture's table; a unit test
+# holds the two together). Here so that validating model.dis_l_side does not import torch with the model.
+DISCRIMINATOR_STAGES: dict[int, int] = {32: 3, 64: 3, 128: 4}
+
+
+def dis_l_sides(image_size: int) -> tuple[int, ...]:
+    """The output sides of the discriminator's stride-2 convolutions: where Dis_l may be taken."""
+    return tuple(image_size >> (i + 1) for i in range(DISCRIMINATOR_STAGES[image_size]))
 
 
 @dataclass

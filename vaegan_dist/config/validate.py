@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from vaegan_dist.config.errors import ConfigError
-from vaegan_dist.config.schema import SUPPORTED_IMAGE_SIZES, Config
+from vaegan_dist.config.schema import SUPPORTED_IMAGE_SIZES, Config, dis_l_sides
 
 
 def _require(ok: bool, key: str, value: object, why: str) -> None:
@@ -31,13 +31,10 @@ def validate(cfg: Config) -> Config:
     for key in ("latent_dim", "encoder_fc", "discriminator_fc"):
         _require(1 <= getattr(m, key) <= 65536, f"model.{key}", getattr(m, key), "must be in [1, 65536]")
     _require(0 < m.width <= 8, "model.width", m.width, "must be in (0, 8]")
-    if d.image_size in SUPPORTED_IMAGE_SIZES:
-        # imported here: the model package imports vaegan_dist.errors, which imports this package
-        from vaegan_dist.model.architecture import dis_l_sides
-        sides = dis_l_sides(d.image_size)
-        _require(m.dis_l_side in sides, "model.dis_l_side", m.dis_l_side,
-                 f"must be the output side of a discriminator convolution at data.image_size={d.image_size}: "
-                 f"one of {', '.join(map(str, sides))}")
+    sides = dis_l_sides(d.image_size)  # data.image_size is a supported one (checked above)
+    _require(m.dis_l_side in sides, "model.dis_l_side", m.dis_l_side,
+             f"must be the output side of a discriminator convolution at data.image_size={d.image_size}: "
+             f"one of {', '.join(map(str, sides))}")
 
     _require(o.gamma >= 0, "objective.gamma", o.gamma, "must be >= 0")
     _require(0 < o.equilibrium_value, "objective.equilibrium_value", o.equilibrium_value, "must be > 0")

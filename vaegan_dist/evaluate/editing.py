@@ -64,19 +64,31 @@ def has_attribute(evaluator: Evaluator, images: torch.Tensor, index: int) -> tor
     return logits[:, index] > 0
 
 
+Reads = tuple[torch.Tensor, torch.Tensor]  # the evaluator's yes/no on the originals and on their reconstructions
+
+
+def reads_of(evaluator: Evaluator | None, name: str, originals: torch.Tensor, recon: torch.Tensor) -> Reads | None:
+    """The evaluator's read of ``name`` on the originals and on the plain reconstructions; None when nothing
+    judges the attribute."""
+    if evaluator is None or name not in evaluator.attributes:
+        return None
+    index = evaluator.attributes.index(name)
+    return has_attribute(evaluator, originals, index), has_attribute(evaluator, recon, index)
+
+
 def score(evaluator: Evaluator | None, name: str, originals: torch.Tensor, recon: torch.Tensor, edits: torch.Tensor,
-          scales: Sequence[float]) -> list[EditRow]:
+          scales: Sequence[float], reads: Reads | None = None) -> list[EditRow]:
     """Per scale: candidates (lacking the attribute for a positive scale, having it for a negative one, on the
     original image), how many of their edits the evaluator judges changed, and ``baseline``: the share of
     candidates whose plain reconstruction it already judges changed. A model that loses a small detail in
     every reconstruction "removes" it without any vector; the baseline says how much of a score is that.
     ``vector_fraction`` is the vector's own effect: among images whose reconstruction still shows the
-    original state, the share whose edit the evaluator judges changed."""
-    if evaluator is None or name not in evaluator.attributes:
+    original state, the share whose edit the evaluator judges changed. ``reads``: :func:`reads_of`, if known."""
+    reads = reads or reads_of(evaluator, name, originals, recon)
+    if evaluator is None or reads is None:
         return [EditRow(attribute=name, scale=s, candidates=None, changed=None, fraction=None) for s in scales]
     index = evaluator.attributes.index(name)
-    before = has_attribute(evaluator, originals, index)
-    reconstructed = has_attribute(evaluator, recon, index)
+    before, reconstructed = reads
     rows = []
     for j, s in enumerate(scales):
         after = has_attribute(evaluator, edits[:, j], index)
@@ -92,15 +104,10 @@ def score(evaluator: Evaluator | None, name: str, originals: torch.Tensor, recon
     return rows
 
 
-def reconstruction_keeps(evaluator: Evaluator | None, name: str, originals: torch.Tensor,
-                         recon: torch.Tensor) -> ReconstructionRow | None:
-    """How often the plain reconstruction changes the evaluator's read of ``name``, counting losses among the
-    images that have it and gains among those that lack it; None when nothing judges the attribute."""
-    if evaluator is None or name not in evaluator.attributes:
-        return None
-    index = evaluator.attributes.index(name)
-    before = has_attribute(evaluator, originals, index)
-    reconstructed = has_attribute(evaluator, recon, index)
+def reconstruction_keeps(name: str, reads: Reads) -> ReconstructionRow:
+    """How often the plain reconstruction changes the read of ``name``, both ways: losses among the images
+    that have it, gains among those that lack it (a score's ``baseline`` counts one of the two)."""
+    before, reconstructed = reads
     lost, gained = int((before & ~reconstructed).sum()), int((~before & reconstructed).sum())
     having = int(before.sum())
     return ReconstructionRow(attribute=name, having=having, lost=lost, lacking=len(before) - having, gained=gained,
@@ -139,10 +146,10 @@ def run_edit(trained: Trained, attributes: Sequence[str], scales: Sequence[float
             recon_parts.append(recon.float().cpu())
             edit_parts.append(edited.float().cpu())
         recon, edited = torch.cat(recon_parts), torch.cat(edit_parts)
-        results += score(trained.evaluator, name, originals, recon, edited, scales)
-        kept = reconstruction_keeps(trained.evaluator, name, originals, recon)
-        if kept is not None:
-            reconstructions.append(kept)
+        reads = reads_of(trained.evaluator, name, originals, recon)
+        results += score(trained.evaluator, name, originals, recon, edited, scales, reads)
+        if reads is not None:
+            reconstructions.append(reconstruction_keeps(name, reads))
         shown = slice(0, show)
         x = to_unit_range(originals[shown], torch.device("cpu"))
         blocks.append(torch.cat([x[:, None], recon[shown, None], edited[shown]], dim=1).flatten(0, 1))
@@ -172,12 +179,16 @@ def edit_table(report: EditRecord) -> str:
     lines.append("  (reconstruction: the share the plain reconstruction already changes, without the vector;\n"
                  "   vector alone: the share changed among the images whose reconstruction did not change)")
     if report.reconstruction:
-        lines.append("the plain reconstruction changes the evaluator's read, both ways, of:")
+        lines.append("the plain reconstruction against the original, by the evaluator (both ways):")
     for r in report.reconstruction:
         share = "n/a" if r.changed_fraction is None else f"{r.changed_fraction:.0%}"
-        lines.append(f"  {r.attribute:<20}{share:>5} of {r.having + r.lacking} images (lost on {r.lost} of the "
-                     f"{r.having} that have it, gained on {r.gained} of the {r.lacking} that lack it)")
+        lines.append(f"  {r.attribute:<20}lost on {_share(r.lost, r.having)} that have it, gained on "
+                     f"{_share(r.gained, r.lacking)} that lack it: {share} of all {r.having + r.lacking} changed")
     return "\n".join(lines)
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{part / whole:.0%} ({part}/{whole})" if whole else "n/a (0/0)"
 
 
 def grid_path_check(out: str | Path) -> Path:

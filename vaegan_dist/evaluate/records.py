@@ -64,26 +64,26 @@ class EditRow:
 
 
 @dataclass
-class OfOneModel(ResultRecord):
-    """What a result measured on one trained model says of it."""
-
-    checkpoint: str
-    step: int
-    model_kind: str
-
-
-@dataclass
 class ReconstructionRow:
-    """One attribute's read on the plain reconstructions against the originals, both ways. A row's ``baseline``
+    """One attribute's read on the plain reconstructions against the originals, both ways. ``EditRow.baseline``
     counts one direction only (gains among the images lacking it, for a positive scale): a model that never
     draws glasses scores 0% there while it takes them off every face that wears them."""
 
     attribute: str
     having: int  # originals the evaluator reads the attribute on
     lost: int  # of those, reconstructions it does not read it on
-    lacking: int
+    lacking: int  # originals it does not read the attribute on
     gained: int  # of the originals lacking it, reconstructions it reads it on
     changed_fraction: float | None  # (lost + gained) / all images: the share whose read the reconstruction changes
+
+
+@dataclass
+class OfOneModel(ResultRecord):
+    """What a result measured on one trained model says of it."""
+
+    checkpoint: str
+    step: int
+    model_kind: str
 
 
 @dataclass

@@ -53,10 +53,6 @@ _TABLE: dict[int, dict] = {
 }
 
 
-def dis_l_sides(image_size: int) -> tuple[int, ...]:
-    """The output sides of the discriminator's stride-2 convolutions: where Dis_l may be taken."""
-    return tuple(image_size >> (i + 1) for i in range(len(_TABLE[image_size]["discriminator_channels"])))
-
 
 def _scale(channels: tuple[int, ...], width: float) -> tuple[int, ...]:
     return tuple(max(1, round(c * width)) for c in channels)
@@ -66,7 +62,7 @@ def architecture(image_size: int, width: float = 1.0, dis_l_side: int = DIS_L_SI
     """The layer sizes for ``image_size``, every channel count multiplied by ``width``, Dis_l at ``dis_l_side``."""
     if image_size not in _TABLE:
         raise ValueError(f"no architecture for image_size={image_size}; supported: {sorted(_TABLE)}")
-    sides = dis_l_sides(image_size)
+    sides = tuple(image_size >> (i + 1) for i in range(len(_TABLE[image_size]["discriminator_channels"])))
     if dis_l_side not in sides:
         raise ValueError(f"no discriminator convolution of side {dis_l_side} at image_size={image_size}; "
                          f"choose one of {', '.join(map(str, sides))}")

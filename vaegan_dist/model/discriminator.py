@@ -13,7 +13,8 @@ class Discriminator(nn.Module):
     """A 5x5 conv + ReLU without BN, stride-2 convs with BN + ReLU, FC with BN + ReLU, FC to one logit.
 
     The forward pass returns the logit (the sigmoid lives in the loss, for numerical stability) and the
-    output of the Dis_l convolution before its BN, flattened: at 64 px that is the 4th conv, 256x8x8.
+    output of the Dis_l convolution before its BN, flattened: at 64 px that is the 4th conv, 256x8x8 (the
+    paper's; ``model.dis_l_side`` picks another stride-2 conv by its output side).
     An attribute-conditioned discriminator gets y at its FC layer, after Dis_l: it judges whether an image
     is a real face *with these attributes*, while Dis_l (the similarity metric) stays a function of the image.
     With ``batch_norm=False`` (``model.discriminator_norm=none``) no layer normalises over the batch: a real
