@@ -35,9 +35,9 @@ from vaegan_dist.config import build_config
 PAPER_SMOKE = ["optim.algorithm=rmsprop", "optim.ema_halflife_kimg=0", "objective.gan_start=0",
                "objective.adaptive_gamma=false", "objective.r1_gamma=0", "model.spectral_norm=false",
                "model.discriminator_norm=batch", "model.autoencoder_norm=batch", "model.dis_l_side=8",
-               "objective.pixel_weight=0", "objective.gamma=0.01", "objective.equilibrium=true",
-               "optim.lr_encoder=3e-4", "optim.lr_decoder=3e-4", "optim.lr_discriminator=3e-4", "train.workers=2",
-               "train.cpus_per_worker=1", "data.batch_size=16"]
+               "objective.kl_weight=1", "objective.pixel_weight=0", "objective.gamma=0.01",
+               "objective.equilibrium=true", "optim.lr_encoder=3e-4", "optim.lr_decoder=3e-4",
+               "optim.lr_discriminator=3e-4", "train.workers=2", "train.cpus_per_worker=1", "data.batch_size=16"]
 RECIPES: dict[str, list[str]] = {
     "preset": [],
     "paper": PAPER_SMOKE,
@@ -118,6 +118,9 @@ RECIPES: dict[str, list[str]] = {
     "dis_lr1e-4": ["optim.lr_discriminator=1e-4"],  # a slower discriminator: a shorter noisy GAN phase at 64 px?
     "ae_nobn": ["model.autoencoder_norm=none"],  # no batch norm in the encoder and decoder (64 px)
     # Dis_l from the 16x16 conv at 64 px: 4 image pixels per feature, as the paper's 8x8 Dis_l is at 32 px
+    # the KL's weight in the encoder's loss: a 32-dim code carries no Eyeglasses or Smiling at weight 1
+    "lr1e-3_kl0.1": ["optim.lr_encoder=1e-3", "optim.lr_decoder=1e-3", "optim.lr_discriminator=1e-3",
+                     "objective.kl_weight=0.1"],
     "lr1e-3_disl16": ["optim.lr_encoder=1e-3", "optim.lr_decoder=1e-3", "optim.lr_discriminator=1e-3",
                       "model.dis_l_side=16"],
     "enc_fc1024": ["model.encoder_fc=1024"],  # the released code's encoder FC (the smoke preset's is 256)

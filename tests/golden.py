@@ -32,7 +32,7 @@ SMOKE_OBJECTIVE = ["objective.gamma=0.01", "objective.generator_loss=non_saturat
                    "objective.decoder_gan_weight=one", "optim.schedule=constant", "objective.r1_gamma=0",
                    "objective.pixel_weight=0", "objective.adaptive_gamma=false", "objective.gan_start=0",
                    "model.spectral_norm=false", "model.discriminator_norm=batch", "model.autoencoder_norm=batch",
-                   "model.dis_l_side=8",
+                   "model.dis_l_side=8", "objective.kl_weight=1",
                    "optim.algorithm=rmsprop", "optim.ema_halflife_kimg=0"]
 OBJECTIVES = {
     "smoke": SMOKE_OBJECTIVE,

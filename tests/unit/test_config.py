@@ -78,6 +78,7 @@ def test_later_override_wins():
     ("optim.algorithm=sgd", "config key 'optim.algorithm' must be one of rmsprop, adam"),
     ("model.kind=vae objective.adaptive_gamma=true", "only model.kind=vaegan has (model.kind is 'vae')"),
     ("model.kind=gan objective.gan_start=10", "must be 0 for model.kind=gan"),
+    ("objective.kl_weight=0", "config key 'objective.kl_weight' must be > 0"),
     ("model.dis_l_side=32", "config key 'model.dis_l_side' must be the output side of a discriminator convolution "
                             "at data.image_size=32: one of 16, 8, 4; got 32"),
     ("data.image_size=64 model.dis_l_side=0", "at data.image_size=64: one of 32, 16, 8; got 0"),

@@ -64,6 +64,17 @@ def test_vae_has_no_discriminator_and_trains_on_the_pixel_gaussian_nll():
     assert model.discriminator is None and outcome.gan_costs is None
     _assert_grads(model, got, expected)
     assert outcome.metrics["loss/l_llike"].item() == pytest.approx(l_pixel.item(), rel=1e-5)
+    # objective.kl_weight weighs the KL in the VAE's loss too (the same forward, a different gradient)
+    model = _model("vae")
+    ref = copy.deepcopy(model)
+    mu, logvar = ref.encoder(x)
+    x_rec = ref.decoder(mu + eps * torch.exp(0.5 * logvar))
+    total = 0.5 * (-0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(1)).mean() \
+        + (0.5 * (x_rec - x).pow(2).flatten(1).sum(1)).mean()
+    expected = {n: torch.autograd.grad(total, list(getattr(ref, n).parameters()), retain_graph=True)
+                for n in ("encoder", "decoder")}
+    _, got = _run(model, ObjectiveConfig(gamma=0.3, kl_weight=0.5))
+    _assert_grads(model, got, expected)
 
 
 @pytest.mark.parametrize("objective", [ObjectiveConfig(gamma=0.3),

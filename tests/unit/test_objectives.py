@@ -187,6 +187,19 @@ def test_the_pixel_term_joins_llike_for_the_encoder_and_the_decoder():
     _assert_routed(model, x, eps, z_p, objective, expected)
 
 
+def test_the_kl_weight_scales_l_prior_in_the_encoder_and_nothing_else():
+    """objective.kl_weight: Enc <- w * L_prior + L_llike; the decoder's and the discriminator's gradients as without
+    it (the decoder samples from the same N(0, I) prior)."""
+    objective = ObjectiveConfig(gamma=0.3, kl_weight=0.25)
+    model, x, eps, z_p = _setup(dtype=torch.float64)
+    ref = copy.deepcopy(model)
+    l_prior, l_llike, l_gan, l_gen = _reference_losses(ref, x, eps, z_p, objective)
+    expected = _expected_gradients(ref, encoder=0.25 * l_prior + l_llike,
+                                   decoder=objective.gamma * l_llike + l_gen,
+                                   discriminator=l_gan)
+    _assert_routed(model, x, eps, z_p, objective, expected)
+
+
 def test_r1_joins_the_discriminator_loss_and_nothing_else():
     """Dis <- L_GAN + k * r1_gamma / 2 * E||grad_x D(x)||^2 (a double backward through an independent forward on
     the real images); encoder and decoder gradients as without it."""

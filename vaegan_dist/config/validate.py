@@ -50,6 +50,8 @@ def validate(cfg: Config) -> Config:
              "must be 0 for model.kind=gan (a plain GAN has nothing to learn before its game starts)")
     _require(o.r1_gamma >= 0, "objective.r1_gamma", o.r1_gamma, "must be >= 0 (0 = off)")
     _require(o.pixel_weight >= 0, "objective.pixel_weight", o.pixel_weight, "must be >= 0 (0 = off)")
+    _require(o.kl_weight > 0, "objective.kl_weight", o.kl_weight,
+             "must be > 0 (without the KL the codes leave the prior that samples are drawn from)")
     _require(o.r1_every >= 1, "objective.r1_every", o.r1_every, "must be >= 1 (1 = every step)")
 
     for key in ("lr_encoder", "lr_decoder", "lr_discriminator"):

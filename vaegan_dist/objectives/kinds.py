@@ -87,7 +87,7 @@ def _vaegan(networks, x, eps, z_p, objective, autocast, y, phase, decoder_gan: b
              "loss/l_gan": losses.l_gan.detach(), "loss/l_gen": losses.l_gen.detach()}
     metrics = {
         **terms,
-        "loss/encoder": terms["loss/l_prior"] + terms["loss/l_llike"],
+        "loss/encoder": objective.kl_weight * terms["loss/l_prior"] + terms["loss/l_llike"],
         "gan/real_cost": losses.real_cost,
         "gan/fake_cost": losses.fake_cost,
         "gan/d_real": losses.d_real,
@@ -114,10 +114,10 @@ def _vae(networks, x, eps, z_p, objective, autocast, y, phase) -> StepOutcome:
         l_prior = kl.mean()
         l_llike = kernels.feature_nll(x_rec, x.to(x_rec.dtype))  # 1/2 ||x~ - x||^2 over pixels
     params = [p for net in (encoder, decoder) for p in net.parameters()]
-    torch.autograd.backward(l_prior + l_llike, inputs=params)
+    torch.autograd.backward(objective.kl_weight * l_prior + l_llike, inputs=params)
     l_prior, l_llike = l_prior.detach(), l_llike.detach()
-    metrics = {"loss/l_prior": l_prior, "loss/l_llike": l_llike, "loss/encoder": l_prior + l_llike,
-               "stats/kl_per_dim": l_prior / mu.shape[1]}
+    metrics = {"loss/l_prior": l_prior, "loss/l_llike": l_llike,
+               "loss/encoder": objective.kl_weight * l_prior + l_llike, "stats/kl_per_dim": l_prior / mu.shape[1]}
     return StepOutcome(metrics, None)
 
 

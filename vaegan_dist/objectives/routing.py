@@ -73,10 +73,10 @@ def compute_gradients(fwd: Forward, losses: Losses, encoder: nn.Module, decoder:
     elif decoder_gan:
         (g_gen,) = torch.autograd.grad(losses.l_gen, x_fake, retain_graph=True)
 
-    # 2. Encoder: L_prior directly, L_llike through Dec; the GAN loss never enters. L_llike's gradient at the
-    #    decoder's output is collected on the way without touching Dis or Dec parameters.
-    torch.autograd.backward(losses.l_prior + losses.l_llike, inputs=list(encoder.parameters()) + [x_fake],
-                            retain_graph=True)
+    # 2. Encoder: L_prior directly (times objective.kl_weight), L_llike through Dec; the GAN loss never enters.
+    #    L_llike's gradient at the decoder's output is collected on the way without touching Dis or Dec parameters.
+    torch.autograd.backward(objective.kl_weight * losses.l_prior + losses.l_llike,
+                            inputs=list(encoder.parameters()) + [x_fake], retain_graph=True)
     g_llike = x_fake.grad
     x_fake.grad = None
 

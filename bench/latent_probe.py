@@ -1,0 +1,89 @@
+"""Does a trained encoder's code carry an attribute? A logistic probe on the posterior means of training images,
+scored on the test images, beside the majority-class accuracy and the evaluator's read of the reconstructions.
+
+    python bench/latent_probe.py --runs ~/vaegan-dist/runs/faces64-... --attributes Eyeglasses Smiling Blond_Hair
+
+An edit (``vaegan-dist edit``) moves a code along the mean difference of the codes with and without an
+attribute; if a linear probe cannot tell the two groups apart from the codes, the reconstruction cannot keep the
+attribute and the vector can only push the decoder towards drawing it, whatever the face. This separates the
+encoder (is it in the code?) from the decoder (is it drawn?). The probe is L-BFGS on standardised codes with a
+small L2 penalty: enough for a linear read-out; a stronger probe would answer a different question.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+import torch.nn.functional as F
+
+from vaegan_dist.data.codec import to_unit_range
+from vaegan_dist.data.stream import first_images
+from vaegan_dist.evaluate.editing import reads_of
+from vaegan_dist.evaluate.run import open_trained
+
+CPU = torch.device("cpu")
+
+
+@torch.no_grad()
+def codes(trained, split: str, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Posterior means, attribute labels and uint8 images of the first ``n`` images of ``split``."""
+    x, y = first_images(trained.sources[split], split, n)
+    mu = torch.cat([trained.model.encode(to_unit_range(chunk, CPU)).float() for chunk in x.split(128)])
+    return mu, y.float(), x
+
+
+def probe_accuracy(train_codes: torch.Tensor, train_labels: torch.Tensor, test_codes: torch.Tensor,
+                   test_labels: torch.Tensor, l2: float = 1e-3) -> float:
+    mean, std = train_codes.mean(0), train_codes.std(0) + 1e-6
+    a, b = (train_codes - mean) / std, (test_codes - mean) / std
+    w = torch.zeros(a.shape[1], requires_grad=True)
+    bias = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.LBFGS([w, bias], max_iter=300)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = F.binary_cross_entropy_with_logits(a @ w + bias, train_labels) + l2 * w.square().sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        return ((b @ w + bias > 0).float() == test_labels).float().mean().item()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", nargs="+", required=True, help="run directories or checkpoints")
+    parser.add_argument("--attributes", nargs="+", default=["Eyeglasses", "Smiling", "Blond_Hair", "Male"])
+    parser.add_argument("--train-images", type=int, default=3000)
+    parser.add_argument("--test-images", type=int, default=800)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    print("| run | attribute | probe on the codes (test) | majority class | evaluator: originals | "
+          "evaluator: reconstructions |")
+    print("|---|---|---|---|---|---|")
+    for run in args.runs:
+        trained = open_trained(run, splits=("train", "test"), log=lambda *_: None)
+        names = trained.sources["train"].attributes
+        unknown = [a for a in args.attributes if a not in names]
+        if unknown:
+            raise SystemExit(f"{run}: the data has no attribute {unknown[0]!r}; it has: {', '.join(names)}")
+        train_mu, train_y, _ = codes(trained, "train", args.train_images)
+        test_mu, test_y, test_x = codes(trained, "test", args.test_images)
+        with torch.no_grad():
+            recon = torch.cat([trained.model.reconstruct(to_unit_range(c, CPU)).float() for c in test_x.split(128)])
+        for attribute in args.attributes:
+            i = names.index(attribute)
+            accuracy = probe_accuracy(train_mu, train_y[:, i], test_mu, test_y[:, i])
+            share = test_y[:, i].mean().item()
+            reads = reads_of(trained.evaluator, attribute, test_x, recon)
+            agree = "n/a" if reads is None else (
+                f"{(reads[0] == test_y[:, i].bool()).float().mean().item():.1%} | "
+                f"{(reads[1] == test_y[:, i].bool()).float().mean().item():.1%}")
+            print(f"| {trained.name} (step {trained.step}) | {attribute} | {accuracy:.1%} | "
+                  f"{max(share, 1 - share):.1%} | {agree} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
