@@ -33,8 +33,19 @@ def codes(trained, split: str, n: int) -> tuple[torch.Tensor, torch.Tensor, torc
     return mu, y.float(), x
 
 
-def probe_accuracy(train_codes: torch.Tensor, train_labels: torch.Tensor, test_codes: torch.Tensor,
-                   test_labels: torch.Tensor, l2: float = 1e-3) -> float:
+def auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
+    """The probability that a random positive scores above a random negative (ties count half): 0.5 is no
+    information, whatever the classes' balance (accuracy sits at the majority class for a weak signal)."""
+    pos, neg = scores[labels > 0.5], scores[labels <= 0.5]
+    if not len(pos) or not len(neg):
+        return float("nan")
+    diff = pos[:, None] - neg[None, :]
+    return ((diff > 0).float().mean() + 0.5 * (diff == 0).float().mean()).item()
+
+
+def probe(train_codes: torch.Tensor, train_labels: torch.Tensor, test_codes: torch.Tensor,
+          test_labels: torch.Tensor, l2: float = 1e-3) -> tuple[float, float]:
+    """Test accuracy and AUC of a logistic read-out of the codes."""
     mean, std = train_codes.mean(0), train_codes.std(0) + 1e-6
     a, b = (train_codes - mean) / std, (test_codes - mean) / std
     w = torch.zeros(a.shape[1], requires_grad=True)
@@ -49,7 +60,8 @@ def probe_accuracy(train_codes: torch.Tensor, train_labels: torch.Tensor, test_c
 
     opt.step(closure)
     with torch.no_grad():
-        return ((b @ w + bias > 0).float() == test_labels).float().mean().item()
+        scores = b @ w + bias
+        return ((scores > 0).float() == test_labels).float().mean().item(), auc(scores, test_labels)
 
 
 def main() -> None:
@@ -60,9 +72,9 @@ def main() -> None:
     parser.add_argument("--test-images", type=int, default=800)
     args = parser.parse_args()
     torch.manual_seed(0)
-    print("| run | attribute | probe on the codes (test) | majority class | evaluator: originals | "
-          "evaluator: reconstructions |")
-    print("|---|---|---|---|---|---|")
+    print("| run | attribute | probe on the codes: accuracy | AUC | majority class | evaluator right: originals | "
+          "reconstructions |")
+    print("|---|---|---|---|---|---|---|")
     for run in args.runs:
         trained = open_trained(run, splits=("train", "test"), log=lambda *_: None)
         names = trained.sources["train"].attributes
@@ -75,13 +87,13 @@ def main() -> None:
             recon = torch.cat([trained.model.reconstruct(to_unit_range(c, CPU)).float() for c in test_x.split(128)])
         for attribute in args.attributes:
             i = names.index(attribute)
-            accuracy = probe_accuracy(train_mu, train_y[:, i], test_mu, test_y[:, i])
+            accuracy, area = probe(train_mu, train_y[:, i], test_mu, test_y[:, i])
             share = test_y[:, i].mean().item()
             reads = reads_of(trained.evaluator, attribute, test_x, recon)
             agree = "n/a" if reads is None else (
                 f"{(reads[0] == test_y[:, i].bool()).float().mean().item():.1%} | "
                 f"{(reads[1] == test_y[:, i].bool()).float().mean().item():.1%}")
-            print(f"| {trained.name} (step {trained.step}) | {attribute} | {accuracy:.1%} | "
+            print(f"| {trained.name} (step {trained.step}) | {attribute} | {accuracy:.1%} | {area:.2f} | "
                   f"{max(share, 1 - share):.1%} | {agree} |", flush=True)
 
 
