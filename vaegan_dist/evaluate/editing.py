@@ -84,7 +84,8 @@ def score(evaluator: Evaluator | None, name: str, originals: torch.Tensor, recon
     every reconstruction "removes" it without any vector; the baseline says how much of a score is that.
     ``vector_fraction`` is the vector's own effect: among images whose reconstruction still shows the
     original state, the share whose edit the evaluator judges changed. ``reads``: :func:`reads_of`, if known."""
-    reads = reads or reads_of(evaluator, name, originals, recon)
+    if reads is None:
+        reads = reads_of(evaluator, name, originals, recon)
     if evaluator is None or reads is None:
         return [EditRow(attribute=name, scale=s, candidates=None, changed=None, fraction=None) for s in scales]
     index = evaluator.attributes.index(name)
