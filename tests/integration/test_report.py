@@ -142,8 +142,12 @@ def metrics(step: int, kind: str, **values) -> dict:
     return {**dict.fromkeys(METRICS), **values, "num": 64, "split": "test", "step": step, "model_kind": kind}
 
 
-def edit_result(attribute: str = "Eyeglasses") -> dict:
-    return {"format": "vaegan-dist-edit/1", "checkpoint": "/x/state.pt", "step": 100, "model_kind": "vaegan",
+def edit_result(attribute: str = "Eyeglasses", both_ways: bool = False) -> dict:
+    # both_ways: the reconstruction's change of the read, recorded since issue 26 (older files lack it)
+    reconstruction = [{"attribute": attribute, "having": 3, "lost": 1, "lacking": 21, "gained": 3,
+                       "changed_fraction": 4 / 24}] if both_ways else []
+    return {"reconstruction": reconstruction,
+            "format": "vaegan-dist-edit/1", "checkpoint": "/x/state.pt", "step": 100, "model_kind": "vaegan",
             "images": "test split of /data", "num_images": 24, "vector_images": 192, "scales": [-1.0, 1.5],
             "results": [{"attribute": attribute, "scale": -1.0, "candidates": 3, "changed": 1, "fraction": 1 / 3},
                         {"attribute": attribute, "scale": 1.5, "candidates": 12, "changed": 5, "fraction": 5 / 12},
@@ -194,7 +198,7 @@ def three_runs(tmp_path) -> list[Path]:
     full = make_run(runs, "vaegan-full", results={
         "metrics.json": metrics(100, "vaegan", fd=2.5, fd_recon=1.0, attr_agreement=0.8, pixel_mse=0.04,
                                 feature_mse=0.2, sharpness_ratio=0.9, precision=0.6, recall=0.5),
-        "edit.png": edit_grid, "edit.json": edit_result(), "similarity.json": similarity_result(),
+        "edit.png": edit_grid, "edit.json": edit_result(both_ways=True), "similarity.json": similarity_result(),
         "pretraining.json": pretraining_result()}, seed=1)
     vae = make_run(runs, "vae-plain", kind="vae", gamma=1.0, results={
         "metrics.json": metrics(100, "vae", fd=4.0, fd_recon=0.5, attr_agreement=0.9, pixel_mse=0.02,
@@ -272,6 +276,10 @@ def test_result_tables_and_what_was_not_run(three_runs, tmp_path):
     # edit: rows attributes, columns scales, the fraction with changed/candidates beneath, null as n/a
     assert "+1.5" in page.text and "-1" in page.text
     assert "42%5/12" in page.text and "33%1/3" in page.text and "n/a0/0" in page.text and "100%10/10" in page.text
+    # and the reconstruction's own change of the read, both ways, in a last column (n/a where not recorded)
+    assert "reconstruction (read changed, both ways)" in page.text
+    assert "17%lost on 1/3 that have it, gained on 3/21 that lack it" in page.text
+    assert "100%10/10n/a" in page.text  # Smiling has no reconstruction row
     # similarity like the paper's Table 1, pretraining with label counts in the columns
     assert "test set (real images)" in page.text and "cvaegan" in page.text
     assert "1% (19 labels)" in page.text and "100% (1920 labels)" in page.text and "85.0%" in page.text
@@ -340,6 +348,7 @@ def test_text_from_files_is_escaped(tmp_path):
     for raw in ("a<b>&c", sneaky, '"><img src=x onerror=alert(1)>', "<i>vae</i>", "&amp;", "<b>my</b> runs"):
         assert raw in page.text  # shown as text, exactly as written
     assert "a&lt;b&gt;&amp;c" in text and "&amp;amp;" in text
+    assert "both ways" not in page.text  # an edit.json from before the column has none
 
 
 def test_a_large_image_is_a_note(tmp_path, monkeypatch):

@@ -14,7 +14,7 @@ from functools import cache
 from markupsafe import Markup
 
 from vaegan_dist.evaluate.model_metrics import METRICS, better, better_note
-from vaegan_dist.evaluate.records import EditRow
+from vaegan_dist.evaluate.records import EditRow, ReconstructionRow
 from vaegan_dist.evaluate.report.reading import Picture, RunView
 from vaegan_dist.pages import csp_hash, environment, source
 
@@ -156,11 +156,14 @@ def _edit(run: RunView) -> list[Block]:
         return [*blocks, _note("edit: not run" if run.edit_grid is None else "no readable edit.json beside it")]
     scales = list(dict.fromkeys(r.scale for r in edit.results))
     by_cell = {(r.attribute, r.scale): r for r in edit.results}
-    rows = [(Cell(attribute), [_edit_fraction(by_cell.get((attribute, s))) for s in scales])
+    both_ways = {r.attribute: r for r in edit.reconstruction}  # absent from files written before it was recorded
+    rows = [(Cell(attribute), [*(_edit_fraction(by_cell.get((attribute, s))) for s in scales),
+                               *([_reconstruction_change(both_ways.get(attribute))] if both_ways else [])])
             for attribute in dict.fromkeys(r.attribute for r in edit.results)]
     caption = (f"fraction of candidates the edit changed; {edit.num_images} images ({edit.images}), "
                f"attribute vectors from {edit.vector_images} images")
-    head = [Cell("attribute \\ scale"), *(Cell(f"{s:+g}") for s in scales)]
+    head = [Cell("attribute \\ scale"), *(Cell(f"{s:+g}") for s in scales),
+            *([Cell("reconstruction", "read changed, both ways")] if both_ways else [])]
     return [*blocks, Block("table", table=Table("edit", caption, head, rows))]
 
 
@@ -174,6 +177,14 @@ def _edit_fraction(row: EditRow | None) -> Cell:
     small += "" if row.baseline is None else f"; {100 * row.baseline:.0f}% by reconstruction alone"
     small += "" if row.vector_fraction is None else f"; vector alone {100 * row.vector_fraction:.0f}%"
     return Cell(shown, small)
+
+
+def _reconstruction_change(row: ReconstructionRow | None) -> Cell:
+    """The share of all edited images whose read the plain reconstruction changes: the floor under every edit."""
+    if row is None or row.changed_fraction is None:
+        return Cell("n/a")
+    return Cell(f"{100 * row.changed_fraction:.0f}%",
+                f"lost on {row.lost}/{row.having} that have it, gained on {row.gained}/{row.lacking} that lack it")
 
 
 def _similarity(run: RunView) -> list[Block]:
