@@ -83,6 +83,8 @@ def main() -> None:
     parser.add_argument("--pixels", type=int, default=0, metavar="SIDE",
                         help="also probe the images, average-pooled to SIDE x SIDE (a divisor of the image side)")
     args = parser.parse_args()
+    if args.pixels < 0:
+        parser.error(f"--pixels {args.pixels}: 0 (off) or a positive divisor of the image side")
     torch.manual_seed(0)
     print("| run | attribute | probe on the codes: accuracy | AUC | majority class | evaluator right: originals | "
           "reconstructions |")

@@ -313,6 +313,10 @@ def test_a_run_without_results_or_metrics_says_so(tmp_path):
      "results[0].scale: nan is not a finite number"),
     ("pretraining.json", json.dumps([1, 2]), "not a JSON object"),
     ("edit.json", b"\xff\xfe{}", "not readable JSON"),  # not UTF-8
+    ("edit.json", json.dumps({**edit_result(both_ways=True), "reconstruction": [
+        {**edit_result(both_ways=True)["reconstruction"][0], "lost": 5}]}), "reconstruction[0]: lost 5 of 3"),
+    ("edit.json", json.dumps({**edit_result(both_ways=True), "reconstruction": [
+        {**edit_result(both_ways=True)["reconstruction"][0], "changed_fraction": 7.5}]}), "not in [0, 1]"),
 ])
 def test_a_malformed_result_is_one_warning_and_the_rest_still_renders(tmp_path, file, content, why):
     bad = make_run(tmp_path, "bad", results={file: content})

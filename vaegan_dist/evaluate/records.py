@@ -76,6 +76,16 @@ class ReconstructionRow:
     gained: int  # of the originals lacking it, reconstructions it reads it on
     changed_fraction: float | None  # (lost + gained) / all images: the share whose read the reconstruction changes
 
+    def problem(self) -> str | None:
+        """What makes the counts impossible (read from a file someone else may have written), else None."""
+        if min(self.having, self.lost, self.lacking, self.gained) < 0:
+            return "a count is negative"
+        if self.lost > self.having or self.gained > self.lacking:
+            return f"lost {self.lost} of {self.having} or gained {self.gained} of {self.lacking}"
+        if self.changed_fraction is not None and not 0.0 <= self.changed_fraction <= 1.0:
+            return f"changed_fraction {self.changed_fraction!r} is not in [0, 1]"
+        return None
+
 
 @dataclass
 class OfOneModel(ResultRecord):
@@ -160,7 +170,11 @@ def _read_dataclass(cls: type, data: dict[str, Any], where: str) -> Any:
                 raise ResultFormatError(f"{name}: missing")
             continue
         values[f.name] = _read(hints[f.name], data[f.name], name)
-    return cls(**values)
+    record = cls(**values)
+    problem = record.problem() if hasattr(record, "problem") else None  # a record's own consistency rules
+    if problem:
+        raise ResultFormatError(f"{where or cls.__name__}: {problem}")
+    return record
 
 
 def _read(hint: Any, value: Any, where: str) -> Any:
